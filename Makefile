@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine (Python 3.11+ and git only):
+#   make demo   - set up, start the embedded Redis and the demo
+#   make test   - set up and run lint, type checks and the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "holt needs Python 3.11+, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install only when the project metadata changed.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/holt redis start
+	$(BIN)/holt redis status
+
+lint: $(STAMP)
+	$(BIN)/ruff check holt_core holt_tui tests bench
+	$(BIN)/mypy
+
+# pytest exits 5 when it collected nothing: say so instead of a bare make error.
+test: lint
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo 'pytest: no tests were collected'; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

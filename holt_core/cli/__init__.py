@@ -1,0 +1,1 @@
+"""The ``holt`` command line."""

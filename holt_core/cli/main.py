@@ -1,0 +1,50 @@
+"""Entry point of ``holt``. Subcommand groups live in their own modules and register here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from holt_core import __version__
+from holt_core.cli import redis_cmd
+from holt_core.cli.output import print_error
+from holt_core.errors import HoltError
+
+app = typer.Typer(
+    name="holt",
+    help="Holt: a blackboard orchestrator for AI agents, with humans in the loop.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(redis_cmd.app, name="redis")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"holt version {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Holt: a blackboard orchestrator for AI agents, with humans in the loop."""
+
+
+def run() -> None:
+    """Console-script entry: user errors become one line and exit 1, never a traceback.
+
+    Typer's standalone mode already turns usage errors into a message and exit 2.
+    """
+    try:
+        app()
+    except HoltError as err:
+        print_error(err)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,124 @@
+"""Every Redis key and pub/sub channel name Holt uses, built in this one module.
+
+Holt's own names (protocol section 1-2) are kept exactly so a Go client can share the blackboard;
+our additions live under ``holt:{inst}:idx:*``, ``holt:{inst}:hitl:*``, ``holt:{inst}:debug:*``
+and ``holt:{inst}:audit``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from holt_core.errors import InvalidInput
+
+INSTANCES = "holt:instances"
+INSTANCE_COUNTER = "holt:instance_counter"
+
+_INSTANCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Characters that SCAN/KEYS treat as glob syntax; user input must never act as a pattern.
+_GLOB_CHARS = re.compile(r"([*?\[\]\\])")
+
+
+def validate_instance_name(name: str) -> str:
+    if len(name) > 63 or not _INSTANCE_NAME.match(name):
+        raise InvalidInput(
+            f"invalid instance name '{name}'",
+            hint="use 1-63 lower-case letters, digits and hyphens, not starting or ending with a hyphen",
+        )
+    return name
+
+
+def escape_glob(text: str) -> str:
+    """Escape text so that it matches literally inside a Redis MATCH pattern."""
+    return _GLOB_CHARS.sub(r"\\\1", text)
+
+
+class Keys:
+    """Key and channel names of one instance."""
+
+    __slots__ = ("instance", "prefix")
+
+    def __init__(self, instance: str) -> None:
+        self.instance = validate_instance_name(instance)
+        self.prefix = f"holt:{instance}:"
+
+    # --- Holt's keys (protocol 1.2) ---
+    def artefact(self, artefact_id: str) -> str:
+        return f"{self.prefix}artefact:{artefact_id}"
+
+    def claim(self, claim_id: str) -> str:
+        return f"{self.prefix}claim:{claim_id}"
+
+    def bids(self, claim_id: str) -> str:
+        return f"{self.prefix}claim:{claim_id}:bids"
+
+    def claim_by_artefact(self, artefact_id: str) -> str:
+        return f"{self.prefix}claim_by_artefact:{artefact_id}"
+
+    def thread(self, logical_id: str) -> str:
+        return f"{self.prefix}thread:{logical_id}"
+
+    def grant_queue(self, role: str) -> str:
+        return f"{self.prefix}grant_queue:{role}"
+
+    @property
+    def agent_images(self) -> str:
+        return f"{self.prefix}agent_images"
+
+    @property
+    def lock(self) -> str:
+        return f"{self.prefix}lock"
+
+    # --- SCAN patterns ---
+    @property
+    def artefact_pattern(self) -> str:
+        return f"{escape_glob(self.prefix)}artefact:*"
+
+    def artefact_prefix_pattern(self, id_prefix: str) -> str:
+        return f"{escape_glob(self.prefix)}artefact:{escape_glob(id_prefix)}*"
+
+    @property
+    def claim_pattern(self) -> str:
+        """Matches claim hashes *and* their ``:bids`` hashes; callers filter with is_claim_key."""
+        return f"{escape_glob(self.prefix)}claim:*"
+
+    @property
+    def instance_pattern(self) -> str:
+        return f"{escape_glob(self.prefix)}*"
+
+    def id_from_artefact_key(self, key: str) -> str:
+        return key[len(self.prefix) + len("artefact:") :]
+
+    def id_from_claim_key(self, key: str) -> str | None:
+        """The claim id of a claim hash key, or None for a ``:bids`` key or anything else."""
+        head = f"{self.prefix}claim:"
+        if not key.startswith(head):
+            return None
+        rest = key[len(head) :]
+        return None if ":" in rest else rest
+
+    # --- our additions ---
+    @property
+    def artefact_index(self) -> str:
+        """ZSET of artefact ids scored by created_at_ms, for fast paging (Go writers do not add to it)."""
+        return f"{self.prefix}idx:artefacts"
+
+    @property
+    def claim_index(self) -> str:
+        return f"{self.prefix}idx:claims"
+
+    # --- pub/sub channels (protocol 2) ---
+    @property
+    def artefact_events(self) -> str:
+        return f"{self.prefix}artefact_events"
+
+    @property
+    def claim_events(self) -> str:
+        return f"{self.prefix}claim_events"
+
+    @property
+    def workflow_events(self) -> str:
+        return f"{self.prefix}workflow_events"
+
+    def agent_events(self, agent_name: str) -> str:
+        return f"{self.prefix}agent:{agent_name}:events"

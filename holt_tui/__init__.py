@@ -1,0 +1,1 @@
+"""holt-tui: a full-screen debugger that attaches to a running Holt instance."""
