@@ -107,6 +107,20 @@ class Keys:
     def claim_index(self) -> str:
         return f"{self.prefix}idx:claims"
 
+    @property
+    def open_claims(self) -> str:
+        """SET of claim ids not yet complete or terminated (recovery reads it instead of scanning)."""
+        return f"{self.prefix}idx:open_claims"
+
+    @property
+    def lock_owner(self) -> str:
+        """Random token of the orchestrator holding ``lock`` (Go's lock value cannot say who owns it)."""
+        return f"{self.prefix}lock:owner"
+
+    def exec_lease(self, claim_id: str, agent_name: str) -> str:
+        """An agent's lease on executing one grant: stops a re-sent grant from running twice."""
+        return f"{self.prefix}exec:{claim_id}:{agent_name}"
+
     # --- pub/sub channels (protocol 2) ---
     @property
     def artefact_events(self) -> str:

@@ -1,0 +1,325 @@
+"""The async blackboard client: Holt's records in Redis, read and written in Holt's exact format.
+
+Artefacts are write-once. Every write that other processes react to is announced on pub/sub in the same
+atomic step (see ``transaction``), after the data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from holt_core.errors import (
+    AlreadyExists,
+    AmbiguousId,
+    InvalidInput,
+    MalformedRecord,
+    NotFound,
+    RedisUnavailable,
+)
+from holt_core.keys import Keys
+from holt_core.models import (
+    Artefact,
+    BidType,
+    Claim,
+    WorkflowEvent,
+    WorkflowEventType,
+    is_uuid,
+    now_ms,
+)
+from holt_core.transaction import Tx, TxResult, TxRunner
+
+MIN_SHORT_ID = 6
+_SCAN_COUNT = 1000
+_BATCH = 500
+
+
+def connect_redis(url: str) -> Redis:
+    """A redis.asyncio client configured the way every Holt process uses it."""
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        # Payloads written by other clients may not be valid UTF-8; never crash on them.
+        encoding_errors="replace",
+        health_check_interval=30,
+    )
+
+
+@dataclass
+class ArtefactListing:
+    artefacts: list[Artefact] = field(default_factory=list)
+    malformed: list[MalformedRecord] = field(default_factory=list)
+
+
+class Blackboard:
+    """One instance's blackboard on one Redis connection pool."""
+
+    def __init__(self, redis: Redis, instance: str) -> None:
+        self.redis = redis
+        self.keys = Keys(instance)
+        self.instance = instance
+        self._tx = TxRunner(redis)
+
+    @classmethod
+    def from_url(cls, url: str, instance: str) -> Blackboard:
+        return cls(connect_redis(url), instance)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def run(self, tx: Tx) -> TxResult:
+        return await self._tx.run(tx)
+
+    # ------------------------------------------------------------------ artefacts
+
+    def artefact_tx(self, artefact: Artefact, *, add_to_thread: bool = False) -> tuple[Artefact, Tx]:
+        """The write-once creation of an artefact as a Tx (callers may add more operations to it)."""
+        if artefact.created_at_ms == 0:
+            artefact = artefact.model_copy(update={"created_at_ms": now_ms()})
+        key = self.keys.artefact(artefact.id)
+        tx = Tx().require_absent(key).hset(key, artefact.to_hash())
+        tx.zadd(self.keys.artefact_index, artefact.created_at_ms, artefact.id)
+        if add_to_thread:
+            tx.zadd(self.keys.thread(artefact.logical_id), artefact.version, artefact.id)
+        tx.publish(self.keys.artefact_events, artefact.to_json())
+        return artefact, tx
+
+    async def create_artefact(
+        self,
+        artefact: Artefact,
+        *,
+        add_to_thread: bool = False,
+        events: Iterable[WorkflowEvent] = (),
+    ) -> Artefact:
+        """Write an artefact once; a second write of the same id raises AlreadyExists.
+
+        ``events`` are published on the workflow channel in the same atomic step, after the artefact event.
+        """
+        artefact, tx = self.artefact_tx(artefact, add_to_thread=add_to_thread)
+        for event in events:
+            tx.publish(self.keys.workflow_events, event.to_json())
+        result = await self.run(tx)
+        if not result.ok:
+            raise AlreadyExists(f"artefact {artefact.id} already exists; artefacts are immutable")
+        return artefact
+
+    async def get_artefact(self, artefact_id: str) -> Artefact:
+        key = self.keys.artefact(artefact_id)
+        raw = await self.redis.hgetall(key)
+        if not raw:
+            raise NotFound(f"artefact with ID '{artefact_id}' not found")
+        return Artefact.from_hash(raw, key)
+
+    async def get_artefacts(self, ids: Sequence[str]) -> list[Artefact | None]:
+        """Pipelined fetch; missing ids give None, malformed records raise."""
+        out: list[Artefact | None] = []
+        for start in range(0, len(ids), _BATCH):
+            chunk = ids[start : start + _BATCH]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for artefact_id in chunk:
+                    pipe.hgetall(self.keys.artefact(artefact_id))
+                rows = await pipe.execute()
+            for artefact_id, raw in zip(chunk, rows, strict=True):
+                out.append(Artefact.from_hash(raw, self.keys.artefact(artefact_id)) if raw else None)
+        return out
+
+    async def artefact_exists(self, artefact_id: str) -> bool:
+        return bool(await self.redis.exists(self.keys.artefact(artefact_id)))
+
+    async def scan_artefact_ids(self) -> AsyncIterator[str]:
+        """Every artefact id on the blackboard, including ones other clients wrote (no index needed)."""
+        async for key in self.redis.scan_iter(match=self.keys.artefact_pattern, count=_SCAN_COUNT):
+            artefact_id = self.keys.id_from_artefact_key(key)
+            if ":" not in artefact_id:
+                yield artefact_id
+
+    async def list_artefacts(self) -> ArtefactListing:
+        """All artefacts, oldest first; records that do not decode are reported, not fatal."""
+        ids = [i async for i in self.scan_artefact_ids()]
+        listing = ArtefactListing()
+        for start in range(0, len(ids), _BATCH):
+            chunk = ids[start : start + _BATCH]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for artefact_id in chunk:
+                    pipe.hgetall(self.keys.artefact(artefact_id))
+                rows = await pipe.execute()
+            for artefact_id, raw in zip(chunk, rows, strict=True):
+                if not raw:
+                    continue  # deleted between SCAN and HGETALL
+                try:
+                    listing.artefacts.append(Artefact.from_hash(raw, self.keys.artefact(artefact_id)))
+                except MalformedRecord as bad:
+                    listing.malformed.append(bad)
+        listing.artefacts.sort(key=lambda a: (a.created_at_ms, a.id))
+        return listing
+
+    async def resolve_artefact_id(self, text: str) -> str:
+        """A full id or a unique prefix of at least 6 characters, to the full artefact id."""
+        candidate = text.strip().lower()
+        if len(candidate) == 36 and candidate.count("-") == 4:
+            if not await self.artefact_exists(candidate):
+                raise NotFound(f"artefact with ID '{text}' not found")
+            return candidate
+        if len(candidate) < MIN_SHORT_ID:
+            raise InvalidInput(f"short ID must be at least {MIN_SHORT_ID} characters (got {len(candidate)})")
+        matches: set[str] = set()
+        async for key in self.redis.scan_iter(
+            match=self.keys.artefact_prefix_pattern(candidate), count=_SCAN_COUNT
+        ):
+            artefact_id = self.keys.id_from_artefact_key(key)
+            if artefact_id.startswith(candidate) and ":" not in artefact_id:
+                matches.add(artefact_id)
+        ordered = sorted(matches)
+        if not ordered:
+            raise NotFound(f"artefact with ID '{text}' not found")
+        if len(ordered) > 1:
+            raise AmbiguousId(text, ordered, len(ordered))
+        return ordered[0]
+
+    # ------------------------------------------------------------------ threads
+
+    async def latest_version(self, logical_id: str) -> tuple[str, int] | None:
+        rows: list[Any] = await self.redis.zrevrange(self.keys.thread(logical_id), 0, 0, withscores=True)
+        if not rows:
+            return None
+        member, score = rows[0]
+        return str(member), int(score)
+
+    async def thread_versions(self, logical_id: str) -> list[tuple[str, int]]:
+        rows: list[Any] = await self.redis.zrange(self.keys.thread(logical_id), 0, -1, withscores=True)
+        return [(str(m), int(s)) for m, s in rows]
+
+    # ------------------------------------------------------------------ claims
+
+    def claim_create_tx(self, claim: Claim) -> Tx:
+        key = self.keys.claim(claim.id)
+        return (
+            Tx()
+            .require_absent(key)
+            .hset(key, claim.to_hash())
+            .set(self.keys.claim_by_artefact(claim.artefact_id), claim.id)
+            .zadd(self.keys.claim_index, now_ms(), claim.id)
+            .publish(self.keys.claim_events, claim.to_json())
+        )
+
+    async def create_claim(self, claim: Claim) -> Claim:
+        result = await self.run(self.claim_create_tx(claim))
+        if not result.ok:
+            raise AlreadyExists(f"claim {claim.id} already exists")
+        return claim
+
+    def claim_update_tx(self, claim: Claim, *, expect_status: str | None = None) -> Tx:
+        """Rewrite all claim fields; with expect_status, only if the stored status still matches."""
+        key = self.keys.claim(claim.id)
+        tx = Tx()
+        if expect_status is not None:
+            tx.require_field(key, "status", expect_status)
+        return tx.hset(key, claim.to_hash())
+
+    async def update_claim(self, claim: Claim, *, expect_status: str | None = None) -> bool:
+        return (await self.run(self.claim_update_tx(claim, expect_status=expect_status))).ok
+
+    async def get_claim(self, claim_id: str) -> Claim:
+        key = self.keys.claim(claim_id)
+        raw = await self.redis.hgetall(key)
+        if not raw:
+            raise NotFound(f"claim with ID '{claim_id}' not found")
+        return Claim.from_hash(raw, key)
+
+    async def get_claim_or_none(self, claim_id: str) -> Claim | None:
+        try:
+            return await self.get_claim(claim_id)
+        except NotFound:
+            return None
+
+    async def claim_id_for_artefact(self, artefact_id: str) -> str | None:
+        value = await self.redis.get(self.keys.claim_by_artefact(artefact_id))
+        return str(value) if value else None
+
+    async def scan_claim_ids(self) -> AsyncIterator[str]:
+        """Every claim id; ``claim:{id}:bids`` keys match the same pattern and are skipped."""
+        async for key in self.redis.scan_iter(match=self.keys.claim_pattern, count=_SCAN_COUNT):
+            claim_id = self.keys.id_from_claim_key(key)
+            if claim_id is not None:
+                yield claim_id
+
+    async def list_claims(self) -> tuple[list[Claim], list[MalformedRecord]]:
+        ids = [i async for i in self.scan_claim_ids()]
+        claims: list[Claim] = []
+        bad: list[MalformedRecord] = []
+        for start in range(0, len(ids), _BATCH):
+            chunk = ids[start : start + _BATCH]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for claim_id in chunk:
+                    pipe.hgetall(self.keys.claim(claim_id))
+                rows = await pipe.execute()
+            for claim_id, raw in zip(chunk, rows, strict=True):
+                if not raw:
+                    continue
+                try:
+                    claims.append(Claim.from_hash(raw, self.keys.claim(claim_id)))
+                except MalformedRecord as exc:
+                    bad.append(exc)
+        return claims, bad
+
+    # ------------------------------------------------------------------ bids
+
+    async def set_bid(self, claim_id: str, agent_name: str, bid: BidType) -> None:
+        """Record a bid and announce it (``bid_submitted``) in one atomic step."""
+        if not agent_name:
+            raise InvalidInput("agent name cannot be empty")
+        event = WorkflowEvent(
+            event=WorkflowEventType.BID_SUBMITTED,
+            data={"claim_id": claim_id, "agent_name": agent_name, "bid_type": bid.value},
+        )
+        tx = Tx().hset(self.keys.bids(claim_id), {agent_name: bid.value})
+        tx.publish(self.keys.workflow_events, event.to_json())
+        await self.run(tx)
+
+    async def get_bids(self, claim_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(self.keys.bids(claim_id))
+        return {str(k): str(v) for k, v in raw.items()}
+
+    # ------------------------------------------------------------------ events
+
+    async def publish_workflow_event(self, event: WorkflowEvent) -> None:
+        await self.redis.publish(self.keys.workflow_events, event.to_json())
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, *channels: str) -> AsyncIterator[PubSub]:
+        """A pub/sub connection subscribed to ``channels`` (confirmed before the body runs)."""
+        pubsub = self.redis.pubsub()
+        try:
+            await pubsub.subscribe(*channels)
+            # Wait for the server's confirmations: after this, nothing published is missed.
+            pending = set(channels)
+            while pending:
+                msg = await pubsub.get_message(timeout=10.0)
+                if msg is None:
+                    raise RedisUnavailable(f"Redis did not confirm the subscription to {sorted(pending)}")
+                if msg["type"] == "subscribe":
+                    pending.discard(str(msg["channel"]))
+            yield pubsub
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.unsubscribe()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def next_message(pubsub: PubSub, wait_s: float | None = None) -> tuple[str, str] | None:
+    """The next (channel, data) from a subscription, or None on timeout."""
+    msg: dict[str, Any] | None = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait_s)
+    if msg is None:
+        return None
+    return str(msg["channel"]), str(msg["data"])
+
+
+def check_ids(ids: Iterable[str], what: str) -> None:
+    for value in ids:
+        if not is_uuid(value):
+            raise InvalidInput(f"{what}: '{value}' is not an artefact id (lower-case UUID)")

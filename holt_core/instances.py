@@ -1,0 +1,109 @@
+"""The instance registry (``holt:instances``) and how a command decides which instance it means.
+
+Holt's design keeps one JSON record per instance in the ``holt:instances`` hash
+(protocol 1.8); the Go code never wrote it, so an instance whose keys exist without a record
+(a blackboard written by the Go version) is still accepted when named explicitly.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from redis.asyncio import Redis
+
+from holt_core.errors import HoltError, InvalidInput, NotFound
+from holt_core.keys import INSTANCES, Keys, validate_instance_name
+
+
+class InstanceRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    run_id: str
+    workspace_path: str
+    started_at: str
+    orchestrator_pid: int = 0
+    # Our additions (Go readers ignore unknown keys).
+    supervisor_pid: int = 0
+    log_dir: str = ""
+    status: str = "running"  # running | stopped
+
+
+async def register(redis: Redis, record: InstanceRecord) -> None:
+    await redis.hset(INSTANCES, record.name, record.model_dump_json())
+
+
+async def unregister(redis: Redis, name: str) -> None:
+    await redis.hdel(INSTANCES, name)
+
+
+async def get_record(redis: Redis, name: str) -> InstanceRecord | None:
+    raw = await redis.hget(INSTANCES, name)
+    if raw is None:
+        return None
+    try:
+        return InstanceRecord.model_validate_json(raw)
+    except ValidationError:
+        return InstanceRecord(name=name, run_id="", workspace_path="", started_at="", status="unknown")
+
+
+async def list_records(redis: Redis) -> list[InstanceRecord]:
+    raw = {str(k): str(v) for k, v in (await redis.hgetall(INSTANCES)).items()}
+    out: list[InstanceRecord] = []
+    for name in sorted(raw):
+        try:
+            rec = InstanceRecord.model_validate_json(raw[name])
+        except ValidationError:
+            rec = InstanceRecord(name=name, run_id="", workspace_path="", started_at="", status="unknown")
+        out.append(rec)
+    return out
+
+
+def workspace_root(cwd: Path | None = None) -> Path:
+    """The git top-level of ``cwd`` (symlinks resolved), or an error saying it is not a repository."""
+    where = cwd or Path.cwd()
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (subprocess.CalledProcessError, FileNotFoundError, subprocess.TimeoutExpired):
+        raise HoltError(
+            "not a Git repository",
+            hint="run holt from inside the git repository of your project (git init creates one)",
+        ) from None
+    return Path(out).resolve()
+
+
+async def instance_has_data(redis: Redis, name: str) -> bool:
+    async for _ in redis.scan_iter(match=Keys(name).instance_pattern, count=1000):
+        return True
+    return False
+
+
+async def resolve_instance(redis: Redis, name: str | None, cwd: Path | None = None) -> str:
+    """The instance a command means: ``--name``, else the one registered for this workspace."""
+    if name:
+        validate_instance_name(name)
+        if await get_record(redis, name) is not None or await instance_has_data(redis, name):
+            return name
+        raise NotFound(f"instance '{name}' not found", hint="holt list shows the known instances")
+    root = str(workspace_root(cwd))
+    matches = [r.name for r in await list_records(redis) if r.workspace_path == root]
+    if not matches:
+        raise NotFound(
+            "no Holt instances found for this workspace",
+            hint="start one with holt up, or name one with --name",
+        )
+    if len(matches) > 1:
+        raise InvalidInput(
+            "multiple instances found for this workspace, use --name to specify which one",
+            details=matches,
+        )
+    return matches[0]
