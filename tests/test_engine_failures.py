@@ -1,0 +1,119 @@
+"""Agents that stay silent, crash, hang or print garbage: each becomes a visible outcome, never a stall."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from holt_core.blackboard import Blackboard
+from holt_core.config import parse_config
+from holt_core.models import ClaimStatus, StructuralType
+from tests.engine import Engine, make_workspace, wait_for_artefact, wait_settled
+
+PY = sys.executable
+
+# A worker that handles "Task" goals; its behaviour is chosen by the goal text.
+WORKER = r'''
+import json, sys, time
+req = json.load(sys.stdin)
+mode = req["target_artefact"]["payload"]
+if mode == "crash":
+    print("about to fail", file=sys.stderr)
+    sys.exit(3)
+if mode == "hang":
+    time.sleep(60)
+if mode == "garbage":
+    print("this is not json")
+    sys.exit(0)
+if mode == "missing-summary":
+    print(json.dumps({"artefact_type": "Done", "artefact_payload": "x"}))
+    sys.exit(0)
+print(json.dumps({"artefact_type": "Done", "artefact_payload": mode, "summary": "ok",
+                  "structural_type": "Terminal"}))
+'''
+
+
+def config_text(extra_agent: str = "", bid_timeout: str = "10s") -> str:
+    return f"""
+version: "1.0"
+orchestrator:
+  bid_timeout: {bid_timeout}
+agents:
+  Worker:
+    command: ["{PY}", "worker.py"]
+    bidding_strategy: exclusive
+    workspace:
+      mode: rw
+    timeout: 2s
+{extra_agent}
+"""
+
+
+async def start(tmp_path: Path, redis_url: str, instance: str, text: str, pups: list[str] | None = None) -> Engine:
+    ws = make_workspace(tmp_path, files={"holt.yml": text, "worker.py": WORKER})
+    engine = Engine(redis_url, instance, ws, parse_config(text))
+    await engine.start_orchestrator()
+    await engine.start_pups(pups)
+    return engine
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason_part"),
+    [
+        ("crash", "process exited with code 3"),
+        ("garbage", "Failed to parse tool output: invalid JSON"),
+        ("missing-summary", "summary is required"),
+        ("hang", "tool execution timeout (2 s)"),
+    ],
+)
+async def test_tool_failures_become_failure_artefacts_and_the_instance_keeps_working(
+    tmp_path: Path, redis_url: str, instance: str, bb: Blackboard, mode: str, reason_part: str
+) -> None:
+    engine = await start(tmp_path, redis_url, instance, config_text())
+    try:
+        bad_goal = await engine.forage(mode)
+        failure = await wait_for_artefact(bb, lambda a: a.structural_type == StructuralType.FAILURE, 30)
+        good_goal = await engine.forage("fine")
+        done = await wait_for_artefact(bb, lambda a: a.structural_type == StructuralType.TERMINAL, 30)
+        await wait_settled(bb)
+    finally:
+        await engine.close()
+    assert failure.type == "ToolExecutionFailure" and failure.source_artefacts == [bad_goal.id]
+    body = json.loads(failure.payload)
+    assert reason_part in body["reason"] and body["error"] == body["reason"]
+    if mode == "crash":
+        assert body["exit_code"] == 3 and "about to fail" in body["stderr"]
+    assert done.source_artefacts == [good_goal.id]
+    bad_claim = await bb.get_claim(str(await bb.claim_id_for_artefact(bad_goal.id)))
+    assert bad_claim.status == ClaimStatus.TERMINATED
+    assert bad_claim.termination_reason == f"Agent 'Worker' failed: ToolExecutionFailure {failure.id}"
+
+
+async def test_silent_agent_is_timed_out_while_other_claims_go_on(
+    tmp_path: Path, redis_url: str, instance: str, bb: Blackboard
+) -> None:
+    silent = f"""  Silent:
+    command: ["{PY}", "worker.py"]
+    bidding_strategy: review
+"""
+    engine = await start(tmp_path, redis_url, instance, config_text(silent, bid_timeout="1s"), pups=["Worker"])
+    try:
+        goals = [await engine.forage("fine") for _ in range(3)]
+        await wait_settled(bb, timeout=20)
+    finally:
+        await engine.close()
+    arts = (await bb.list_artefacts()).artefacts
+    terminals = [a for a in arts if a.structural_type == StructuralType.TERMINAL]
+    assert sorted(t.source_artefacts[0] for t in terminals) == sorted(g.id for g in goals)
+    for goal in goals:
+        claim_id = str(await bb.claim_id_for_artefact(goal.id))
+        claim = await bb.get_claim(claim_id)
+        assert claim.status == ClaimStatus.COMPLETE
+        assert claim.phase_state is not None and claim.phase_state.all_bids["Silent"] == "ignore"
+        assert await bb.get_bids(claim_id) == {"Worker": "exclusive"}  # we never forge a bid
+        assert await bb.redis.hget(bb.keys.claim(claim_id), "holt_note") == (
+            "no bid from Silent within the bid timeout"
+        )
