@@ -89,8 +89,6 @@ async def run_process(
     cap: int = OUTPUT_CAP,
 ) -> ProcessOutput:
     """Run argv with stdin, capture stdout/stderr (each capped), kill the whole group on timeout."""
-    if not cwd.is_dir():
-        raise ToolFailure(f"workspace directory {cwd} does not exist")
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -102,7 +100,8 @@ async def run_process(
             start_new_session=True,  # its own process group, so a timeout kills its children too
         )
     except OSError as exc:
-        raise ToolFailure(f"failed to start tool {argv[0]!r}: {exc.strerror or exc}", exit_code=-1) from None
+        # Also covers a missing working directory (the workspace was removed under us).
+        raise ToolFailure(f"failed to start {argv[0]!r} in {cwd}: {exc.strerror or exc}", exit_code=-1) from None
     assert proc.stdin and proc.stdout and proc.stderr
 
     async def feed() -> None:

@@ -107,14 +107,14 @@ class Engine:
 
 
 async def wait_for_artefact(
-    bb: Blackboard, predicate: Callable[[Artefact], bool], timeout: float = 30.0
+    bb: Blackboard, predicate: Callable[[Artefact], bool], within: float = 30.0
 ) -> Artefact:
     """The first artefact (already stored, or arriving) that satisfies predicate."""
     async with bb.subscribe(bb.keys.artefact_events) as sub:
         for art in (await bb.list_artefacts()).artefacts:
             if predicate(art):
                 return art
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 msg = await sub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if msg is None:
@@ -124,9 +124,9 @@ async def wait_for_artefact(
                     return art
 
 
-async def wait_settled(bb: Blackboard, timeout: float = 30.0) -> None:
+async def wait_settled(bb: Blackboard, within: float = 30.0) -> None:
     """Until no claim is open (every claim complete, terminated or dormant)."""
     async with bb.subscribe(bb.keys.workflow_events) as sub:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while await bb.redis.scard(bb.keys.open_claims):
                 await sub.get_message(ignore_subscribe_messages=True, timeout=1.0)

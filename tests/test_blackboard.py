@@ -171,7 +171,9 @@ async def test_claims_bids_and_index(bb: Blackboard) -> None:
         second = await next_message(sub, wait_s=5)
     assert first is not None and Claim.from_json(first[1]) == claim
     assert second is not None
-    assert WorkflowEvent.from_json(second[1]).data == {"claim_id": claim.id, "agent_name": "Coder", "bid_type": "exclusive"}
+    assert WorkflowEvent.from_json(second[1]).data == {
+        "claim_id": claim.id, "agent_name": "Coder", "bid_type": "exclusive"
+    }
     assert await bb.claim_id_for_artefact(art.id) == claim.id
     assert await bb.get_bids(claim.id) == {"Coder": "exclusive"}
     with pytest.raises(AlreadyExists):

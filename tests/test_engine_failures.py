@@ -102,7 +102,7 @@ async def test_silent_agent_is_timed_out_while_other_claims_go_on(
     engine = await start(tmp_path, redis_url, instance, config_text(silent, bid_timeout="1s"), pups=["Worker"])
     try:
         goals = [await engine.forage("fine") for _ in range(3)]
-        await wait_settled(bb, timeout=20)
+        await wait_settled(bb, within=20)
     finally:
         await engine.close()
     arts = (await bb.list_artefacts()).artefacts

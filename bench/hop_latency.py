@@ -1,0 +1,235 @@
+"""Orchestration hop latency and throughput: artefact -> claim -> 3 bids -> grant -> next artefact.
+
+The orchestrator runs in its own process (as in production); three no-op agents (one bids exclusive, two
+ignore) run in this process and answer a grant by writing the next artefact at once, so the figure is the
+orchestration cost, not a tool's. The "polling" variant collects bids by reading the bids hash every
+100 ms, as the Go version does, instead of reacting to bid events.
+
+    .venv/bin/python bench/hop_latency.py                 # all scenarios
+    .venv/bin/python bench/hop_latency.py --hops 300 --chains 16 --repeat 5
+
+Uses HOLT_REDIS_URL if set, else the embedded Redis (started if needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import multiprocessing as mp
+import statistics
+import time
+import uuid
+from typing import Any
+
+from holt_core.blackboard import Blackboard, connect_redis
+from holt_core.config import parse_config
+from holt_core.embedded_redis import resolve_redis_url
+from holt_core.models import Artefact, BidType, Claim, ClaimStatus, GrantNotification, StructuralType, new_id
+from holt_core.orchestrator import Orchestrator
+
+CONFIG = """
+version: "1.0"
+orchestrator:
+  bid_timeout: 30s
+agents:
+  Worker:
+    command: ["true"]
+    bidding_strategy: exclusive
+  WatcherA:
+    command: ["true"]
+    bidding_strategy: ignore
+  WatcherB:
+    command: ["true"]
+    bidding_strategy: ignore
+"""
+
+
+class PollingOrchestrator(Orchestrator):
+    """Bids are found by reading each waiting claim's bids hash every 100 ms (the Go approach)."""
+
+    async def on_bid(self, data: dict[str, Any]) -> None:
+        return None
+
+    async def poll(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+            for claim_id, rt in list(self.claims.items()):
+                if rt.claim.phase_state is None:
+                    rt.bids = await self.bb.get_bids(claim_id)
+                    self.spawn(self.advance(claim_id))
+
+
+def orchestrator_process(url: str, instance: str, polling: bool, ready: Any, stop: Any, cpu: Any) -> None:
+    async def main() -> None:
+        bb = Blackboard(connect_redis(url), instance)
+        cls = PollingOrchestrator if polling else Orchestrator
+        orch = cls(bb, parse_config(CONFIG))
+        stop_event = asyncio.Event()
+        task = asyncio.create_task(orch.run(stop_event))
+        poller = asyncio.create_task(orch.poll(stop_event)) if isinstance(orch, PollingOrchestrator) else None
+        await orch.ready.wait()
+        baseline = time.process_time()  # imports and start-up are not orchestration
+        ready.set()
+        await asyncio.to_thread(stop.wait)  # a multiprocessing event, set by the driver
+        stop_event.set()
+        await task
+        if poller:
+            await poller
+        await bb.close()
+        cpu.value = time.process_time() - baseline
+
+    import logging
+    import os
+
+    logging.getLogger("holt").setLevel(logging.WARNING)
+    profile_to = os.environ.get("HOLT_BENCH_PROFILE")  # a path: write cProfile stats of the orchestrator
+    if not profile_to:
+        asyncio.run(main())
+        return
+    import cProfile
+
+    with cProfile.Profile() as prof:
+        asyncio.run(main())
+    prof.dump_stats(profile_to)
+
+
+def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready: Any, stop: Any) -> None:
+    """One no-op agent per process (as real pups are): bid on every claim; the Worker answers grants."""
+
+    async def main() -> None:
+        bb = Blackboard(connect_redis(url), instance)
+        keys = bb.keys
+        bid_type = BidType(bid)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def work(claim_id: str) -> None:
+            claim = await bb.get_claim(claim_id)
+            target = await bb.get_artefact(claim.artefact_id)
+            chain, step = target.payload.split(":", 1)
+            n = int(step) + 1
+            ident = new_id()
+            await bb.create_artefact(Artefact(
+                id=ident, logical_id=ident, version=1,
+                structural_type=StructuralType.TERMINAL if n >= hops else StructuralType.STANDARD,
+                type="Step", payload=f"{chain}:{n}", source_artefacts=[target.id], produced_by_role=role,
+            ))
+
+        def spawn(coro: Any) -> None:
+            task = asyncio.ensure_future(coro)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        channels = [keys.claim_events] + ([keys.agent_events(role)] if bid_type == BidType.EXCLUSIVE else [])
+        async with bb.subscribe(*channels) as sub:
+            ready.set()
+            while not stop.is_set():
+                msg = await sub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+                if msg is None:
+                    continue
+                channel, data = str(msg["channel"]), str(msg["data"])
+                if channel == keys.claim_events:
+                    claim = Claim.from_json(data)
+                    if claim.status != ClaimStatus.PENDING_ASSIGNMENT:
+                        spawn(bb.set_bid(claim.id, role, bid_type))
+                else:
+                    spawn(work(GrantNotification.model_validate_json(data).claim_id))
+        await bb.close()
+
+    asyncio.run(main())
+
+
+async def scenario(url: str, chains: int, hops: int, polling: bool) -> dict[str, float]:
+    instance = f"bench-{uuid.uuid4().hex[:8]}"
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    cpu = ctx.Value("d", 0.0)
+    procs = []
+    readies = []
+    orch_ready = ctx.Event()
+    procs.append(ctx.Process(target=orchestrator_process, args=(url, instance, polling, orch_ready, stop, cpu)))
+    readies.append(orch_ready)
+    for role, bid in (("Worker", "exclusive"), ("WatcherA", "ignore"), ("WatcherB", "ignore")):
+        ready = ctx.Event()
+        procs.append(ctx.Process(target=agent_process, args=(url, instance, role, bid, hops, ready, stop)))
+        readies.append(ready)
+    for proc in procs:
+        proc.start()
+    bb = Blackboard(connect_redis(url), instance)
+    arrivals: dict[str, list[float]] = {}
+    try:
+        for ready in readies:
+            await asyncio.to_thread(ready.wait, 60)
+        async with bb.subscribe(bb.keys.artefact_events) as sub:
+            started = time.perf_counter()
+            for c in range(chains):
+                ident = new_id()
+                await bb.create_artefact(Artefact(
+                    id=ident, logical_id=new_id(), version=1, structural_type=StructuralType.STANDARD,
+                    type="Step", payload=f"c{c}:0", source_artefacts=[], produced_by_role="user"))
+            left = chains
+            async with asyncio.timeout(600):
+                while left:
+                    msg = await sub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is None:
+                        continue
+                    art = Artefact.from_json(str(msg["data"]))
+                    arrivals.setdefault(art.payload.split(":", 1)[0], []).append(time.perf_counter())
+                    if art.structural_type == StructuralType.TERMINAL:
+                        left -= 1
+            elapsed = time.perf_counter() - started
+    finally:
+        stop.set()
+        for proc in procs:
+            await asyncio.to_thread(proc.join, 30)
+        keys = [k async for k in bb.redis.scan_iter(match=f"holt:{instance}:*", count=1000)]
+        for i in range(0, len(keys), 1000):
+            await bb.redis.delete(*keys[i : i + 1000])
+        await bb.close()
+    deltas = sorted(
+        (b - a) * 1000 for times in arrivals.values() for a, b in itertools.pairwise(times)
+    )
+    return {
+        "p50_ms": statistics.median(deltas),
+        "p99_ms": deltas[min(len(deltas) - 1, int(len(deltas) * 0.99))],
+        "hops_per_s": len(deltas) / elapsed,
+        "orch_cpu_ms_per_hop": cpu.value * 1000 / len(deltas),
+        "hops": len(deltas),
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hops", type=int, default=300, help="hops per chain (event-driven runs)")
+    parser.add_argument("--poll-hops", type=int, default=30, help="hops per chain for the 100 ms polling variant")
+    parser.add_argument("--chains", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    url = resolve_redis_url(start=True)
+    rows = [
+        ("event-driven, 1 chain", 1, args.hops, False),
+        (f"event-driven, {args.chains} chains", args.chains, args.hops, False),
+        ("polling 100 ms, 1 chain", 1, args.poll_hops, True),
+        (f"polling 100 ms, {args.chains} chains", args.chains, args.poll_hops, True),
+    ]
+    results: dict[str, list[dict[str, float]]] = {}
+    for name, chains, hops, polling in rows:
+        runs = []
+        for _ in range(args.repeat if not polling else max(1, args.repeat // 2)):
+            runs.append(await scenario(url, chains, hops, polling))
+        results[name] = runs
+        med = {k: statistics.median(r[k] for r in runs)
+               for k in ("p50_ms", "p99_ms", "hops_per_s", "orch_cpu_ms_per_hop")}
+        print(f"{name:32s} runs={len(runs)} hop p50={med['p50_ms']:.2f} ms  p99={med['p99_ms']:.2f} ms  "
+              f"throughput={med['hops_per_s']:.0f} hops/s  orchestrator CPU={med['orch_cpu_ms_per_hop']:.2f} ms/hop",
+              flush=True)
+    ev1 = statistics.median(r["p50_ms"] for r in results["event-driven, 1 chain"])
+    po1 = statistics.median(r["p50_ms"] for r in results["polling 100 ms, 1 chain"])
+    evn = statistics.median(r["hops_per_s"] for r in results[f"event-driven, {args.chains} chains"])
+    pon = statistics.median(r["hops_per_s"] for r in results[f"polling 100 ms, {args.chains} chains"])
+    print(f"ratio polling/event p50 (1 chain): {po1 / ev1:.0f}x; "
+          f"throughput event/polling ({args.chains} chains): {evn / pon:.1f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
