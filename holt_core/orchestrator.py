@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -77,6 +78,21 @@ def is_approval(payload: str) -> bool:
     return isinstance(value, dict | list) and len(value) == 0
 
 
+def _owner_is_dead(owner: str) -> bool:
+    """True only when the lock holder is provably gone: same host, and its pid no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def go_slice(items: list[str]) -> str:
     """Go's ``%v`` of a string slice: ``[a b c]``."""
     return "[" + " ".join(items) + "]"
@@ -119,7 +135,8 @@ class Orchestrator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._active_workers: dict[str, set[str]] = defaultdict(set)  # controller role -> claim ids
-        self._token = secrets.token_hex(16)
+        # host:pid:random - lets a restarted orchestrator on the same host see that the holder is dead.
+        self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
         self.ready = asyncio.Event()
 
     # ================================================================== lifecycle
@@ -128,6 +145,12 @@ class Orchestrator:
         """The instance lock, in the format Holt's CLI reads (``orchestrator:{unix_seconds}``)."""
         stamp = f"orchestrator:{int(time.time())}"
         owner = await self.bb.redis.get(self.keys.lock_owner)
+        if owner and owner != self._token and _owner_is_dead(str(owner)):
+            # Our own host's previous orchestrator died (SIGKILL, OOM): its lock is ours to take now.
+            tx = Tx().require_value(self.keys.lock_owner, str(owner)).delete(self.keys.lock_owner)
+            await self.bb.run(tx)
+            self.log.warning("stale_lock_taken_over", previous_owner=str(owner))
+            owner = None
         if owner and owner != self._token:
             raise HoltError(
                 f"instance '{self.bb.instance}' orchestrator is already running",

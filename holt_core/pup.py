@@ -302,7 +302,8 @@ class Pup:
         return await self.bb.create_artefact(artefact, add_to_thread=True)
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # Tools never get the Redis credentials: they talk to Holt only through stdin/stdout.
+        env = {k: v for k, v in os.environ.items() if k not in ("HOLT_REDIS_URL", "REDIS_URL", "HOLT_AUDIT_KEY")}
         env.update(self.agent.env_overrides())
         env.update({"HOLT_INSTANCE_NAME": self.bb.instance, "HOLT_AGENT_NAME": self.name,
                     "HOLT_WORKSPACE": str(self.workspace)})

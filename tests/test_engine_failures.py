@@ -28,6 +28,9 @@ if mode == "hang":
 if mode == "garbage":
     print("this is not json")
     sys.exit(0)
+if mode == "env":
+    import os
+    mode = "leaked" if "HOLT_REDIS_URL" in os.environ else "clean"
 if mode == "missing-summary":
     print(json.dumps({"artefact_type": "Done", "artefact_payload": "x"}))
     sys.exit(0)
@@ -117,3 +120,16 @@ async def test_silent_agent_is_timed_out_while_other_claims_go_on(
         assert await bb.redis.hget(bb.keys.claim(claim_id), "holt_note") == (
             "no bid from Silent within the bid timeout"
         )
+
+
+async def test_tools_never_receive_the_redis_credentials(
+    tmp_path: Path, redis_url: str, instance: str, bb: Blackboard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOLT_REDIS_URL", redis_url)  # as under the supervisor
+    engine = await start(tmp_path, redis_url, instance, config_text())
+    try:
+        await engine.forage("env")
+        done = await wait_for_artefact(bb, lambda a: a.structural_type == StructuralType.TERMINAL, 30)
+    finally:
+        await engine.close()
+    assert done.payload == "clean"

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from holt_core import __version__
-from holt_core.cli import redis_cmd
+from holt_core.cli import lifecycle_cmds, redis_cmd
 from holt_core.cli.output import print_error
 from holt_core.errors import HoltError
 
@@ -19,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(redis_cmd.app, name="redis")
+lifecycle_cmds.register(app)
 
 
 def _version(value: bool) -> None:

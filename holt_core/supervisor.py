@@ -1,0 +1,516 @@
+"""Runs one instance's processes (the orchestrator and one pup per agent) and keeps them alive.
+
+Started detached by ``holt up`` (``python -m holt_core.supervisor``) or in the foreground by
+``holt up --foreground``. Each child runs in its own process group, so stopping it also stops what it
+started (controller workers). Its output is copied line by line to ``<log dir>/<component>.log``; the
+supervisor reads the ``orchestrator_ready``/``pup_ready`` lines on the way and publishes readiness in
+``<log dir>/state.json`` and in the instance's ``holt:instances`` record, which is what ``holt up`` waits on.
+
+Children watch ``HOLT_SUPERVISOR_PID``: when their parent is no longer the supervisor (it was killed),
+they stop on their own instead of running unsupervised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Literal
+
+from pydantic import BaseModel, ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from holt_core.blackboard import connect_redis
+from holt_core.config import CONFIG_FILE, load_config
+from holt_core.embedded_redis import ENV_URL, resolve_redis_url
+from holt_core.errors import HoltError, InvalidInput
+from holt_core.instances import InstanceRecord, get_record, register
+from holt_core.keys import INSTANCES, Keys, validate_instance_name
+from holt_core.logs import EventLogger, JsonFormatter, configure
+
+ENV_SUPERVISOR_PID = "HOLT_SUPERVISOR_PID"
+ORCHESTRATOR = "orchestrator"
+SUPERVISOR = "supervisor"
+RESERVED_COMPONENTS = (ORCHESTRATOR, SUPERVISOR)
+STATE_FILE = "state.json"
+READY_EVENTS = frozenset({"orchestrator_ready", "pup_ready"})
+
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 30.0
+BACKOFF_RESET_UPTIME_S = 60.0
+STOP_TIMEOUT_S = 10.0
+# After a child exits, how long its output pipe may stay open (held by a grandchild) before we stop reading.
+_DRAIN_TIMEOUT_S = 2.0
+_READ_CHUNK = 65536
+
+Status = Literal["starting", "running", "stopping", "stopped"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths, time and processes (shared with the CLI)
+
+
+def log_dir_for(workspace: Path, instance: str) -> Path:
+    return workspace / ".holt" / "logs" / instance
+
+
+def component_log(log_dir: Path, component: str) -> Path:
+    return log_dir / f"{component}.log"
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_roles(roles: list[str]) -> None:
+    """Roles name log files next to ``orchestrator.log`` and ``supervisor.log``; those two names are taken."""
+    for role in roles:
+        if role.lower() in RESERVED_COMPONENTS:
+            raise InvalidInput(
+                f"{CONFIG_FILE}: agent role '{role}' is reserved",
+                hint=f"rename the agent; {' and '.join(RESERVED_COMPONENTS)} are holt's own components",
+            )
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs (macOS): init reaps orphans promptly
+    # A process that exited but was never reaped (container init that does not reap) is not alive.
+    fields = stat.rpartition(")")[2].split()
+    return not (fields and fields[0] == "Z")
+
+
+def is_holt_process(pid: int) -> bool:
+    """``pid`` is alive and (where the command line can be read) runs holt: guards against pid reuse."""
+    if not pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"holt" in cmdline
+
+
+def child_argv(component: str, instance: str, workspace: Path) -> list[str]:
+    """The command of one component; ``-m`` so it works whether or not ``holt`` is on PATH."""
+    base = [sys.executable, "-m", "holt_core.cli.main"]
+    if component == ORCHESTRATOR:
+        return [*base, "orchestrator", "--instance", instance, "--workspace", str(workspace)]
+    return [*base, "pup", "--instance", instance, "--agent", component, "--workspace", str(workspace)]
+
+
+def supervisor_argv(instance: str, workspace: Path) -> list[str]:
+    return [sys.executable, "-m", "holt_core.supervisor", "--instance", instance, "--workspace", str(workspace)]
+
+
+# ---------------------------------------------------------------------------------------------
+# state.json: what `holt up`, `holt down` and tests read about the running processes
+
+
+class ComponentState(BaseModel):
+    pid: int = 0
+    ready: bool = False
+    starts: int = 0
+    exits: int = 0
+    last_exit_code: int | None = None
+    started_at: str = ""
+
+
+class SupervisorState(BaseModel):
+    instance: str
+    run_id: str
+    supervisor_pid: int
+    status: Status
+    updated_at: str
+    components: dict[str, ComponentState]
+
+
+def read_state(log_dir: Path) -> SupervisorState | None:
+    try:
+        return SupervisorState.model_validate_json((log_dir / STATE_FILE).read_bytes())
+    except (OSError, ValidationError):
+        return None  # absent, or torn by a concurrent writer of an older version: ask again later
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# The supervisor
+
+
+@dataclass
+class _Child:
+    component: str
+    argv: list[str]
+    log: IO[bytes]
+    state: ComponentState = field(default_factory=ComponentState)
+    proc: asyncio.subprocess.Process | None = None
+    held_lock: bool = False  # the orchestrator said it was ready (so it held the instance lock)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        instance: str,
+        workspace: Path,
+        redis_url: str,
+        roles: list[str],
+        *,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        check_roles(roles)
+        self.instance = validate_instance_name(instance)
+        self.workspace = workspace
+        self.redis_url = redis_url
+        self.roles = list(roles)
+        self.log_dir = log_dir_for(workspace, instance)
+        self.run_id = str(uuid.uuid4())
+        self.status: Status = "starting"
+        self.log = EventLogger(SUPERVISOR, instance)
+        self._on_ready = on_ready
+        self._children: list[_Child] = []
+        self._redis: Redis | None = None
+        self._record: InstanceRecord | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._record_lock = asyncio.Lock()  # whole-record writes must land in the order they were made
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Register, start every child, keep them alive until ``stop``, then stop them and unregister."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._redis = connect_redis(self.redis_url)
+        try:
+            await self._register()
+            self.log.info("supervisor_started", pid=os.getpid(), run_id=self.run_id, workspace=str(self.workspace),
+                          components=[ORCHESTRATOR, *self.roles])
+            for component in [ORCHESTRATOR, *self.roles]:
+                log = component_log(self.log_dir, component).open("ab", buffering=0)
+                self._children.append(_Child(component, child_argv(component, self.instance, self.workspace), log))
+            self._write_state()
+            tasks = [asyncio.create_task(self._keep_alive(child, stop)) for child in self._children]
+            await stop.wait()
+            await self._shutdown(tasks)
+            if self._background:
+                await asyncio.gather(*self._background, return_exceptions=True)
+        finally:
+            await self._unregister()
+            await self._redis.aclose()
+            for child in self._children:
+                child.log.close()
+            self.log.info("supervisor_stopped", pid=os.getpid())
+
+    async def _keep_alive(self, child: _Child, stop: asyncio.Event) -> None:
+        delay = BACKOFF_INITIAL_S
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                code = await self._run_once(child, stop)
+            except Exception as exc:  # never stop supervising a component because of one bad start
+                self.log.error("error", message="supervising failed", child=child.component, error=repr(exc))
+                code = -1
+            if stop.is_set():
+                return
+            uptime = time.monotonic() - started
+            if uptime >= BACKOFF_RESET_UPTIME_S:
+                delay = BACKOFF_INITIAL_S  # it ran long enough: this is a new failure, not a crash loop
+            if child.component == ORCHESTRATOR and child.held_lock:
+                await self._release_dead_lock()
+            self._note(child, "child_exited", logging.WARNING, pid=child.state.pid, exit_code=code,
+                       uptime_s=round(uptime, 1), restart_in_s=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, BACKOFF_MAX_S)
+            if not stop.is_set():
+                self._note(child, "child_restarting", logging.WARNING, restarts=child.state.starts)
+
+    async def _run_once(self, child: _Child, stop: asyncio.Event) -> int:
+        """Start the child, copy its output until it exits; its exit code (-1 if it could not start)."""
+        env = {
+            **os.environ,
+            ENV_URL: self.redis_url,
+            ENV_SUPERVISOR_PID: str(os.getpid()),
+            "PYTHONUNBUFFERED": "1",
+        }
+        child.state.ready = False
+        child.held_lock = False
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *child.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=self.workspace,
+                env=env,
+                start_new_session=True,  # its own group: stopping it also stops the workers it started
+            )
+        except OSError as exc:
+            child.state.exits += 1
+            child.state.last_exit_code = -1
+            self._note(child, "child_start_failed", logging.ERROR, error=str(exc))
+            self._write_state()
+            return -1
+        child.proc = proc
+        child.state.pid = proc.pid
+        child.state.starts += 1
+        child.state.started_at = utc_now_iso()
+        self._note(child, "child_started", pid=proc.pid, attempt=child.state.starts)
+        self._write_state()
+        if stop.is_set():
+            _signal_group(child, signal.SIGTERM)  # started while shutdown began: its SIGTERM went to no one
+        if child.component == ORCHESTRATOR:
+            await self._update_record(orchestrator_pid=proc.pid)
+        assert proc.stdout is not None
+        pump = asyncio.create_task(self._pump(child, proc.stdout))
+        code = await proc.wait()
+        try:
+            await asyncio.wait_for(asyncio.shield(pump), _DRAIN_TIMEOUT_S)
+        except TimeoutError:
+            pump.cancel()  # a grandchild still holds the pipe; its output is not worth waiting for
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+        child.proc = None
+        child.state.ready = False
+        child.state.exits += 1
+        child.state.last_exit_code = code
+        self._write_state()
+        return code
+
+    async def _pump(self, child: _Child, stream: asyncio.StreamReader) -> None:
+        pending = b""
+        while True:
+            chunk = await stream.read(_READ_CHUNK)
+            if not chunk:
+                break
+            with contextlib.suppress(OSError):  # a full disk must not stall the child on a full pipe
+                child.log.write(chunk)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                self._inspect(child, line)
+            if len(pending) > _READ_CHUNK:
+                pending = b""  # an endless line is not a readiness line
+        if pending:
+            self._inspect(child, pending)
+
+    def _inspect(self, child: _Child, line: bytes) -> None:
+        if b"_ready" not in line and b"lock_lost" not in line:
+            return  # cheap filter: most lines are not interesting
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(event, dict):
+            return
+        kind = event.get("event_type")
+        if kind == "lock_lost":
+            child.held_lock = False
+        elif kind in READY_EVENTS and not child.state.ready:
+            child.state.ready = True
+            child.held_lock = child.component == ORCHESTRATOR
+            self.log.info("child_ready", child=child.component, pid=child.state.pid)
+            if self.status == "starting" and all(c.state.ready for c in self._children):
+                self.status = "running"
+                self.log.info("instance_ready", pid=os.getpid())
+                task = asyncio.get_running_loop().create_task(self._update_record(status="running"))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+                if self._on_ready is not None:
+                    self._on_ready()
+            self._write_state()
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        self.status = "stopping"
+        self._write_state()
+        self.log.info("shutdown_started", pid=os.getpid())
+        for child in self._children:
+            _signal_group(child, signal.SIGTERM)
+        _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+        for child in self._children:
+            if child.proc is not None and child.proc.returncode is None:
+                self._note(child, "child_killed", logging.WARNING, pid=child.proc.pid,
+                           reason=f"still running {STOP_TIMEOUT_S:g} s after SIGTERM")
+                _signal_group(child, signal.SIGKILL)
+        if pending:
+            await asyncio.wait(pending)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                self.log.error("error", message="child task failed", error=repr(task.exception()))
+        self.status = "stopped"
+        self._write_state()
+
+    # -------------------------------------------------------------- registry
+
+    async def _register(self) -> None:
+        assert self._redis is not None
+        existing = await get_record(self._redis, self.instance)
+        if existing is not None and existing.supervisor_pid not in (0, os.getpid()) \
+                and is_holt_process(existing.supervisor_pid):
+            raise HoltError(f"instance '{self.instance}' already exists",
+                            hint=f"its supervisor is pid {existing.supervisor_pid}; holt down stops it")
+        self._record = InstanceRecord(
+            name=self.instance,
+            run_id=self.run_id,
+            workspace_path=str(self.workspace),
+            started_at=utc_now_iso(),
+            supervisor_pid=os.getpid(),
+            log_dir=str(self.log_dir),
+            status="starting",
+        )
+        await register(self._redis, self._record)
+
+    async def _update_record(self, **changes: object) -> None:
+        if self._record is None or self._redis is None:
+            return
+        async with self._record_lock:
+            self._record = self._record.model_copy(update=changes)
+            try:
+                await register(self._redis, self._record)
+            except (RedisError, OSError) as exc:
+                # The processes matter more than the registry; keep supervising.
+                self.log.warning("registry_update_failed", error=str(exc))
+
+    async def _unregister(self) -> None:
+        if self._redis is None or self._record is None:
+            return
+        try:
+            current = await get_record(self._redis, self.instance)
+            # Only our own record: a newer `holt up` may already have replaced it.
+            if current is not None and current.supervisor_pid == os.getpid():
+                await self._redis.hdel(INSTANCES, self.instance)
+        except (RedisError, OSError) as exc:
+            self.log.warning("unregister_failed", error=str(exc))
+
+    async def _release_dead_lock(self) -> None:
+        """The orchestrator died holding the instance lock; free it so its restart need not wait 60 s.
+
+        Safe because this supervisor is the instance's only orchestrator starter and just reaped the holder.
+        """
+        if self._redis is None:
+            return
+        keys = Keys(self.instance)
+        try:
+            await self._redis.delete(keys.lock, keys.lock_owner)
+        except (RedisError, OSError) as exc:
+            self.log.warning("lock_release_failed", error=str(exc))
+
+    # -------------------------------------------------------------- output
+
+    def _note(self, child: _Child, event_type: str, level: int = logging.INFO, **fields: object) -> None:
+        """An event in the supervisor log, repeated in the child's own log so that one file tells its story."""
+        self.log.event(event_type, level, child=child.component, **fields)
+        body = {
+            "timestamp": utc_now_iso(),
+            "level": logging.getLevelName(level).lower(),
+            "component": SUPERVISOR,
+            "instance": self.instance,
+            "event_type": event_type,
+            "child": child.component,
+            **fields,
+        }
+        with contextlib.suppress(OSError):
+            child.log.write((json.dumps(body, sort_keys=True, default=str) + "\n").encode())
+
+    def _write_state(self) -> None:
+        state = SupervisorState(
+            instance=self.instance,
+            run_id=self.run_id,
+            supervisor_pid=os.getpid(),
+            status=self.status,
+            updated_at=utc_now_iso(),
+            components={c.component: c.state for c in self._children},
+        )
+        try:
+            _write_atomically(self.log_dir / STATE_FILE, state.model_dump_json(indent=2) + "\n")
+        except OSError as exc:
+            self.log.warning("state_write_failed", error=str(exc))
+
+
+def _signal_group(child: _Child, sig: signal.Signals) -> None:
+    proc = child.proc
+    if proc is None or proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+
+def add_log_file(path: Path) -> None:
+    """Also write holt's JSON log lines to ``path`` (foreground mode keeps stderr for the service manager)."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger("holt").addHandler(handler)
+
+
+async def supervise(supervisor: Supervisor) -> None:
+    """Run until SIGTERM, SIGINT or SIGHUP."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await supervisor.run(stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m holt_core.supervisor``: the detached supervisor ``holt up`` starts (stderr = its log)."""
+    parser = argparse.ArgumentParser(prog="holt-supervisor")
+    parser.add_argument("--instance", required=True)
+    parser.add_argument("--workspace", required=True, type=Path)
+    args = parser.parse_args(argv)
+    configure(sys.stderr)
+    log = EventLogger(SUPERVISOR, args.instance)
+    try:
+        workspace = args.workspace.resolve()
+        config = load_config(workspace / CONFIG_FILE)
+        url = resolve_redis_url(start=False)
+        supervisor = Supervisor(args.instance, workspace, url, list(config.agents))
+        asyncio.run(supervise(supervisor))
+    except HoltError as exc:
+        log.error("supervisor_failed", message=exc.message, details=exc.details)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
