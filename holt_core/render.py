@@ -1,0 +1,366 @@
+"""Text for ``hoard`` (protocol 7.4) and ``watch`` (7.5): pure functions, no I/O, clock and zone passed in.
+
+Every string that came from Redis goes through ``sanitise_text`` before it is part of a human-readable
+line, so a payload cannot drive the terminal. JSON output is escaped by the encoder; on top of that DEL,
+C1 controls and bidi overrides (which JSON leaves raw) are written as ``\\uXXXX``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Any, Literal
+
+from holt_core.artefact_filter import ArtefactFilter
+from holt_core.models import Artefact, Claim, ClaimStatus, StructuralType, WorkflowEvent
+from holt_core.sanitise import sanitise_text
+
+OutputFormat = Literal["default", "jsonl"]
+
+# ---------------------------------------------------------------------------------------------
+# JSON
+
+
+_JSON_RAW_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
+
+
+def json_text(obj: Any, *, indent: int | None = None) -> str:
+    """JSON for a terminal or a pipe: UTF-8 kept, every control or bidi character escaped."""
+    if indent is None:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    else:
+        text = json.dumps(obj, ensure_ascii=False, indent=indent)
+    # These characters can only occur inside JSON strings, where a \u escape means the same thing.
+    return _JSON_RAW_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
+def rfc3339_utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def clock(ms: int, tz: tzinfo) -> str:
+    """Local wall-clock time ``HH:MM:SS.mmm``."""
+    return datetime.fromtimestamp(ms // 1000, tz).strftime("%H:%M:%S") + f".{ms % 1000:03d}"
+
+
+# ---------------------------------------------------------------------------------------------
+# hoard (protocol 7.4)
+
+_TYPE_ABBREVIATIONS = {
+    "TerraformCode": "TfCode",
+    "TerraformDocumentation": "TfDocs",
+    "FormattedDocumentation": "FmtDocs",
+    "PackagedModule": "Package",
+    "GoalDefined": "Goal",
+    "ToolExecutionFailure": "Failure",
+}
+_ROW = "{:<10} {:<5} {:<10} {:<18} {:<8} {}"
+
+
+def short_type(type_name: str) -> str:
+    if type_name in _TYPE_ABBREVIATIONS:
+        return _TYPE_ABBREVIATIONS[type_name]
+    shown = sanitise_text(type_name)
+    return shown[:17] + "..." if len(shown) > 20 else shown
+
+
+def format_age(created_at_ms: int, now_ms: int) -> str:
+    if created_at_ms == 0:
+        return "-"
+    seconds = max(now_ms - created_at_ms, 0) // 1000
+    if seconds < 60:
+        return f"{seconds}s ago"
+    if seconds < 3600:
+        return f"{seconds // 60}m ago"
+    if seconds < 86400:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+def payload_preview(payload: str) -> str:
+    """The first non-blank line, trimmed, at most 40 characters; ``-`` when there is none."""
+    first = next((line.strip() for line in payload.split("\n") if line.strip()), "")
+    if not first:
+        return "-"
+    shown = sanitise_text(first)
+    return shown[:37] + "..." if len(shown) > 40 else shown
+
+
+def hoard_row(artefact: Artefact, now_ms: int) -> str:
+    return _ROW.format(
+        artefact.id[:8],
+        "-" if artefact.version <= 1 else f"v{artefact.version}",
+        short_type(artefact.type),
+        sanitise_text(artefact.produced_by_role) or "-",
+        format_age(artefact.created_at_ms, now_ms),
+        payload_preview(artefact.payload),
+    )
+
+
+def hoard_table(artefacts: Sequence[Artefact], instance: str, now_ms: int) -> str:
+    """The default ``hoard`` listing, ending in a newline."""
+    if not artefacts:
+        return f"No artefacts found for instance '{instance}'\n"
+    lines = [
+        f"Artefacts for instance '{instance}':",
+        "",
+        _ROW.format("ID", "VER", "TYPE", "BY", "AGE", "PAYLOAD"),
+        _ROW.format("-" * 10, "-" * 5, "-" * 10, "-" * 18, "-" * 8, "-" * 40),
+        *(hoard_row(a, now_ms) for a in artefacts),
+        "",
+        f"{len(artefacts)} {'artefact' if len(artefacts) == 1 else 'artefacts'} found",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def hoard_jsonl(artefacts: Iterable[Artefact]) -> str:
+    return "".join(json_text(a.to_event()) + "\n" for a in artefacts)
+
+
+def artefact_pretty_json(artefact: Artefact) -> str:
+    """Get mode: the artefact as 2-space-indented JSON, ending in a newline."""
+    return json_text(artefact.to_event(), indent=2) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# watch (protocol 7.5)
+
+
+@dataclass(frozen=True)
+class ArtefactItem:
+    artefact: Artefact
+    ts_ms: int
+
+
+@dataclass(frozen=True)
+class ClaimItem:
+    claim: Claim
+    ts_ms: int
+
+
+@dataclass(frozen=True)
+class WorkflowItem:
+    event: WorkflowEvent
+    ts_ms: int
+
+
+WatchItem = ArtefactItem | ClaimItem | WorkflowItem
+DedupeKey = tuple[str, ...]
+
+
+def _field(data: dict[str, Any], name: str) -> str:
+    """A workflow-event field for display: numbers as Go prints them, missing as ``?``, always sanitised."""
+    value = data.get(name)
+    if value is None:
+        return "?"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return sanitise_text(text)
+
+
+def _image_suffix(image_id: str) -> str:
+    if not image_id:
+        return ""
+    digest = image_id.split("sha256:", 1)[1] if "sha256:" in image_id else image_id
+    return "@" + sanitise_text(digest[:12])
+
+
+def _workflow_line(event: WorkflowEvent, t: str) -> str:
+    d = event.data
+    match event.event:
+        case "bid_submitted":
+            who = f"agent={_field(d, 'agent_name')}, claim={_field(d, 'claim_id')}, type={_field(d, 'bid_type')}"
+            return f"[{t}] 🙋 Bid submitted: {who}"
+        case "claim_granted":
+            image = d.get("agent_image_id")
+            agent = _field(d, "agent_name") + (_image_suffix(image) if isinstance(image, str) else "")
+            return (
+                f"[{t}] 🏆 Claim granted: agent={agent}, claim={_field(d, 'claim_id')}, type={_field(d, 'grant_type')}"
+            )
+        case "review_approved":
+            by, target = _field(d, "reviewer_role"), _field(d, "original_artefact_id")
+            return f"[{t}] ✅ Review Approved: by={by} for artefact {target}"
+        case "review_rejected":
+            by, target = _field(d, "reviewer_role"), _field(d, "original_artefact_id")
+            return f"[{t}] ❌ Review Rejected: by={by} for artefact {target}"
+        case "feedback_claim_created":
+            to, claim, n = _field(d, "target_agent_role"), _field(d, "feedback_claim_id"), _field(d, "iteration")
+            return f"[{t}] 🔄 Rework Assigned: to={to} for claim {claim} (iteration {n})"
+        case "artefact_reworked":
+            what = f"by={_field(d, 'produced_by_role')}, type={_field(d, 'artefact_type')}"
+            return (
+                f"[{t}] 🔄 Artefact Reworked (v{_field(d, 'new_version')}): {what}, id={_field(d, 'new_artefact_id')}"
+            )
+        case other:
+            return f"[{t}] ❓ Unknown event: {sanitise_text(other)}"
+
+
+def _envelope(event: str, data: Any, ts_ms: int) -> str:
+    # Keys in Go's order for a map: sorted.
+    return json_text({"data": data, "event": event, "timestamp": rfc3339_utc(ts_ms)})
+
+
+def watch_lines(item: WatchItem, *, output: OutputFormat, tz: tzinfo, now_ms: int) -> list[str]:
+    """The lines (without newlines) ``watch`` prints for one item; items without a time show ``now_ms``."""
+    ts = item.ts_ms or now_ms
+    if isinstance(item, ArtefactItem):
+        a = item.artefact
+        if output == "jsonl":
+            lines = [_envelope("artefact_created", a.to_event(), ts)]
+            if a.structural_type is StructuralType.TERMINAL:
+                done = {"artefact_id": a.id, "artefact_type": a.type, "produced_by": a.produced_by_role}
+                lines.append(_envelope("workflow_completed", done, ts))
+            return lines
+        t = clock(ts, tz)
+        kind = sanitise_text(a.type)
+        lines = []
+        # Reviews and new versions are announced by review_* and artefact_reworked events instead.
+        if a.structural_type is not StructuralType.REVIEW and a.version <= 1:
+            lines.append(f"[{t}] ✨ Artefact created: by={sanitise_text(a.produced_by_role)}, type={kind}, id={a.id}")
+        if a.structural_type is StructuralType.TERMINAL:
+            lines.append(f"[{t}] 🎉 Workflow completed: Terminal artefact created (type={kind}, id={a.id})")
+        return lines
+    if isinstance(item, ClaimItem):
+        c = item.claim
+        if output == "jsonl":
+            return [_envelope("claim_created", c.to_event(), ts)]
+        return [f"[{clock(ts, tz)}] ⏳ Claim created: claim={c.id}, artefact={c.artefact_id}, status={c.status.value}"]
+    if output == "jsonl":
+        return [_envelope(item.event.event, dict(sorted(item.event.data.items())), ts)]
+    return [_workflow_line(item.event, clock(ts, tz))]
+
+
+def dedupe_key(item: WatchItem) -> DedupeKey | None:
+    """Identity of what an item reports, so history and live stream never print the same thing twice."""
+    if isinstance(item, ArtefactItem):
+        return ("artefact", item.artefact.id)
+    if isinstance(item, ClaimItem):
+        return ("claim", item.claim.id)
+    d, name = item.event.data, item.event.event
+    fields = {
+        "bid_submitted": ("claim_id", "agent_name"),
+        "claim_granted": ("claim_id", "agent_name"),
+        "review_approved": ("original_artefact_id", "reviewer_role"),
+        "review_rejected": ("original_artefact_id", "reviewer_role"),
+        "artefact_reworked": ("new_artefact_id",),
+    }.get(name)
+    if fields is None:
+        return None
+    return (name, *(str(d.get(f, "")) for f in fields))
+
+
+def is_approval(payload: str) -> bool:
+    """Protocol 3.3: a Review approves when its payload is an empty JSON object or array."""
+    try:
+        value = json.loads(payload)
+    except (json.JSONDecodeError, RecursionError):
+        return False
+    return isinstance(value, dict | list) and len(value) == 0
+
+
+def _workflow(event: str, ts_ms: int, **data: Any) -> WorkflowItem:
+    return WorkflowItem(WorkflowEvent(event=event, data=data), ts_ms)
+
+
+def history_items(
+    artefacts: Sequence[Artefact],
+    claims: Sequence[Claim],
+    filt: ArtefactFilter,
+    *,
+    created_from_ms: int | None = None,
+) -> list[WatchItem]:
+    """What ``watch`` shows before streaming, rebuilt from stored data only, oldest first.
+
+    For each artefact passing the filter (and, with ``created_from_ms``, created at or after it, which
+    leaves out artefacts without a timestamp): its
+    ``artefact_created``, ``artefact_reworked`` 1 ms earlier for versions > 1, every claim on it (terminated
+    first, then by id) with the bids recorded in its phase state (+1 ms each) and its grants (+100 ms
+    onward), and one review decision per Review that names it as a source (decided by the 3.3 rule, the
+    one the orchestrator applies). Feedback-loop events are not reconstructed.
+    """
+    by_target: dict[str, list[Claim]] = {}
+    for claim in claims:
+        by_target.setdefault(claim.artefact_id, []).append(claim)
+    reviews_of: dict[str, list[Artefact]] = {}
+    for art in artefacts:
+        if art.structural_type is StructuralType.REVIEW:
+            for source in art.source_artefacts:
+                reviews_of.setdefault(source, []).append(art)
+
+    items: list[WatchItem] = []
+    for art in artefacts:
+        if not filt.matches(art, keep_zero_time=True):
+            continue
+        if created_from_ms is not None and art.created_at_ms < created_from_ms:
+            continue
+        ts = art.created_at_ms
+        if art.version > 1:
+            previous = art.source_artefacts[0] if art.source_artefacts else ""
+            items.append(
+                _workflow(
+                    "artefact_reworked",
+                    max(ts - 1, 0),
+                    new_artefact_id=art.id,
+                    logical_id=art.logical_id,
+                    new_version=art.version,
+                    previous_version_id=previous,
+                    artefact_type=art.type,
+                    produced_by_role=art.produced_by_role,
+                )
+            )
+        items.append(ArtefactItem(art, ts))
+        ordered = sorted(by_target.get(art.id, []), key=lambda c: (c.status is not ClaimStatus.TERMINATED, c.id))
+        for claim in ordered:
+            items.append(ClaimItem(claim, ts))
+            bids = claim.phase_state.all_bids if claim.phase_state else {}
+            for n, (agent, bid) in enumerate(sorted(bids.items()), start=1):
+                items.append(_workflow("bid_submitted", ts + n, claim_id=claim.id, agent_name=agent, bid_type=bid))
+            grants = [(a, "review") for a in claim.granted_review_agents]
+            grants += [(a, "claim") for a in claim.granted_parallel_agents]
+            if claim.granted_exclusive_agent:
+                grants.append((claim.granted_exclusive_agent, "exclusive"))
+            for n, (agent, grant_type) in enumerate(grants):
+                items.append(
+                    _workflow(
+                        "claim_granted",
+                        ts + 100 + n,
+                        claim_id=claim.id,
+                        agent_name=agent,
+                        grant_type=grant_type,
+                        agent_image_id=claim.granted_agent_image_id,
+                    )
+                )
+        for review in reviews_of.get(art.id, []):
+            if is_approval(review.payload):
+                items.append(
+                    _workflow(
+                        "review_approved",
+                        review.created_at_ms,
+                        original_artefact_id=art.id,
+                        reviewer_role=review.produced_by_role,
+                    )
+                )
+            else:
+                feedback = review.payload.encode()[:200].decode("utf-8", "ignore")
+                if len(review.payload.encode()) > 200:
+                    feedback += "..."
+                items.append(
+                    _workflow(
+                        "review_rejected",
+                        review.created_at_ms,
+                        original_artefact_id=art.id,
+                        reviewer_role=review.produced_by_role,
+                        feedback=feedback,
+                    )
+                )
+    # An artefact comes before what happened at the same moment because of it; otherwise stable.
+    items.sort(key=lambda item: (item.ts_ms, not isinstance(item, ArtefactItem)))
+    return items
+
+
+def is_terminal(item: WatchItem) -> bool:
+    return isinstance(item, ArtefactItem) and item.artefact.structural_type is StructuralType.TERMINAL
