@@ -7,7 +7,7 @@ import sys
 import typer
 
 from holt_core import __version__
-from holt_core.cli import lifecycle_cmds, redis_cmd
+from holt_core.cli import lifecycle_cmds, read_cmds, redis_cmd
 from holt_core.cli.output import print_error
 from holt_core.errors import HoltError
 
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(redis_cmd.app, name="redis")
 lifecycle_cmds.register(app)
+read_cmds.register(app)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,386 @@
+"""``holt hoard``, ``holt unearth`` and ``holt watch``: read the blackboard (protocol 7.4, 7.5).
+
+Output from Redis is data, never trusted: human-readable lines are sanitised in ``render``; only
+``unearth`` prints a payload byte for byte, and only when stdout is not a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import sys
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Coroutine
+from datetime import datetime, tzinfo
+from typing import Annotated, Any
+
+import typer
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from holt_core.artefact_filter import ArtefactFilter
+from holt_core.blackboard import Blackboard, next_message
+from holt_core.cli.output import warn
+from holt_core.embedded_redis import resolve_redis_url
+from holt_core.errors import HoltError, InvalidInput, MalformedRecord, RedisUnavailable
+from holt_core.instances import resolve_instance
+from holt_core.models import Artefact, Claim, WorkflowEvent, now_ms
+from holt_core.render import (
+    ArtefactItem,
+    ClaimItem,
+    DedupeKey,
+    OutputFormat,
+    WatchItem,
+    WorkflowItem,
+    artefact_pretty_json,
+    dedupe_key,
+    history_items,
+    hoard_jsonl,
+    hoard_table,
+    is_terminal,
+    watch_lines,
+)
+from holt_core.sanitise import sanitise_text
+
+RECONNECT_INTERVAL_S = 2.0
+RECONNECT_TIMEOUT_S = 60.0
+# After a reconnect, artefacts this much older than the last sign of life are rescanned too, in case the
+# connection died silently before the error surfaced (duplicates are suppressed).
+RESCAN_MARGIN_MS = 90_000
+_POLL_S = 1.0
+_SEEN_LIMIT = 100_000
+
+NameOpt = Annotated[
+    str | None,
+    typer.Option("--name", "-n", help="Instance name (default: the instance of this git workspace)."),
+]
+SinceOpt = Annotated[
+    str | None, typer.Option("--since", help="Only artefacts created at or after: a duration ago (1h30m) or RFC 3339.")
+]
+UntilOpt = Annotated[
+    str | None, typer.Option("--until", help="Only artefacts created at or before: a duration ago or RFC 3339.")
+]
+TypeOpt = Annotated[str | None, typer.Option("--type", help="Only artefact types matching this glob (Code*).")]
+AgentOpt = Annotated[str | None, typer.Option("--agent", help="Only artefacts produced by this agent role.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``hoard``, ``unearth`` and ``watch`` to the ``holt`` app."""
+    app.command("hoard")(hoard)
+    app.command("unearth")(unearth)
+    app.command("watch")(watch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+def hoard(
+    artefact_id: Annotated[
+        str | None, typer.Argument(metavar="[ID]", help="Show one artefact (full id or a prefix of 6+ characters).")
+    ] = None,
+    name: NameOpt = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="default or jsonl (list mode only).")] = "default",
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    type_glob: TypeOpt = None,
+    agent: AgentOpt = None,
+) -> None:
+    """List the artefacts on the blackboard, or show one as JSON."""
+    if artefact_id is not None:
+        _run(_hoard_get(name, artefact_id))
+        return
+    fmt = _output_format(output, json_alias=False)
+    filt = ArtefactFilter.from_flags(type_glob=type_glob, agent=agent, since=since, until=until, now_ms=now_ms())
+    _run(_hoard_list(name, fmt, filt))
+
+
+def unearth(
+    artefact_id: Annotated[str, typer.Argument(metavar="ID", help="Full artefact id or a prefix of 6+ characters.")],
+    name: NameOpt = None,
+) -> None:
+    """Print an artefact's payload exactly as stored (for piping)."""
+    _run(_unearth(name, artefact_id))
+
+
+def watch(
+    name: NameOpt = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="default or jsonl (json is an alias).")] = "default",
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    type_glob: TypeOpt = None,
+    agent: AgentOpt = None,
+    exit_on_completion: Annotated[
+        bool,
+        typer.Option("--exit-on-completion", help="Exit after the first Terminal artefact that passes the filters."),
+    ] = False,
+) -> None:
+    """Stream the blackboard's activity live; with filters, show the matching history first."""
+    fmt = _output_format(output, json_alias=True)
+    filt = ArtefactFilter.from_flags(type_glob=type_glob, agent=agent, since=since, until=until, now_ms=now_ms())
+    _run(_Watcher(name, fmt, filt, exit_on_completion=exit_on_completion).run())
+
+
+# ---------------------------------------------------------------------------------------------
+# Plumbing
+
+
+def _output_format(value: str, *, json_alias: bool) -> OutputFormat:
+    if value == "default":
+        return "default"
+    if value == "jsonl" or (json_alias and value == "json"):
+        return "jsonl"
+    valid = "default, jsonl, json" if json_alias else "default, jsonl"
+    raise InvalidInput("invalid output format", details=[f"Unknown format: {value}"], hint=f"Valid formats: {valid}")
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # An odd terminal encoding must not turn one emoji into a crash.
+        sys.stdout.reconfigure(errors="replace")
+    try:
+        asyncio.run(coro)
+    except HoltError as err:
+        # Messages can quote Redis keys and ids found by SCAN, which anyone could have written.
+        err.message = sanitise_text(err.message)
+        err.details = [sanitise_text(line) for line in err.details]
+        err.hint = sanitise_text(err.hint) if err.hint else err.hint
+        raise
+    except BrokenPipeError:
+        # The reader went away (holt hoard | head): stop quietly, and keep the interpreter from
+        # complaining while it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(0) from None
+
+
+def _client(url: str, *, decode: bool = True, client_name: str | None = None) -> Redis:
+    # No automatic retries: redis-py would otherwise reconnect a dropped subscription behind our back
+    # and the events published meanwhile would be lost without a word.
+    return Redis.from_url(
+        url,
+        decode_responses=decode,
+        encoding_errors="replace",
+        retry=Retry(NoBackoff(), 0),
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        client_name=client_name,
+    )
+
+
+def _connection_failed(exc: Exception) -> RedisUnavailable:
+    return RedisUnavailable(
+        "Redis connection failed",
+        details=[sanitise_text(str(exc))],
+        hint="holt redis status shows which Redis holt uses",
+    )
+
+
+@contextlib.asynccontextmanager
+async def _blackboard(
+    name: str | None, *, url: str | None = None, client_name: str | None = None
+) -> AsyncIterator[Blackboard]:
+    redis = _client(url or resolve_redis_url(start=False), client_name=client_name)
+    try:
+        instance = await resolve_instance(redis, name)
+        yield Blackboard(redis, instance)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise _connection_failed(exc) from None
+    except RedisError as exc:  # e.g. an ACL that forbids a command: say so, no traceback
+        raise HoltError(f"Redis refused the request: {sanitise_text(str(exc))}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await redis.aclose()
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _warn_malformed(bad: MalformedRecord, what: str = "artefact") -> None:
+    warn(f"Skipping malformed {what}: key={sanitise_text(bad.key)} (error: {sanitise_text(bad.reason)})")
+
+
+def _local_tz() -> tzinfo:
+    tz = datetime.now().astimezone().tzinfo
+    assert tz is not None  # astimezone() always attaches one
+    return tz
+
+
+# ---------------------------------------------------------------------------------------------
+# hoard / unearth
+
+
+async def _hoard_list(name: str | None, fmt: OutputFormat, filt: ArtefactFilter) -> None:
+    async with _blackboard(name) as bb:
+        listing = await bb.list_artefacts()
+    for bad in listing.malformed:
+        _warn_malformed(bad)
+    shown = [a for a in listing.artefacts if filt.matches(a, keep_zero_time=False)]
+    _write(hoard_table(shown, bb.instance, now_ms()) if fmt == "default" else hoard_jsonl(shown))
+
+
+async def _hoard_get(name: str | None, text: str) -> None:
+    async with _blackboard(name) as bb:
+        artefact = await bb.get_artefact(await bb.resolve_artefact_id(text))
+    _write(artefact_pretty_json(artefact))
+
+
+async def _unearth(name: str | None, text: str) -> None:
+    url = resolve_redis_url(start=False)
+    async with _blackboard(name, url=url) as bb:
+        artefact_id = await bb.resolve_artefact_id(text)
+        # A second, binary connection: the payload must come out byte for byte, even if it is not UTF-8.
+        raw_client = _client(url, decode=False)
+        try:
+            payload = await raw_client.hget(bb.keys.artefact(artefact_id), "payload")
+        finally:
+            await raw_client.aclose()
+    data = payload if isinstance(payload, bytes) else (payload or "").encode()
+    if sys.stdout.isatty():
+        shown = sanitise_text(data.decode("utf-8", "replace"), keep_newlines=True)
+        _write(shown if shown.endswith("\n") or not shown else shown + "\n")
+        return
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# watch
+
+
+class _SeenKeys:
+    """What has been printed, so history, live events and rescans never repeat a line (bounded, oldest out)."""
+
+    def __init__(self, limit: int = _SEEN_LIMIT) -> None:
+        self._keys: OrderedDict[DedupeKey, None] = OrderedDict()
+        self._limit = limit
+
+    def __contains__(self, key: DedupeKey) -> bool:
+        return key in self._keys
+
+    def add(self, key: DedupeKey) -> None:
+        self._keys[key] = None
+        if len(self._keys) > self._limit:
+            self._keys.popitem(last=False)
+
+
+class _Done(Exception):
+    """``--exit-on-completion`` saw its Terminal artefact."""
+
+
+class _Watcher:
+    def __init__(self, name: str | None, fmt: OutputFormat, filt: ArtefactFilter, *, exit_on_completion: bool) -> None:
+        self.name = name
+        self.fmt = fmt
+        self.filt = filt
+        self.exit_on_completion = exit_on_completion
+        self.tz = _local_tz()
+        self.seen = _SeenKeys()
+
+    async def run(self) -> None:
+        async with _blackboard(self.name, client_name="holt-watch") as bb:
+            try:
+                await self._loop(bb)
+            except _Done:
+                return
+
+    async def _loop(self, bb: Blackboard) -> None:
+        channels = (bb.keys.artefact_events, bb.keys.claim_events, bb.keys.workflow_events)
+        # First pass: history only when filtering (as the Go CLI). After a reconnect: what the outage
+        # may have hidden, but never what predates an unfiltered watch.
+        rescan_from: int | None = 0 if self.filt.is_active else None
+        floor_ms = 0 if self.filt.is_active else now_ms()
+        last_alive = now_ms()
+        while True:
+            try:
+                # Subscribe before reading history: anything written meanwhile arrives on the
+                # subscription, and the dedupe keys drop what history already showed.
+                async with bb.subscribe(*channels) as sub:
+                    if rescan_from is not None:
+                        await self._history(bb, rescan_from)
+                        rescan_from = None
+                    last_alive = now_ms()
+                    while True:
+                        message = await next_message(sub, _POLL_S)
+                        last_alive = now_ms()
+                        if message is not None:
+                            self._live(bb, *message)
+            except (RedisConnectionError, RedisTimeoutError, RedisUnavailable):
+                pass  # handled below: announce, wait for Redis, resubscribe and rescan
+            _status("⚠️  Connection to blackboard lost. Reconnecting...")
+            if not await _wait_for_redis(bb.redis):
+                raise RedisUnavailable(
+                    f"failed to reconnect to the blackboard after {RECONNECT_TIMEOUT_S:.0f}s",
+                    hint="holt redis status shows which Redis holt uses",
+                )
+            _status("✓ Reconnected to blackboard")
+            since_loss = max(last_alive - RESCAN_MARGIN_MS, floor_ms)
+            # A rescan that never ran (the connection failed again first) keeps its earlier start.
+            rescan_from = since_loss if rescan_from is None else min(rescan_from, since_loss)
+
+    async def _history(self, bb: Blackboard, created_from_ms: int) -> None:
+        listing = await bb.list_artefacts()
+        for bad in listing.malformed:
+            _warn_malformed(bad)
+        claims, bad_claims = await bb.list_claims()
+        for bad in bad_claims:
+            _warn_malformed(bad, "claim")
+        for item in history_items(listing.artefacts, claims, self.filt, created_from_ms=created_from_ms or None):
+            self._emit(item)
+
+    def _live(self, bb: Blackboard, channel: str, data: str) -> None:
+        item: WatchItem
+        try:
+            if channel == bb.keys.artefact_events:
+                artefact = Artefact.from_json(data)
+                if not self.filt.matches(artefact, keep_zero_time=True):
+                    return
+                item = ArtefactItem(artefact, artefact.created_at_ms)
+            elif channel == bb.keys.claim_events:
+                item = ClaimItem(Claim.from_json(data), now_ms())
+            else:
+                item = WorkflowItem(WorkflowEvent.from_json(data), now_ms())
+        except MalformedRecord as bad:
+            warn(f"Failed to parse event on {sanitise_text(channel)}: {sanitise_text(bad.reason)}")
+            return
+        self._emit(item)
+
+    def _emit(self, item: WatchItem) -> None:
+        key = dedupe_key(item)
+        if key is not None:
+            if key in self.seen:
+                return
+            self.seen.add(key)
+        lines = watch_lines(item, output=self.fmt, tz=self.tz, now_ms=now_ms())
+        if lines:
+            _write("\n".join(lines) + "\n")
+        if self.exit_on_completion and is_terminal(item):
+            raise _Done
+
+
+def _status(message: str) -> None:
+    # stderr, so a jsonl stream on stdout stays parseable.
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+async def _wait_for_redis(redis: Redis) -> bool:
+    """PING until Redis answers (every RECONNECT_INTERVAL_S, for up to RECONNECT_TIMEOUT_S)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RECONNECT_TIMEOUT_S
+    while True:
+        with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError, HoltError):
+            if await redis.ping():
+                return True
+        if loop.time() + RECONNECT_INTERVAL_S > deadline:
+            return False
+        await asyncio.sleep(RECONNECT_INTERVAL_S)
