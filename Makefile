@@ -19,8 +19,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/holt redis start
-	$(BIN)/holt redis status
+	./examples/demo.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check holt_core holt_tui tests bench

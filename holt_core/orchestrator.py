@@ -573,12 +573,19 @@ class Orchestrator:
 
     def _next_phase(self, rt: ClaimRuntime, ps: PhaseState) -> tuple[Decision, Callable[[], Awaitable[bool]]]:
         phase = self._first_phase(ps.all_bids, after=ps.current)
+        approvals = Tx()
+        if ps.current == Phase.REVIEW:  # every review approved: announced with the transition, atomically
+            for role in ps.granted_agents:
+                approvals.publish(self.keys.workflow_events, WorkflowEvent(
+                    event=WorkflowEventType.REVIEW_APPROVED,
+                    data={"original_artefact_id": rt.target.id, "reviewer_role": role}).to_json())
         if phase is None:
-            return self._dormant(rt, f"no_grants_remaining_after_{ps.current.value}", ps.all_bids, [])
-        return self._grant(rt, phase, ps.all_bids, timed_out=[])
+            return self._dormant(rt, f"no_grants_remaining_after_{ps.current.value}", ps.all_bids, [], approvals)
+        return self._grant(rt, phase, ps.all_bids, timed_out=[], extra=approvals)
 
     def _grant(
-        self, rt: ClaimRuntime, phase: Phase, all_bids: dict[str, str], *, timed_out: list[str]
+        self, rt: ClaimRuntime, phase: Phase, all_bids: dict[str, str], *, timed_out: list[str],
+        extra: Tx | None = None,
     ) -> tuple[Decision, Callable[[], Awaitable[bool]]]:
         wanted = _GRANT_TYPE[phase]
         bidders = sorted(a for a, b in all_bids.items() if b == wanted)
@@ -594,16 +601,17 @@ class Orchestrator:
                         DecisionKind.QUEUE_GRANT, claim, rt.target,
                         f"queue for {winner}: {limit} worker(s) busy", (winner,), limit=limit,
                     )
-                    return decision, lambda: self._apply_queue(rt, winner, all_bids)
+                    return decision, lambda: self._apply_queue(rt, winner, all_bids, extra)
         summary = f"grant {phase.value} to {', '.join(granted)}"
         if timed_out:
             summary += f" (no bid from {', '.join(timed_out)} within the bid timeout: counted as ignore)"
         decision = self._decision(_GRANT_KIND[phase], claim, rt.target, summary, tuple(granted),
                                   bids=all_bids, timed_out=timed_out)
-        return decision, lambda: self._apply_grant(rt, phase, granted, all_bids, timed_out)
+        return decision, lambda: self._apply_grant(rt, phase, granted, all_bids, timed_out, extra)
 
     async def _apply_grant(
-        self, rt: ClaimRuntime, phase: Phase, granted: list[str], all_bids: dict[str, str], timed_out: list[str]
+        self, rt: ClaimRuntime, phase: Phase, granted: list[str], all_bids: dict[str, str], timed_out: list[str],
+        extra: Tx | None = None,
     ) -> bool:
         claim = rt.claim
         update: dict[str, Any] = {
@@ -622,6 +630,8 @@ class Orchestrator:
         new = claim.model_copy(update=update)
         note = f"no bid from {', '.join(timed_out)} within the bid timeout" if timed_out else rt.note
         tx = self._claim_write(rt, new, note=note)
+        if extra is not None:
+            tx.extend(extra)
         grant_type = _GRANT_TYPE[phase]
         launch: list[str] = []
         for agent_name in granted:
@@ -648,7 +658,7 @@ class Orchestrator:
             self.workers.launch(role, claim.id, self._worker_exited)
         return True
 
-    async def _apply_queue(self, rt: ClaimRuntime, role: str, all_bids: dict[str, str]) -> bool:
+    async def _apply_queue(self, rt: ClaimRuntime, role: str, all_bids: dict[str, str], extra: Tx | None) -> bool:
         claim = rt.claim
         paused = now_ms()
         new = claim.model_copy(update={
@@ -658,6 +668,8 @@ class Orchestrator:
                                       start_time_ms=paused),
         })
         tx = self._claim_write(rt, new, note=f"waiting in {role}'s grant queue")
+        if extra is not None:
+            tx.extend(extra)
         tx.zadd(self.keys.grant_queue(role), paused, claim.id)
         if not (await self.bb.run(tx)).ok:
             return False
@@ -741,7 +753,7 @@ class Orchestrator:
     # ------------------------------------------------------------------ endings
 
     def _dormant(
-        self, rt: ClaimRuntime, reason: str, all_bids: dict[str, str], timed_out: list[str]
+        self, rt: ClaimRuntime, reason: str, all_bids: dict[str, str], timed_out: list[str], extra: Tx | None = None
     ) -> tuple[Decision, Callable[[], Awaitable[bool]]]:
         decision = self._decision(DecisionKind.DORMANT, rt.claim, rt.target,
                                   f"no agent wants the next phase ({reason})", reason=reason, timed_out=timed_out)
@@ -753,6 +765,8 @@ class Orchestrator:
             # Holt leaves a dormant claim in its status with no phase state.
             new = rt.claim.model_copy(update={"phase_state": None, "artefact_expected": False})
             tx = self._claim_write(rt, new, note=note)
+            if extra is not None:
+                tx.extend(extra)
             tx.srem(self.keys.open_claims, rt.claim.id)
             tx.publish(self.keys.workflow_events, self._closing_event(new, "claim_dormant", note).to_json())
             if not (await self.bb.run(tx)).ok:

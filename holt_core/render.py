@@ -195,6 +195,13 @@ def _workflow_line(event: WorkflowEvent, t: str) -> str:
             return (
                 f"[{t}] 🔄 Artefact Reworked (v{_field(d, 'new_version')}): {what}, id={_field(d, 'new_artefact_id')}"
             )
+        case "claim_completed":
+            return f"[{t}] ☑️  Claim completed: claim={_field(d, 'claim_id')}, artefact={_field(d, 'artefact_id')}"
+        case "claim_terminated":
+            why = _field(d, "reason")
+            return f"[{t}] ⛔ Claim terminated: claim={_field(d, 'claim_id')}, reason={why}"
+        case "claim_dormant":
+            return f"[{t}] 💤 Claim dormant: claim={_field(d, 'claim_id')} ({_field(d, 'reason')})"
         case other:
             return f"[{t}] ❓ Unknown event: {sanitise_text(other)}"
 

@@ -25,12 +25,19 @@ async def test_recipe_runs_through_every_phase_to_terminal(tmp_path: Path, redis
                                                           bb: Blackboard) -> None:
     engine = await recipe_engine(tmp_path, redis_url, instance)
     await engine.start()
+    events: list[dict[str, object]] = []
     try:
-        goal = await engine.forage("Sourdough bread")
-        terminal = await wait_for_artefact(bb, lambda a: a.structural_type == StructuralType.TERMINAL, 60)
-        await wait_settled(bb)
+        async with bb.subscribe(bb.keys.workflow_events) as sub:
+            goal = await engine.forage("Sourdough bread")
+            terminal = await wait_for_artefact(bb, lambda a: a.structural_type == StructuralType.TERMINAL, 60)
+            await wait_settled(bb)
+            while (msg := await sub.get_message(ignore_subscribe_messages=True, timeout=0.2)) is not None:
+                events.append(json.loads(str(msg["data"])))
     finally:
         await engine.close()
+    names = [e["event"] for e in events]
+    assert names.count("review_rejected") == 1 and names.count("review_approved") == 1
+    assert names.count("feedback_claim_created") == 1 and names.count("artefact_reworked") == 1
 
     arts = {a.id: a for a in (await bb.list_artefacts()).artefacts}
     by_type: dict[str, list[str]] = {}
