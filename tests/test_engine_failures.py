@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -133,3 +134,61 @@ async def test_tools_never_receive_the_redis_credentials(
     finally:
         await engine.close()
     assert done.payload == "clean"
+
+
+CONTROLLED_WORKER = r'''
+import json, os, sys, time
+req = json.load(sys.stdin)
+flag = os.path.join(os.environ["HOLT_WORKSPACE"], "release")
+while not os.path.exists(flag):
+    time.sleep(0.02)
+print(json.dumps({"artefact_type": "Done", "artefact_payload": req["target_artefact"]["payload"],
+                  "summary": "ok", "structural_type": "Terminal"}))
+'''
+
+
+async def test_controller_queues_grants_over_its_limit_and_drains_them(
+    tmp_path: Path, redis_url: str, instance: str, bb: Blackboard
+) -> None:
+    text = f"""
+version: "1.0"
+agents:
+  Pool:
+    command: ["{PY}", "-c", "pass"]
+    bidding_strategy: exclusive
+    mode: controller
+    worker:
+      command: ["{PY}", "worker.py"]
+      max_concurrent: 2
+      workspace:
+        mode: rw
+"""
+    ws = make_workspace(tmp_path, files={"holt.yml": text, "worker.py": CONTROLLED_WORKER})
+    engine = Engine(redis_url, instance, ws, parse_config(text))
+    await engine.start_orchestrator()
+    await engine.start_pups()
+    try:
+        async with bb.subscribe(bb.keys.workflow_events) as sub:
+            goals = [await engine.forage(f"job {n}") for n in range(5)]
+            granted: list[str] = []
+            async with asyncio.timeout(30):
+                # Two grants go out at once; the other three wait in the persistent grant queue.
+                while len(granted) < 2 or await bb.redis.zcard(bb.keys.grant_queue("Pool")) < 3:
+                    msg = await sub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is not None:
+                        event = json.loads(str(msg["data"]))
+                        if event["event"] == "claim_granted":
+                            granted.append(event["data"]["claim_id"])
+            assert len(granted) == 2
+            queued = await bb.redis.zrange(bb.keys.grant_queue("Pool"), 0, -1)
+            assert len(queued) == 3 and not set(queued) & set(granted)
+            for claim_id in queued:
+                claim = await bb.get_claim(claim_id)
+                assert claim.grant_queue is not None and claim.granted_exclusive_agent == ""
+            (ws / "release").write_text("go")
+            await wait_settled(bb, within=60)
+    finally:
+        await engine.close()
+    done = [a for a in (await bb.list_artefacts()).artefacts if a.type == "Done"]
+    assert sorted(a.payload for a in done) == sorted(g.payload for g in goals)
+    assert await bb.redis.zcard(bb.keys.grant_queue("Pool")) == 0
