@@ -117,15 +117,18 @@ class Blackboard:
 
     async def get_artefacts(self, ids: Sequence[str]) -> list[Artefact | None]:
         """Pipelined fetch; missing ids give None, malformed records raise."""
-        out: list[Artefact | None] = []
-        for start in range(0, len(ids), _BATCH):
-            chunk = ids[start : start + _BATCH]
+        keys = [self.keys.artefact(i) for i in ids]
+        rows = await self.hgetall_many(keys)
+        return [Artefact.from_hash(raw, key) if raw else None for key, raw in zip(keys, rows, strict=True)]
+
+    async def hgetall_many(self, keys: Sequence[str]) -> list[dict[str, str]]:
+        """HGETALL of many keys, pipelined in batches (one round trip per batch)."""
+        out: list[dict[str, str]] = []
+        for start in range(0, len(keys), _BATCH):
             async with self.redis.pipeline(transaction=False) as pipe:
-                for artefact_id in chunk:
-                    pipe.hgetall(self.keys.artefact(artefact_id))
-                rows = await pipe.execute()
-            for artefact_id, raw in zip(chunk, rows, strict=True):
-                out.append(Artefact.from_hash(raw, self.keys.artefact(artefact_id)) if raw else None)
+                for key in keys[start : start + _BATCH]:
+                    pipe.hgetall(key)
+                out.extend(await pipe.execute())
         return out
 
     async def artefact_exists(self, artefact_id: str) -> bool:
@@ -140,21 +143,15 @@ class Blackboard:
 
     async def list_artefacts(self) -> ArtefactListing:
         """All artefacts, oldest first; records that do not decode are reported, not fatal."""
-        ids = [i async for i in self.scan_artefact_ids()]
+        keys = [self.keys.artefact(i) async for i in self.scan_artefact_ids()]
         listing = ArtefactListing()
-        for start in range(0, len(ids), _BATCH):
-            chunk = ids[start : start + _BATCH]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for artefact_id in chunk:
-                    pipe.hgetall(self.keys.artefact(artefact_id))
-                rows = await pipe.execute()
-            for artefact_id, raw in zip(chunk, rows, strict=True):
-                if not raw:
-                    continue  # deleted between SCAN and HGETALL
-                try:
-                    listing.artefacts.append(Artefact.from_hash(raw, self.keys.artefact(artefact_id)))
-                except MalformedRecord as bad:
-                    listing.malformed.append(bad)
+        for key, raw in zip(keys, await self.hgetall_many(keys), strict=True):
+            if not raw:
+                continue  # deleted between SCAN and HGETALL
+            try:
+                listing.artefacts.append(Artefact.from_hash(raw, key))
+            except MalformedRecord as bad:
+                listing.malformed.append(bad)
         listing.artefacts.sort(key=lambda a: (a.created_at_ms, a.id))
         return listing
 
@@ -249,22 +246,16 @@ class Blackboard:
                 yield claim_id
 
     async def list_claims(self) -> tuple[list[Claim], list[MalformedRecord]]:
-        ids = [i async for i in self.scan_claim_ids()]
+        keys = [self.keys.claim(i) async for i in self.scan_claim_ids()]
         claims: list[Claim] = []
         bad: list[MalformedRecord] = []
-        for start in range(0, len(ids), _BATCH):
-            chunk = ids[start : start + _BATCH]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for claim_id in chunk:
-                    pipe.hgetall(self.keys.claim(claim_id))
-                rows = await pipe.execute()
-            for claim_id, raw in zip(chunk, rows, strict=True):
-                if not raw:
-                    continue
-                try:
-                    claims.append(Claim.from_hash(raw, self.keys.claim(claim_id)))
-                except MalformedRecord as exc:
-                    bad.append(exc)
+        for key, raw in zip(keys, await self.hgetall_many(keys), strict=True):
+            if not raw:
+                continue
+            try:
+                claims.append(Claim.from_hash(raw, key))
+            except MalformedRecord as exc:
+                bad.append(exc)
         return claims, bad
 
     # ------------------------------------------------------------------ bids
