@@ -15,6 +15,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
 from holt_core.artefact_filter import ArtefactFilter
+from holt_core.keys import Keys
 from holt_core.models import Artefact, Claim, ClaimStatus, StructuralType, WorkflowEvent
 from holt_core.sanitise import sanitise_text
 
@@ -371,3 +372,13 @@ def history_items(
 
 def is_terminal(item: WatchItem) -> bool:
     return isinstance(item, ArtefactItem) and item.artefact.structural_type is StructuralType.TERMINAL
+
+
+def live_item(keys: Keys, channel: str, data: str, now: int) -> WatchItem:
+    """A pub/sub message as a watch item; raises MalformedRecord for a message that does not decode."""
+    if channel == keys.artefact_events:
+        art = Artefact.from_json(data)
+        return ArtefactItem(art, art.created_at_ms)
+    if channel == keys.claim_events:
+        return ClaimItem(Claim.from_json(data), now)
+    return WorkflowItem(WorkflowEvent.from_json(data), now)

@@ -42,10 +42,10 @@ from holt_core.instances import (
 )
 from holt_core.keys import Keys, validate_instance_name
 from holt_core.logs import configure
-from holt_core.models import Artefact, Claim, StructuralType, WorkflowEvent, new_id, now_ms
+from holt_core.models import Artefact, StructuralType, new_id, now_ms
 from holt_core.orchestrator import Orchestrator, WorkerLauncher
 from holt_core.pup import Pup, run_worker
-from holt_core.render import ArtefactItem, ClaimItem, WatchItem, WorkflowItem, watch_lines
+from holt_core.render import ArtefactItem, live_item, watch_lines
 from holt_core.sanitise import sanitise_text
 from holt_core.supervisor import (
     ENV_SUPERVISOR_PID,
@@ -613,15 +613,8 @@ async def _watch_goal(bb: Blackboard, sub: Any, goal_id: str) -> None:
                     raise HoltError(f"instance '{bb.instance}' stopped before the workflow completed")
             continue
         channel, data = message
-        item: WatchItem
         try:
-            if channel == bb.keys.artefact_events:
-                art = Artefact.from_json(data)
-                item = ArtefactItem(art, art.created_at_ms)
-            elif channel == bb.keys.claim_events:
-                item = ClaimItem(Claim.from_json(data), now_ms())
-            else:
-                item = WorkflowItem(WorkflowEvent.from_json(data), now_ms())
+            item = live_item(bb.keys, channel, data, now_ms())
         except MalformedRecord as bad:
             warn(f"Failed to parse event on {sanitise_text(channel)}: {sanitise_text(bad.reason)}")
             continue

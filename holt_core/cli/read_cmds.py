@@ -30,20 +30,19 @@ from holt_core.cli.output import warn
 from holt_core.embedded_redis import resolve_redis_url
 from holt_core.errors import HoltError, InvalidInput, MalformedRecord, RedisUnavailable
 from holt_core.instances import resolve_instance
-from holt_core.models import Artefact, Claim, WorkflowEvent, now_ms
+from holt_core.models import now_ms
 from holt_core.render import (
     ArtefactItem,
-    ClaimItem,
     DedupeKey,
     OutputFormat,
     WatchItem,
-    WorkflowItem,
     artefact_pretty_json,
     dedupe_key,
     history_items,
     hoard_jsonl,
     hoard_table,
     is_terminal,
+    live_item,
     watch_lines,
 )
 from holt_core.sanitise import sanitise_text
@@ -338,19 +337,12 @@ class _Watcher:
             self._emit(item)
 
     def _live(self, bb: Blackboard, channel: str, data: str) -> None:
-        item: WatchItem
         try:
-            if channel == bb.keys.artefact_events:
-                artefact = Artefact.from_json(data)
-                if not self.filt.matches(artefact, keep_zero_time=True):
-                    return
-                item = ArtefactItem(artefact, artefact.created_at_ms)
-            elif channel == bb.keys.claim_events:
-                item = ClaimItem(Claim.from_json(data), now_ms())
-            else:
-                item = WorkflowItem(WorkflowEvent.from_json(data), now_ms())
+            item = live_item(bb.keys, channel, data, now_ms())
         except MalformedRecord as bad:
             warn(f"Failed to parse event on {sanitise_text(channel)}: {sanitise_text(bad.reason)}")
+            return
+        if isinstance(item, ArtefactItem) and not self.filt.matches(item.artefact, keep_zero_time=True):
             return
         self._emit(item)
 
