@@ -122,6 +122,7 @@ class Orchestrator:
         gate: DecisionGate | None = None,
         worker_launcher: WorkerLauncher | None = None,
         log: EventLogger | None = None,
+        sweep_interval_s: float = 5.0,
     ) -> None:
         self.bb = bb
         self.keys = bb.keys
@@ -138,6 +139,8 @@ class Orchestrator:
         # host:pid:random - lets a restarted orchestrator on the same host see that the holder is dead.
         self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
         self.ready = asyncio.Event()
+        self.sweep_interval_s = sweep_interval_s
+        self._swept_to_ms = 0
 
     # ================================================================== lifecycle
 
@@ -186,10 +189,13 @@ class Orchestrator:
         await self.acquire_lock()
         lost = asyncio.Event()
         heartbeat = asyncio.create_task(self._heartbeat(lost))
+        sweeper: asyncio.Task[None] | None = None
         try:
             async with self.bb.subscribe(self.keys.artefact_events, self.keys.workflow_events) as sub:
                 # Subscribed first, then recover: nothing published from here on is missed.
+                self._swept_to_ms = now_ms()
                 await self.recover()
+                sweeper = asyncio.create_task(self._sweep_forever())
                 self.ready.set()
                 self.log.info("orchestrator_ready", claims_open=len(self.claims))
                 while not stop.is_set() and not lost.is_set():
@@ -199,6 +205,8 @@ class Orchestrator:
                     self.dispatch(str(msg["channel"]), str(msg["data"]))
         finally:
             heartbeat.cancel()
+            if sweeper is not None:
+                sweeper.cancel()
             for timer in self._timers.values():
                 timer.cancel()
             if self._tasks:
@@ -206,6 +214,38 @@ class Orchestrator:
             await self.release_lock()
         if lost.is_set():
             raise HoltError("lost the instance lock to another orchestrator; stopping")
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval_s)
+            try:
+                await self.sweep()
+            except Exception as exc:  # a failed sweep is retried next time; it must never stop the loop
+                self.log.error("error", message="safety sweep failed", error=repr(exc))
+
+    async def sweep(self) -> None:
+        """Safety net for pub/sub events lost on a reconnect (off the critical path, idempotent).
+
+        Re-reads the bids of claims still waiting for consensus, and replays artefacts indexed since the
+        last sweep (with a margin for clock skew between writers).
+        """
+        since = self._swept_to_ms - 10_000
+        self._swept_to_ms = now_ms()
+        ids = await self.bb.redis.zrangebyscore(self.keys.artefact_index, since, "+inf")
+        replayed = 0
+        for artefact in await self.bb.get_artefacts([str(i) for i in ids]):
+            if artefact is None:
+                continue
+            known = bool(await self.bb.redis.exists(self.keys.claim_by_artefact(artefact.id)))
+            replayed += int(not known and artefact.structural_type in _CLAIMABLE)
+            await self.on_artefact(artefact, replay=True, known_claim=known)
+        for claim_id, rt in list(self.claims.items()):
+            if rt.claim.phase_state is None and rt.claim.status == ClaimStatus.PENDING_REVIEW:
+                async with self._locks[claim_id]:
+                    rt.bids = await self.bb.get_bids(claim_id)
+            await self.advance(claim_id)
+        if replayed:
+            self.log.warning("sweep_created_missed_claims", count=replayed)
 
     def spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

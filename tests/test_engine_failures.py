@@ -11,7 +11,7 @@ import pytest
 
 from holt_core.blackboard import Blackboard
 from holt_core.config import parse_config
-from holt_core.models import ClaimStatus, StructuralType
+from holt_core.models import Artefact, ClaimStatus, StructuralType, new_id, now_ms
 from tests.engine import Engine, make_workspace, wait_for_artefact, wait_settled
 
 PY = sys.executable
@@ -192,3 +192,26 @@ agents:
     done = [a for a in (await bb.list_artefacts()).artefacts if a.type == "Done"]
     assert sorted(a.payload for a in done) == sorted(g.payload for g in goals)
     assert await bb.redis.zcard(bb.keys.grant_queue("Pool")) == 0
+
+
+async def test_safety_sweep_recovers_events_lost_by_pub_sub(
+    tmp_path: Path, redis_url: str, instance: str, bb: Blackboard
+) -> None:
+    ws = make_workspace(tmp_path, files={"holt.yml": config_text(), "worker.py": WORKER})
+    engine = Engine(redis_url, instance, ws, parse_config(config_text()))
+    await engine.start_orchestrator()
+    assert engine.orchestrator is not None
+    await engine.start_pups()
+    try:
+        # A goal whose announcement never reached anyone (as on a dropped subscription): data only, no event.
+        goal = Artefact(id=new_id(), logical_id=new_id(), version=1, structural_type=StructuralType.STANDARD,
+                        type="GoalDefined", payload="fine", source_artefacts=[], produced_by_role="user",
+                        created_at_ms=now_ms())
+        await bb.redis.hset(bb.keys.artefact(goal.id), mapping=goal.to_hash())
+        await bb.redis.zadd(bb.keys.artefact_index, {goal.id: goal.created_at_ms})
+        assert await bb.claim_id_for_artefact(goal.id) is None
+        await engine.orchestrator.sweep()
+        done = await wait_for_artefact(bb, lambda a: a.structural_type == StructuralType.TERMINAL, 30)
+    finally:
+        await engine.close()
+    assert done.source_artefacts == [goal.id]
