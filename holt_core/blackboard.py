@@ -29,7 +29,6 @@ from holt_core.models import (
     Claim,
     WorkflowEvent,
     WorkflowEventType,
-    is_uuid,
     now_ms,
 )
 from holt_core.transaction import Tx, TxResult, TxRunner
@@ -228,12 +227,6 @@ class Blackboard:
             raise NotFound(f"claim with ID '{claim_id}' not found")
         return Claim.from_hash(raw, key)
 
-    async def get_claim_or_none(self, claim_id: str) -> Claim | None:
-        try:
-            return await self.get_claim(claim_id)
-        except NotFound:
-            return None
-
     async def claim_id_for_artefact(self, artefact_id: str) -> str | None:
         value = await self.redis.get(self.keys.claim_by_artefact(artefact_id))
         return str(value) if value else None
@@ -272,6 +265,9 @@ class Blackboard:
         tx.publish(self.keys.workflow_events, event.to_json())
         await self.run(tx)
 
+    async def get_bids_many(self, claim_ids: Sequence[str]) -> list[dict[str, str]]:
+        return await self.hgetall_many([self.keys.bids(c) for c in claim_ids])
+
     async def get_bids(self, claim_id: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self.keys.bids(claim_id))
         return {str(k): str(v) for k, v in raw.items()}
@@ -309,8 +305,3 @@ async def next_message(pubsub: PubSub, wait_s: float | None = None) -> tuple[str
         return None
     return str(msg["channel"]), str(msg["data"])
 
-
-def check_ids(ids: Iterable[str], what: str) -> None:
-    for value in ids:
-        if not is_uuid(value):
-            raise InvalidInput(f"{what}: '{value}' is not an artefact id (lower-case UUID)")

@@ -34,6 +34,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from holt_core.errors import RedisUnavailable
+from holt_core.processes import pid_alive
 
 ENV_URL = "HOLT_REDIS_URL"
 ENV_DATA_DIR = "HOLT_DATA_DIR"
@@ -558,6 +559,7 @@ def _shutdown(record: _Record) -> bool:
 
 
 def _pid_alive(pid: int) -> bool:
+    # Our own child first: poll() reaps it, so a crashed server is not taken for a live one.
     with _children_lock:
         proc = _children.get(pid)
     if proc is not None:
@@ -566,23 +568,7 @@ def _pid_alive(pid: int) -> bool:
         with _children_lock:
             _children.pop(pid, None)
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    # A dead server waiting for a parent that does not reap still answers os.kill(pid, 0).
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False  # no procfs (macOS): launchd reaps orphans promptly
-    fields = stat.rpartition(")")[2].split()
-    return bool(fields) and fields[0] == "Z"
+    return pid_alive(pid)
 
 
 def _is_redis_process(record: _Record) -> bool | None:

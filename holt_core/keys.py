@@ -12,7 +12,6 @@ import re
 from holt_core.errors import InvalidInput
 
 INSTANCES = "holt:instances"
-INSTANCE_COUNTER = "holt:instance_counter"
 
 _INSTANCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Characters that SCAN/KEYS treat as glob syntax; user input must never act as a pattern.

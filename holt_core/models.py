@@ -458,13 +458,28 @@ class Claim(_Record):
 
 
 # ---------------------------------------------------------------------------------------------
-# Bids, grants and workflow events (protocol 1.6, 2.3, 2.4)
+# Reviews (protocol 3.3, 2.3)
 
 
-class Bid(_Record):
-    claim_id: str
-    agent_name: str = Field(min_length=1)
-    bid_type: BidType
+def is_approval(payload: str) -> bool:
+    """A Review approves when its payload is an empty JSON object or array; anything else is feedback."""
+    try:
+        value = json.loads(payload)
+    except (json.JSONDecodeError, RecursionError):
+        return False
+    return isinstance(value, dict | list) and len(value) == 0
+
+
+def feedback_excerpt(payload: str, limit: int = 200) -> str:
+    """The ``feedback`` of a ``review_rejected`` event: the first 200 bytes, then ``...``."""
+    raw = payload.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return payload
+    return raw[:limit].decode("utf-8", "ignore") + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Grants and workflow events (protocol 2.3, 2.4)
 
 
 class GrantNotification(_Record):

@@ -41,9 +41,12 @@ from holt_core.models import (
     StructuralType,
     WorkflowEvent,
     WorkflowEventType,
+    feedback_excerpt,
+    is_approval,
     new_id,
     now_ms,
 )
+from holt_core.processes import pid_alive
 from holt_core.transaction import Tx
 
 # Extra claim-hash fields (Go readers ignore them).
@@ -69,28 +72,13 @@ _GRANT_KIND = {
 _GRANT_TYPE = {Phase.REVIEW: "review", Phase.PARALLEL: "claim", Phase.EXCLUSIVE: "exclusive"}
 
 
-def is_approval(payload: str) -> bool:
-    """Protocol 3.3: ``{}`` or ``[]`` approves; anything else, including unparsable text, is feedback."""
-    try:
-        value = json.loads(payload)
-    except (json.JSONDecodeError, ValueError):
-        return False
-    return isinstance(value, dict | list) and len(value) == 0
-
-
 def _owner_is_dead(owner: str) -> bool:
     """True only when the lock holder is provably gone: same host, and its pid no longer exists."""
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not pid_alive(int(pid_text))
 
 
 def go_slice(items: list[str]) -> str:
@@ -233,16 +221,21 @@ class Orchestrator:
         self._swept_to_ms = now_ms()
         ids = await self.bb.redis.zrangebyscore(self.keys.artefact_index, since, "+inf")
         replayed = 0
-        for artefact in await self.bb.get_artefacts([str(i) for i in ids]):
-            if artefact is None:
-                continue
-            known = bool(await self.bb.redis.exists(self.keys.claim_by_artefact(artefact.id)))
+        artefacts = [a for a in await self.bb.get_artefacts([str(i) for i in ids]) if a is not None]
+        have_claims = await self._artefacts_with_claims(artefacts)
+        for artefact in artefacts:
+            known = artefact.id in have_claims
             replayed += int(not known and artefact.structural_type in _CLAIMABLE)
             await self.on_artefact(artefact, replay=True, known_claim=known)
-        for claim_id, rt in list(self.claims.items()):
-            if rt.claim.phase_state is None and rt.claim.status == ClaimStatus.PENDING_REVIEW:
+        waiting = [c for c, rt in self.claims.items()
+                   if rt.claim.phase_state is None and rt.claim.status == ClaimStatus.PENDING_REVIEW]
+        for claim_id, bids in zip(waiting, await self.bb.get_bids_many(waiting), strict=True):
+            rt = self.claims.get(claim_id)
+            if rt is not None:
                 async with self._locks[claim_id]:
-                    rt.bids = await self.bb.get_bids(claim_id)
+                    # Read outside the lock: bids that arrived since by event are newer, so they win.
+                    rt.bids = {**bids, **rt.bids}
+        for claim_id in list(self.claims):
             await self.advance(claim_id)
         if replayed:
             self.log.warning("sweep_created_missed_claims", count=replayed)
@@ -289,15 +282,15 @@ class Orchestrator:
         open_claims = [c for c in claims if c.status.is_open]
         raw_ext = await self._claim_extensions([c.id for c in open_claims])
         targets = await self.bb.get_artefacts([c.artefact_id for c in open_claims])
+        all_bids = await self.bb.get_bids_many([c.id for c in open_claims])
         loaded = 0
-        for claim, target, ext in zip(open_claims, targets, raw_ext, strict=True):
+        for claim, target, ext, bids in zip(open_claims, targets, raw_ext, all_bids, strict=True):
             note = ext.get(F_NOTE) or ""
             if target is None or note.startswith("dormant"):
                 await self.bb.redis.srem(self.keys.open_claims, claim.id)
                 continue
             rt = ClaimRuntime(claim=claim, target=target, rev=int(ext.get(F_REV) or 0),
-                              created_ms=int(ext.get(F_CREATED) or 0) or now_ms(), note=note)
-            rt.bids = await self.bb.get_bids(claim.id)
+                              created_ms=int(ext.get(F_CREATED) or 0) or now_ms(), note=note, bids=bids)
             self._track(rt)
             loaded += 1
             role = claim.granted_exclusive_agent
@@ -308,15 +301,7 @@ class Orchestrator:
                 self._active_workers[role].add(claim.id)
         # Replay every artefact: creates missing claims and re-derives phase outputs (both idempotent).
         listing = await self.bb.list_artefacts()
-        claimable = [a for a in listing.artefacts if a.structural_type in _CLAIMABLE]
-        has_claim: set[str] = set()
-        for start in range(0, len(claimable), 500):
-            chunk = claimable[start : start + 500]
-            async with self.bb.redis.pipeline(transaction=False) as pipe:
-                for artefact in chunk:
-                    pipe.exists(self.keys.claim_by_artefact(artefact.id))
-                found = await pipe.execute()
-            has_claim.update(a.id for a, f in zip(chunk, found, strict=True) if f)
+        has_claim = await self._artefacts_with_claims(listing.artefacts)
         for artefact in listing.artefacts:
             await self.on_artefact(artefact, replay=True, known_claim=artefact.id in has_claim)
         for claim_id in list(self.claims):
@@ -330,6 +315,19 @@ class Orchestrator:
             artefacts_replayed=len(listing.artefacts),
             duration_ms=int((time.monotonic() - started) * 1000),
         )
+
+    async def _artefacts_with_claims(self, artefacts: list[Artefact]) -> set[str]:
+        """Ids of the claimable artefacts that already have a claim (pipelined, not one round trip each)."""
+        claimable = [a.id for a in artefacts if a.structural_type in _CLAIMABLE]
+        found: set[str] = set()
+        for start in range(0, len(claimable), 500):
+            chunk = claimable[start : start + 500]
+            async with self.bb.redis.pipeline(transaction=False) as pipe:
+                for artefact_id in chunk:
+                    pipe.exists(self.keys.claim_by_artefact(artefact_id))
+                exists = await pipe.execute()
+            found.update(a for a, e in zip(chunk, exists, strict=True) if e)
+        return found
 
     async def _claim_extensions(self, claim_ids: list[str]) -> list[dict[str, str]]:
         out: list[dict[str, str]] = []
@@ -515,8 +513,6 @@ class Orchestrator:
                     self.claims[claim_id] = fresh
                     continue
                 regrant = False
-                if not self.claims.get(claim_id):
-                    return
 
     def _decision(
         self,
@@ -740,12 +736,11 @@ class Orchestrator:
                                       f"grant exclusive to {role} (from its grant queue)", (role,))
             if not await self.gate.admit(decision):
                 return
-            tx_extra = Tx().zrem(self.keys.grant_queue(role), rt.claim.id)
-            self.log.info("grant_resumed_from_queue", claim_id=rt.claim.id, agent_name=role)
-            await self.bb.run(tx_extra)
-            rt.claim = rt.claim.model_copy(update={"grant_queue": None})
-            ok = await self._apply_grant(rt, Phase.EXCLUSIVE, [role], all_bids, [])
-            if not ok:
+            # Leaving the queue is part of the grant's atomic write: never out of the queue and ungranted.
+            leave = Tx().zrem(self.keys.grant_queue(role), rt.claim.id)
+            if await self._apply_grant(rt, Phase.EXCLUSIVE, [role], all_bids, [], leave):
+                self.log.info("grant_resumed_from_queue", claim_id=rt.claim.id, agent_name=role)
+            else:
                 self.log.warning("dequeue_conflict", claim_id=rt.claim.id)
 
     def _worker_exited(self, role: str, claim_id: str, exit_code: int, output_tail: str) -> None:
@@ -842,16 +837,16 @@ class Orchestrator:
         tx.srem(self.keys.open_claims, rt.claim.id)
         if extra is not None:
             tx.extend(extra)
-        tx.publish(self.keys.workflow_events, self._closing_event(new, event).to_json())
+        wire = "claim_completed" if status == ClaimStatus.COMPLETE else "claim_terminated"
+        tx.publish(self.keys.workflow_events, self._closing_event(new, wire).to_json())
         if not (await self.bb.run(tx)).ok:
             return False
         self._commit(rt, new, rt.note)
         self.log.info(event, claim_id=rt.claim.id, status=status.value, reason=reason)
-        role = new.granted_exclusive_agent
         self._untrack(rt.claim.id)
-        if role and rt.claim.id in self._active_workers.get(role, set()):
+        role = new.granted_exclusive_agent
+        if role in self._active_workers:  # a controller's slot may have freed up
             self._active_workers[role].discard(rt.claim.id)
-        if role and role in self._active_workers:
             self.spawn(self._drain_queue(role))
         return True
 
@@ -874,10 +869,9 @@ class Orchestrator:
                 tx.publish(self.keys.workflow_events, WorkflowEvent(event=WorkflowEventType.REVIEW_APPROVED, data={
                     "original_artefact_id": target.id, "reviewer_role": review.produced_by_role}).to_json())
             for review in feedback:
-                text = review.payload if len(review.payload) <= 200 else review.payload[:200] + "..."
                 tx.publish(self.keys.workflow_events, WorkflowEvent(event=WorkflowEventType.REVIEW_REJECTED, data={
                     "original_artefact_id": target.id, "reviewer_role": review.produced_by_role,
-                    "feedback": text}).to_json())
+                    "feedback": feedback_excerpt(review.payload)}).to_json())
             reason = f"Terminated due to negative review feedback. See artefacts: {go_slice(review_ids)}"
             if limit > 0 and iteration >= limit:
                 failure = self._system_failure(
@@ -923,9 +917,8 @@ class Orchestrator:
         return decision, apply
 
     @staticmethod
-    def _closing_event(claim: Claim, name: str, note: str = "") -> WorkflowEvent:
+    def _closing_event(claim: Claim, event: str, note: str = "") -> WorkflowEvent:
         """Our addition to Holt's events: a claim stopped moving (Go's watch prints it as unknown)."""
-        event = {"claim_complete": "claim_completed"}.get(name, "claim_terminated" if "terminated" in name else name)
         return WorkflowEvent(event=event, data={
             "claim_id": claim.id, "artefact_id": claim.artefact_id, "status": claim.status.value,
             "reason": claim.termination_reason or note,

@@ -16,7 +16,15 @@ from typing import Any, Literal
 
 from holt_core.artefact_filter import ArtefactFilter
 from holt_core.keys import Keys
-from holt_core.models import Artefact, Claim, ClaimStatus, StructuralType, WorkflowEvent
+from holt_core.models import (
+    Artefact,
+    Claim,
+    ClaimStatus,
+    StructuralType,
+    WorkflowEvent,
+    feedback_excerpt,
+    is_approval,
+)
 from holt_core.sanitise import sanitise_text
 
 OutputFormat = Literal["default", "jsonl"]
@@ -261,15 +269,6 @@ def dedupe_key(item: WatchItem) -> DedupeKey | None:
     return (name, *(str(d.get(f, "")) for f in fields))
 
 
-def is_approval(payload: str) -> bool:
-    """Protocol 3.3: a Review approves when its payload is an empty JSON object or array."""
-    try:
-        value = json.loads(payload)
-    except (json.JSONDecodeError, RecursionError):
-        return False
-    return isinstance(value, dict | list) and len(value) == 0
-
-
 def _workflow(event: str, ts_ms: int, **data: Any) -> WorkflowItem:
     return WorkflowItem(WorkflowEvent(event=event, data=data), ts_ms)
 
@@ -353,9 +352,7 @@ def history_items(
                     )
                 )
             else:
-                feedback = review.payload.encode()[:200].decode("utf-8", "ignore")
-                if len(review.payload.encode()) > 200:
-                    feedback += "..."
+                feedback = feedback_excerpt(review.payload)
                 items.append(
                     _workflow(
                         "review_rejected",

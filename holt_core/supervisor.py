@@ -40,6 +40,7 @@ from holt_core.errors import HoltError, InvalidInput
 from holt_core.instances import InstanceRecord, get_record, register
 from holt_core.keys import INSTANCES, Keys, validate_instance_name
 from holt_core.logs import EventLogger, JsonFormatter, configure
+from holt_core.processes import pid_alive
 
 ENV_SUPERVISOR_PID = "HOLT_SUPERVISOR_PID"
 ORCHESTRATOR = "orchestrator"
@@ -83,25 +84,6 @@ def check_roles(roles: list[str]) -> None:
                 f"{CONFIG_FILE}: agent role '{role}' is reserved",
                 hint=f"rename the agent; {' and '.join(RESERVED_COMPONENTS)} are holt's own components",
             )
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live (not zombie) process on this machine."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no procfs (macOS): init reaps orphans promptly
-    # A process that exited but was never reaped (container init that does not reap) is not alive.
-    fields = stat.rpartition(")")[2].split()
-    return not (fields and fields[0] == "Z")
 
 
 def is_holt_process(pid: int) -> bool:

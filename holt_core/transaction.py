@@ -39,14 +39,12 @@ end
 for _, op in ipairs(spec.o) do
   local kind = op[1]
   if kind == 'hset' then redis.call('HSET', KEYS[op[2]], unpack(op[3]))
-  elseif kind == 'hdel' then redis.call('HDEL', KEYS[op[2]], unpack(op[3]))
   elseif kind == 'set' then redis.call('SET', KEYS[op[2]], op[3])
   elseif kind == 'del' then redis.call('DEL', KEYS[op[2]])
   elseif kind == 'zadd' then redis.call('ZADD', KEYS[op[2]], op[3], op[4])
   elseif kind == 'zrem' then redis.call('ZREM', KEYS[op[2]], op[3])
   elseif kind == 'sadd' then redis.call('SADD', KEYS[op[2]], op[3])
   elseif kind == 'srem' then redis.call('SREM', KEYS[op[2]], op[3])
-  elseif kind == 'xadd' then redis.call('XADD', KEYS[op[2]], '*', unpack(op[3]))
   elseif kind == 'publish' then redis.call('PUBLISH', op[2], op[3])
   end
 end
@@ -93,11 +91,6 @@ class Tx:
             self.ops.append(["hset", self._k(key), flat])
         return self
 
-    def hdel(self, key: str, *names: str) -> Tx:
-        if names:
-            self.ops.append(["hdel", self._k(key), list(names)])
-        return self
-
     def set(self, key: str, value: str) -> Tx:
         self.ops.append(["set", self._k(key), value])
         return self
@@ -120,13 +113,6 @@ class Tx:
 
     def srem(self, key: str, member: str) -> Tx:
         self.ops.append(["srem", self._k(key), member])
-        return self
-
-    def xadd(self, key: str, fields: dict[str, str]) -> Tx:
-        flat: list[str] = []
-        for name, value in fields.items():
-            flat.extend((name, value))
-        self.ops.append(["xadd", self._k(key), flat])
         return self
 
     def publish(self, channel: str, message: str) -> Tx:

@@ -44,6 +44,7 @@ from holt_core.keys import Keys, validate_instance_name
 from holt_core.logs import configure
 from holt_core.models import Artefact, StructuralType, new_id, now_ms
 from holt_core.orchestrator import Orchestrator, WorkerLauncher
+from holt_core.processes import pid_alive
 from holt_core.pup import Pup, run_worker
 from holt_core.render import ArtefactItem, live_item, watch_lines
 from holt_core.sanitise import sanitise_text
@@ -56,7 +57,6 @@ from holt_core.supervisor import (
     component_log,
     is_holt_process,
     log_dir_for,
-    pid_alive,
     read_state,
     supervise,
     supervisor_argv,
