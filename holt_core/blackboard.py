@@ -14,6 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from holt_core.audit import AuditTrail
 from holt_core.errors import (
     AlreadyExists,
     AmbiguousId,
@@ -63,6 +64,7 @@ class Blackboard:
         self.keys = Keys(instance)
         self.instance = instance
         self._tx = TxRunner(redis)
+        self.audit = AuditTrail(redis, self.keys, runner=self._tx)
 
     @classmethod
     def from_url(cls, url: str, instance: str) -> Blackboard:

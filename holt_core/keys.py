@@ -120,6 +120,21 @@ class Keys:
         """An agent's lease on executing one grant: stops a re-sent grant from running twice."""
         return f"{self.prefix}exec:{claim_id}:{agent_name}"
 
+    # --- audit trail (shared by HITL and debugging) ---
+    @property
+    def audit(self) -> str:
+        """Redis Stream of audit records; never trimmed."""
+        return f"{self.prefix}audit"
+
+    @property
+    def audit_head(self) -> str:
+        """``<seq>:<hash>`` of the newest audit record: every append is guarded on it."""
+        return f"{self.prefix}audit:head"
+
+    # --- human in the loop: holt:{inst}:hitl:* ---
+
+    # --- debugging control plane: holt:{inst}:debug:* ---
+
     # --- pub/sub channels (protocol 2) ---
     @property
     def artefact_events(self) -> str:

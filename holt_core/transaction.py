@@ -46,6 +46,8 @@ for _, op in ipairs(spec.o) do
   elseif kind == 'sadd' then redis.call('SADD', KEYS[op[2]], op[3])
   elseif kind == 'srem' then redis.call('SREM', KEYS[op[2]], op[3])
   elseif kind == 'publish' then redis.call('PUBLISH', op[2], op[3])
+  elseif kind == 'xadd' then redis.call('XADD', KEYS[op[2]], '*', unpack(op[3]))
+  elseif kind == 'pexpire' then redis.call('PEXPIRE', KEYS[op[2]], op[3])
   end
 end
 return 0
@@ -113,6 +115,18 @@ class Tx:
 
     def srem(self, key: str, member: str) -> Tx:
         self.ops.append(["srem", self._k(key), member])
+        return self
+
+    def xadd(self, key: str, fields: dict[str, str]) -> Tx:
+        """Append a stream entry with a server-assigned id."""
+        flat: list[str] = []
+        for name, value in fields.items():
+            flat.extend((name, value))
+        self.ops.append(["xadd", self._k(key), flat])
+        return self
+
+    def pexpire(self, key: str, ttl_ms: int) -> Tx:
+        self.ops.append(["pexpire", self._k(key), str(ttl_ms)])
         return self
 
     def publish(self, channel: str, message: str) -> Tx:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from holt_core.blackboard import Blackboard
 from holt_core.models import Artefact, Claim, ClaimStatus, StructuralType, WorkflowEvent, new_id, now_ms
-
-HOLT = str(Path(sys.executable).parent / "holt")
-WAIT_S = 15.0
+from tests.clirun import HOLT, WAIT_S, holt
 
 GO_ARTEFACT_ID = "0badc0de-1111-4222-8333-444455556666"
 GO_CLAIM_ID = "0badc1a1-1111-4222-8333-444455556666"
@@ -69,15 +65,6 @@ def artefact(
         produced_by_role=by,
         created_at_ms=created,
     )
-
-
-async def holt(env: dict[str, str], *args: str) -> tuple[int, bytes, str]:
-    proc = await asyncio.create_subprocess_exec(
-        HOLT, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), WAIT_S)
-    assert proc.returncode is not None
-    return proc.returncode, out, err.decode()
 
 
 class Running:

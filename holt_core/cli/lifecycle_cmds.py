@@ -17,17 +17,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, TypeVar
 
 import typer
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from holt_core.blackboard import Blackboard, connect_redis, next_message
+from holt_core.cli.common import NameOpt, run_async
 from holt_core.cli.output import stdout, success, warn
 from holt_core.config import CONFIG_FILE, Config, load_config
 from holt_core.embedded_redis import ENV_URL, env_redis_url, resolve_redis_url
@@ -77,10 +76,6 @@ _RUNNING_CHECK_S = 5.0
 _DEFAULT_NAME = re.compile(r"^default-(\d+)$")
 _COMPONENT = re.compile(r"^[A-Za-z0-9-]+$")
 
-NameOpt = Annotated[
-    str | None,
-    typer.Option("--name", "-n", help="Instance name (default: the instance of this git workspace)."),
-]
 InstanceOpt = Annotated[str, typer.Option("--instance", help="Instance name.")]
 WorkspaceOpt = Annotated[
     Path | None,
@@ -236,7 +231,7 @@ def up(
     if name is not None:
         validate_instance_name(name)
     url = resolve_redis_url(start=True)
-    instance = _run(_prepare_up(url, name, root, force=force))
+    instance = run_async(_prepare_up(url, name, root, force=force))
     _exclude_holt_dir(root)
     log_dir = log_dir_for(root, instance)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -333,7 +328,7 @@ def _up_detached(instance: str, root: Path, url: str, log_dir: Path) -> None:
     except BaseException:  # a failure or Ctrl-C: leave nothing running
         _stop_supervisor(proc.pid, log_dir, DOWN_TIMEOUT_S, proc)
         with contextlib.suppress(HoltError):  # the start failure is the error worth reporting
-            _run(_unregister_run(url, instance, proc.pid))
+            run_async(_unregister_run(url, instance, proc.pid))
         raise
 
 
@@ -388,7 +383,7 @@ def _print_up(instance: str, log_dir: Path) -> None:
 def down(name: NameOpt = None) -> None:
     """Stop an instance's processes and remove it from the registry (its blackboard data stays)."""
     url = resolve_redis_url(start=False)
-    instance = _run(_down(url, name))
+    instance = run_async(_down(url, name))
     success(f"Instance '{instance}' removed successfully")
 
 
@@ -466,7 +461,7 @@ def list_instances(
     as_json: Annotated[bool, typer.Option("--json", "-j", help="Print a JSON array.")] = False,
 ) -> None:
     """List the registered instances."""
-    rows = _run(_list_rows())
+    rows = run_async(_list_rows())
     if as_json:
         typer.echo(json_dumps(rows))
         return
@@ -543,7 +538,7 @@ def forage(
     require_clean_workspace(root)
     url = resolve_redis_url(start=False)
     with _quiet_stdout_errors():
-        _run(_forage(url, name, goal, watch))
+        run_async(_forage(url, name, goal, watch))
 
 
 def require_clean_workspace(root: Path) -> None:
@@ -643,7 +638,7 @@ def logs(
     """Show a component's log."""
     if not _COMPONENT.match(component):
         raise InvalidInput(f"invalid component '{component}'", hint="orchestrator, supervisor, or an agent role")
-    log_dir = _run(_find_log_dir(name))
+    log_dir = run_async(_find_log_dir(name))
     path = component_log(log_dir, component)
     if not path.is_file():
         known = sorted(p.stem for p in log_dir.glob("*.log"))
@@ -742,7 +737,7 @@ def orchestrator(instance: InstanceOpt, workspace: WorkspaceOpt = None) -> None:
     config = load_config(ws / CONFIG_FILE)
     configure()
     url = resolve_redis_url(start=False)
-    _run(_orchestrate(url, instance, ws, config))
+    run_async(_orchestrate(url, instance, ws, config))
 
 
 async def _orchestrate(url: str, instance: str, ws: Path, config: Config) -> None:
@@ -778,8 +773,8 @@ def pup(
     configure()
     url = resolve_redis_url(start=False)
     if execute_claim is not None:
-        raise typer.Exit(_run(_work(url, instance, ws, config, agent, execute_claim)))
-    _run(_pup(url, instance, ws, config, agent))
+        raise typer.Exit(run_async(_work(url, instance, ws, config, agent, execute_claim)))
+    run_async(_pup(url, instance, ws, config, agent))
 
 
 async def _pup(url: str, instance: str, ws: Path, config: Config, agent: str) -> None:
@@ -859,17 +854,6 @@ async def _redis(url: str) -> AsyncIterator[Redis]:
     finally:
         with contextlib.suppress(Exception):
             await redis.aclose()
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(coro)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise RedisUnavailable(
-            "Redis connection failed",
-            details=[sanitise_text(str(exc))],
-            hint="holt redis status shows which Redis holt uses",
-        ) from None
 
 
 async def _resolve(redis: Redis, name: str | None) -> str:

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from holt_core import __version__
-from holt_core.cli import lifecycle_cmds, read_cmds, redis_cmd
+from holt_core.cli import audit_cmds, debug_cmds, hitl_cmds, lifecycle_cmds, read_cmds, redis_cmd
 from holt_core.cli.output import print_error
 from holt_core.errors import HoltError
 
@@ -21,6 +21,9 @@ app = typer.Typer(
 app.add_typer(redis_cmd.app, name="redis")
 lifecycle_cmds.register(app)
 read_cmds.register(app)
+audit_cmds.register(app)
+hitl_cmds.register(app)
+debug_cmds.register(app)
 
 
 def _version(value: bool) -> None:

@@ -8,28 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import os
 import sys
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine
 from datetime import datetime, tzinfo
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from holt_core.artefact_filter import ArtefactFilter
 from holt_core.blackboard import Blackboard, next_message
+from holt_core.cli.common import NameOpt, open_blackboard, redis_client, run_async
 from holt_core.cli.output import warn
 from holt_core.embedded_redis import resolve_redis_url
 from holt_core.errors import HoltError, InvalidInput, MalformedRecord, RedisUnavailable
-from holt_core.instances import resolve_instance
 from holt_core.models import now_ms
 from holt_core.render import (
     ArtefactItem,
@@ -55,10 +49,6 @@ RESCAN_MARGIN_MS = 90_000
 _POLL_S = 1.0
 _SEEN_LIMIT = 100_000
 
-NameOpt = Annotated[
-    str | None,
-    typer.Option("--name", "-n", help="Instance name (default: the instance of this git workspace)."),
-]
 SinceOpt = Annotated[
     str | None, typer.Option("--since", help="Only artefacts created at or after: a duration ago (1h30m) or RFC 3339.")
 ]
@@ -93,11 +83,11 @@ def hoard(
 ) -> None:
     """List the artefacts on the blackboard, or show one as JSON."""
     if artefact_id is not None:
-        _run(_hoard_get(name, artefact_id))
+        run_async(_hoard_get(name, artefact_id))
         return
     fmt = _output_format(output, json_alias=False)
     filt = ArtefactFilter.from_flags(type_glob=type_glob, agent=agent, since=since, until=until, now_ms=now_ms())
-    _run(_hoard_list(name, fmt, filt))
+    run_async(_hoard_list(name, fmt, filt))
 
 
 def unearth(
@@ -105,7 +95,7 @@ def unearth(
     name: NameOpt = None,
 ) -> None:
     """Print an artefact's payload exactly as stored (for piping)."""
-    _run(_unearth(name, artefact_id))
+    run_async(_unearth(name, artefact_id))
 
 
 def watch(
@@ -123,7 +113,7 @@ def watch(
     """Stream the blackboard's activity live; with filters, show the matching history first."""
     fmt = _output_format(output, json_alias=True)
     filt = ArtefactFilter.from_flags(type_glob=type_glob, agent=agent, since=since, until=until, now_ms=now_ms())
-    _run(_Watcher(name, fmt, filt, exit_on_completion=exit_on_completion).run())
+    run_async(_Watcher(name, fmt, filt, exit_on_completion=exit_on_completion).run())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,65 +127,6 @@ def _output_format(value: str, *, json_alias: bool) -> OutputFormat:
         return "jsonl"
     valid = "default, jsonl, json" if json_alias else "default, jsonl"
     raise InvalidInput("invalid output format", details=[f"Unknown format: {value}"], hint=f"Valid formats: {valid}")
-
-
-def _run(coro: Coroutine[Any, Any, None]) -> None:
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        # An odd terminal encoding must not turn one emoji into a crash.
-        sys.stdout.reconfigure(errors="replace")
-    try:
-        asyncio.run(coro)
-    except HoltError as err:
-        # Messages can quote Redis keys and ids found by SCAN, which anyone could have written.
-        err.message = sanitise_text(err.message)
-        err.details = [sanitise_text(line) for line in err.details]
-        err.hint = sanitise_text(err.hint) if err.hint else err.hint
-        raise
-    except BrokenPipeError:
-        # The reader went away (holt hoard | head): stop quietly, and keep the interpreter from
-        # complaining while it flushes stdout at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        raise typer.Exit(0) from None
-
-
-def _client(url: str, *, decode: bool = True, client_name: str | None = None) -> Redis:
-    # No automatic retries: redis-py would otherwise reconnect a dropped subscription behind our back
-    # and the events published meanwhile would be lost without a word.
-    return Redis.from_url(
-        url,
-        decode_responses=decode,
-        encoding_errors="replace",
-        retry=Retry(NoBackoff(), 0),
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        client_name=client_name,
-    )
-
-
-def _connection_failed(exc: Exception) -> RedisUnavailable:
-    return RedisUnavailable(
-        "Redis connection failed",
-        details=[sanitise_text(str(exc))],
-        hint="holt redis status shows which Redis holt uses",
-    )
-
-
-@contextlib.asynccontextmanager
-async def _blackboard(
-    name: str | None, *, url: str | None = None, client_name: str | None = None
-) -> AsyncIterator[Blackboard]:
-    redis = _client(url or resolve_redis_url(start=False), client_name=client_name)
-    try:
-        instance = await resolve_instance(redis, name)
-        yield Blackboard(redis, instance)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise _connection_failed(exc) from None
-    except RedisError as exc:  # e.g. an ACL that forbids a command: say so, no traceback
-        raise HoltError(f"Redis refused the request: {sanitise_text(str(exc))}") from None
-    finally:
-        with contextlib.suppress(Exception):
-            await redis.aclose()
 
 
 def _write(text: str) -> None:
@@ -218,7 +149,7 @@ def _local_tz() -> tzinfo:
 
 
 async def _hoard_list(name: str | None, fmt: OutputFormat, filt: ArtefactFilter) -> None:
-    async with _blackboard(name) as bb:
+    async with open_blackboard(name) as bb:
         listing = await bb.list_artefacts()
     for bad in listing.malformed:
         _warn_malformed(bad)
@@ -227,17 +158,17 @@ async def _hoard_list(name: str | None, fmt: OutputFormat, filt: ArtefactFilter)
 
 
 async def _hoard_get(name: str | None, text: str) -> None:
-    async with _blackboard(name) as bb:
+    async with open_blackboard(name) as bb:
         artefact = await bb.get_artefact(await bb.resolve_artefact_id(text))
     _write(artefact_pretty_json(artefact))
 
 
 async def _unearth(name: str | None, text: str) -> None:
     url = resolve_redis_url(start=False)
-    async with _blackboard(name, url=url) as bb:
+    async with open_blackboard(name, url=url) as bb:
         artefact_id = await bb.resolve_artefact_id(text)
         # A second, binary connection: the payload must come out byte for byte, even if it is not UTF-8.
-        raw_client = _client(url, decode=False)
+        raw_client = redis_client(url, decode=False)
         try:
             payload = await raw_client.hget(bb.keys.artefact(artefact_id), "payload")
         finally:
@@ -286,7 +217,7 @@ class _Watcher:
         self.seen = _SeenKeys()
 
     async def run(self) -> None:
-        async with _blackboard(self.name, client_name="holt-watch") as bb:
+        async with open_blackboard(self.name, client_name="holt-watch") as bb:
             try:
                 await self._loop(bb)
             except _Done:

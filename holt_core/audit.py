@@ -1,0 +1,266 @@
+"""The tamper-evident audit trail: a hash-chained Redis Stream, appended in the same atomic step as the change.
+
+Every record carries ``seq`` (1, 2, 3, ...), ``prev_hash`` and ``hash`` = sha256 (or HMAC-SHA256 with
+``HOLT_AUDIT_KEY``) over the canonical JSON of the record without ``hash``. ``holt:{inst}:audit:head`` holds
+``<seq>:<hash>`` of the newest record; an append is guarded on it, so two writers can never fork the chain,
+and removing the newest records is detectable too.
+
+Callers hand ``AuditTrail.commit`` their own guarded ``Tx``: it appends the record, runs everything as one
+Lua script and retries only when another record won the race for the head (the caller's own guards are
+never retried: their failure is returned).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from redis.asyncio import Redis
+
+from holt_core.keys import Keys
+from holt_core.models import now_ms
+from holt_core.transaction import Tx, TxResult, TxRunner
+
+AUDIT_KEY_ENV = "HOLT_AUDIT_KEY"
+GENESIS_HASH = "0" * 64
+ALG_SHA256 = "sha256"
+ALG_HMAC = "hmac-sha256"
+_MAX_RETRIES = 200
+
+
+class AuditRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seq: int
+    ts_ms: int
+    operator: str
+    action: str
+    subject: str = ""
+    details: dict[str, Any] = {}
+    prev_hash: str
+    alg: str = ALG_SHA256
+    hash: str = ""
+
+    def canonical(self) -> bytes:
+        body = self.model_dump(exclude={"hash"})
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "seq": str(self.seq),
+            "ts_ms": str(self.ts_ms),
+            "operator": self.operator,
+            "action": self.action,
+            "subject": self.subject,
+            "details": json.dumps(self.details, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+            "prev_hash": self.prev_hash,
+            "alg": self.alg,
+            "hash": self.hash,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> AuditRecord:
+        details = json.loads(fields.get("details", "{}"))
+        if not isinstance(details, dict):
+            raise ValueError("details is not an object")
+        return cls(
+            seq=int(fields["seq"]),
+            ts_ms=int(fields["ts_ms"]),
+            operator=fields["operator"],
+            action=fields["action"],
+            subject=fields.get("subject", ""),
+            details=details,
+            prev_hash=fields["prev_hash"],
+            alg=fields.get("alg", ALG_SHA256),
+            hash=fields.get("hash", ""),
+        )
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    seq: int
+    hash: str
+
+    @property
+    def value(self) -> str | None:
+        return None if self.seq == 0 else f"{self.seq}:{self.hash}"
+
+    @classmethod
+    def parse(cls, raw: str | None) -> AuditHead:
+        if not raw:
+            return cls(0, GENESIS_HASH)
+        seq, _, digest = raw.partition(":")
+        return cls(int(seq), digest)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    records: int
+    alg: str
+    broken_seq: int | None = None
+    broken_entry: str | None = None
+    reason: str = ""
+
+
+def audit_key_from_env() -> bytes | None:
+    raw = os.environ.get(AUDIT_KEY_ENV, "")
+    return raw.encode() if raw else None
+
+
+def _digest(record: AuditRecord, key: bytes | None) -> str:
+    if record.alg == ALG_HMAC:
+        if key is None:
+            raise ValueError(f"record {record.seq} is HMAC-signed: set {AUDIT_KEY_ENV} to verify it")
+        return hmac.new(key, record.canonical(), hashlib.sha256).hexdigest()
+    return hashlib.sha256(record.canonical()).hexdigest()
+
+
+class AuditTrail:
+    """Append, read, follow and verify one instance's audit stream."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, key: bytes | None = None, runner: TxRunner | None = None) -> None:
+        self.redis = redis
+        # redis-py's stream replies are typed as unions of every shape; we read them as the decoded lists they are.
+        self._r: Any = redis
+        self.keys = keys
+        self.key = key if key is not None else audit_key_from_env()
+        self._runner = runner or TxRunner(redis)
+
+    async def head(self) -> AuditHead:
+        return AuditHead.parse(await self._r.get(self.keys.audit_head))
+
+    def seal(self, head: AuditHead, *, operator: str, action: str, subject: str = "",
+             details: dict[str, Any] | None = None, ts_ms: int | None = None) -> AuditRecord:
+        draft = AuditRecord(
+            seq=head.seq + 1,
+            ts_ms=ts_ms if ts_ms is not None else now_ms(),
+            operator=operator,
+            action=action,
+            subject=subject,
+            details=details or {},
+            prev_hash=head.hash,
+            alg=ALG_HMAC if self.key else ALG_SHA256,
+        )
+        return draft.model_copy(update={"hash": _digest(draft, self.key)})
+
+    async def commit(
+        self,
+        tx: Tx | None,
+        *,
+        operator: str,
+        action: str,
+        subject: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> tuple[TxResult, AuditRecord | None]:
+        """Run ``tx`` and append one audit record, atomically. Returns the caller's failed guard, if any."""
+        base = tx or Tx()
+        for _ in range(_MAX_RETRIES):
+            head = await self.head()
+            record = self.seal(head, operator=operator, action=action, subject=subject, details=details)
+            attempt = Tx().extend(base)
+            guard_index = len(attempt.guards)
+            attempt.require_value(self.keys.audit_head, head.value)
+            attempt.xadd(self.keys.audit, record.to_fields())
+            attempt.set(self.keys.audit_head, f"{record.seq}:{record.hash}")
+            result = await self._runner.run(attempt)
+            if result.ok:
+                return result, record
+            if result.failed_guard != guard_index:
+                return result, None
+        raise RuntimeError("audit head contended beyond retry limit")
+
+    async def append(self, *, operator: str, action: str, subject: str = "",
+                     details: dict[str, Any] | None = None) -> AuditRecord:
+        _, record = await self.commit(None, operator=operator, action=action, subject=subject, details=details)
+        assert record is not None  # no caller guards, so only success returns
+        return record
+
+    async def entries(self, *, start: str = "-", page: int = 1000) -> AsyncIterator[tuple[str, dict[str, str]]]:
+        """Raw stream entries (id, fields), oldest first, paged."""
+        cursor = start
+        exclusive = False
+        while True:
+            batch = await self._r.xrange(self.keys.audit, min=f"({cursor}" if exclusive else cursor, count=page)
+            if not batch:
+                return
+            for entry_id, fields in batch:
+                yield str(entry_id), {str(k): str(v) for k, v in fields.items()}
+            cursor, exclusive = str(batch[-1][0]), True
+            if len(batch) < page:
+                return
+
+    async def records(self, *, last: int | None = None) -> list[AuditRecord]:
+        """Decoded records (malformed entries are skipped here; ``verify`` reports them)."""
+        if last is not None:
+            raw = list(reversed(await self._r.xrevrange(self.keys.audit, count=last)))
+            pairs = [(str(i), {str(k): str(v) for k, v in f.items()}) for i, f in raw]
+        else:
+            pairs = [p async for p in self.entries()]
+        out: list[AuditRecord] = []
+        for _, fields in pairs:
+            try:
+                out.append(AuditRecord.from_fields(fields))
+            except (KeyError, ValueError, ValidationError):
+                continue
+        return out
+
+    async def follow(self, *, after: str = "$", block_ms: int = 1000) -> AsyncIterator[tuple[str, AuditRecord]]:
+        """New records as they are appended (never returns on its own)."""
+        cursor = after
+        if cursor == "$":
+            newest = await self._r.xrevrange(self.keys.audit, count=1)
+            cursor = str(newest[0][0]) if newest else "0-0"
+        while True:
+            reply = await self._r.xread({self.keys.audit: cursor}, block=block_ms, count=500)
+            for _stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    cursor = str(entry_id)
+                    try:
+                        yield cursor, AuditRecord.from_fields({str(k): str(v) for k, v in fields.items()})
+                    except (KeyError, ValueError, ValidationError):
+                        continue
+
+    async def verify(self) -> VerifyResult:
+        """Walk the whole chain; the first record that does not fit is reported."""
+        expected = AuditHead(0, GENESIS_HASH)
+        seen_hmac = False
+        alg = ALG_HMAC if self.key else ALG_SHA256
+        count = 0
+        async for entry_id, fields in self.entries():
+            count += 1
+            try:
+                record = AuditRecord.from_fields(fields)
+            except (KeyError, ValueError, ValidationError) as exc:
+                return VerifyResult(False, count, alg, expected.seq + 1, entry_id, f"record does not decode: {exc}")
+            if record.seq != expected.seq + 1:
+                return VerifyResult(False, count, alg, record.seq, entry_id,
+                                    f"sequence {record.seq} follows {expected.seq}: a record was inserted or removed")
+            if record.prev_hash != expected.hash:
+                return VerifyResult(False, count, alg, record.seq, entry_id,
+                                    "prev_hash does not match the previous record: the chain was altered")
+            if record.alg == ALG_HMAC:
+                seen_hmac = True
+            elif seen_hmac:
+                return VerifyResult(False, count, alg, record.seq, entry_id,
+                                    "unsigned record after signed ones: the chain was rewritten")
+            try:
+                digest = _digest(record, self.key)
+            except ValueError as exc:
+                return VerifyResult(False, count, alg, record.seq, entry_id, str(exc))
+            if not hmac.compare_digest(digest, record.hash):
+                return VerifyResult(False, count, alg, record.seq, entry_id,
+                                    "hash does not match the record's content: the record was edited")
+            expected = AuditHead(record.seq, record.hash)
+        head = await self.head()
+        if head != expected:
+            return VerifyResult(False, count, alg, expected.seq + 1, None,
+                                f"head says record {head.seq} is the newest, the stream ends at {expected.seq}: "
+                                "records were removed")
+        return VerifyResult(True, count, alg)

@@ -1,0 +1,100 @@
+"""Pieces every ``holt`` command module shares: running a coroutine, opening an instance, common options."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import sys
+from collections.abc import AsyncIterator, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from holt_core.blackboard import Blackboard
+from holt_core.embedded_redis import resolve_redis_url
+from holt_core.errors import HoltError, RedisUnavailable
+from holt_core.instances import resolve_instance
+from holt_core.sanitise import sanitise_text
+
+NameOpt = Annotated[
+    str | None,
+    typer.Option("--name", "-n", help="Instance name (default: the instance of this git workspace)."),
+]
+AsOpt = Annotated[
+    str | None,
+    typer.Option("--as", help="Act as this operator (default: $HOLT_OPERATOR, else your login name)."),
+]
+T = TypeVar("T")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # An odd terminal encoding must not turn one emoji into a crash.
+        sys.stdout.reconfigure(errors="replace")
+    try:
+        return asyncio.run(coro)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise connection_failed(exc) from None
+    except HoltError as err:
+        # Messages can quote Redis keys and ids found by SCAN, which anyone could have written.
+        err.message = sanitise_text(err.message)
+        err.details = [sanitise_text(line) for line in err.details]
+        err.hint = sanitise_text(err.hint) if err.hint else err.hint
+        raise
+    except BrokenPipeError:
+        # The reader went away (holt hoard | head): stop quietly, and keep the interpreter from
+        # complaining while it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(0) from None
+
+
+def redis_client(url: str, *, decode: bool = True, client_name: str | None = None) -> Redis:
+    # No automatic retries: redis-py would otherwise reconnect a dropped subscription behind our back
+    # and the events published meanwhile would be lost without a word.
+    return Redis.from_url(
+        url,
+        decode_responses=decode,
+        encoding_errors="replace",
+        retry=Retry(NoBackoff(), 0),
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        client_name=client_name,
+    )
+
+
+def connection_failed(exc: Exception) -> RedisUnavailable:
+    return RedisUnavailable(
+        "Redis connection failed",
+        details=[sanitise_text(str(exc))],
+        hint="holt redis status shows which Redis holt uses",
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_blackboard(
+    name: str | None, *, url: str | None = None, client_name: str | None = None
+) -> AsyncIterator[Blackboard]:
+    redis = redis_client(url or resolve_redis_url(start=False), client_name=client_name)
+    try:
+        instance = await resolve_instance(redis, name)
+        yield Blackboard(redis, instance)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise connection_failed(exc) from None
+    except RedisError as exc:  # e.g. an ACL that forbids a command: say so, no traceback
+        raise HoltError(f"Redis refused the request: {sanitise_text(str(exc))}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await redis.aclose()
+
+
