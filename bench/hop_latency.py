@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import itertools
 import multiprocessing as mp
+import os
 import statistics
 import time
 import uuid
@@ -43,6 +44,18 @@ agents:
     command: ["true"]
     bidding_strategy: ignore
 """
+
+
+def _run(coro: Any) -> None:
+    """Run a process's main loop the way holt runs it (uvloop when installed, unless HOLT_BENCH_LOOP=asyncio)."""
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    if uvloop is None or os.environ.get("HOLT_BENCH_LOOP") == "asyncio":
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
 
 
 class PollingOrchestrator(Orchestrator):
@@ -80,17 +93,16 @@ def orchestrator_process(url: str, instance: str, polling: bool, ready: Any, sto
         cpu.value = time.process_time() - baseline
 
     import logging
-    import os
 
     logging.getLogger("holt").setLevel(logging.WARNING)
     profile_to = os.environ.get("HOLT_BENCH_PROFILE")  # a path: write cProfile stats of the orchestrator
     if not profile_to:
-        asyncio.run(main())
+        _run(main())
         return
     import cProfile
 
     with cProfile.Profile() as prof:
-        asyncio.run(main())
+        _run(main())
     prof.dump_stats(profile_to)
 
 
@@ -136,7 +148,7 @@ def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready
                     spawn(work(GrantNotification.model_validate_json(data).claim_id))
         await bb.close()
 
-    asyncio.run(main())
+    _run(main())
 
 
 async def scenario(url: str, chains: int, hops: int, polling: bool) -> dict[str, float]:
@@ -204,6 +216,8 @@ async def main() -> None:
     parser.add_argument("--poll-hops", type=int, default=30, help="hops per chain for the 100 ms polling variant")
     parser.add_argument("--chains", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", choices=["event", "polling", "event1"],
+                        help="run only the event-driven or polling scenarios (event1: one event-driven chain)")
     args = parser.parse_args()
     url = resolve_redis_url(start=True)
     rows = [
@@ -212,6 +226,8 @@ async def main() -> None:
         ("polling 100 ms, 1 chain", 1, args.poll_hops, True),
         (f"polling 100 ms, {args.chains} chains", args.chains, args.poll_hops, True),
     ]
+    if args.only:
+        rows = [row for row in rows if row[3] == (args.only == "polling")][: 1 if args.only == "event1" else None]
     results: dict[str, list[dict[str, float]]] = {}
     for name, chains, hops, polling in rows:
         runs = []
@@ -223,6 +239,8 @@ async def main() -> None:
         print(f"{name:32s} runs={len(runs)} hop p50={med['p50_ms']:.2f} ms  p99={med['p99_ms']:.2f} ms  "
               f"throughput={med['hops_per_s']:.0f} hops/s  orchestrator CPU={med['orch_cpu_ms_per_hop']:.2f} ms/hop",
               flush=True)
+    if args.only:
+        return
     ev1 = statistics.median(r["p50_ms"] for r in results["event-driven, 1 chain"])
     po1 = statistics.median(r["p50_ms"] for r in results["polling 100 ms, 1 chain"])
     evn = statistics.median(r["hops_per_s"] for r in results[f"event-driven, {args.chains} chains"])

@@ -129,6 +129,9 @@ class Orchestrator:
         self.ready = asyncio.Event()
         self.sweep_interval_s = sweep_interval_s
         self._swept_to_ms = 0
+        # Artefacts fully handled from their live event, by arrival time: the sweep skips them, so at a
+        # thousand hops a second it re-reads only what pub/sub may have lost, not every recent artefact.
+        self._handled_live: dict[str, int] = {}
 
     # ================================================================== lifecycle
 
@@ -219,9 +222,16 @@ class Orchestrator:
         """
         since = self._swept_to_ms - 10_000
         self._swept_to_ms = now_ms()
-        ids = await self.bb.redis.zrangebyscore(self.keys.artefact_index, since, "+inf")
+        handled = self._handled_live
+        # Insertion order is arrival order: drop entries older than the window from the front.
+        while handled:
+            first = next(iter(handled))
+            if handled[first] >= since - 60_000:
+                break
+            del handled[first]
+        ids = [str(i) for i in await self.bb.redis.zrangebyscore(self.keys.artefact_index, since, "+inf")]
         replayed = 0
-        artefacts = [a for a in await self.bb.get_artefacts([str(i) for i in ids]) if a is not None]
+        artefacts = [a for a in await self.bb.get_artefacts([i for i in ids if i not in handled]) if a is not None]
         have_claims = await self._artefacts_with_claims(artefacts)
         for artefact in artefacts:
             known = artefact.id in have_claims
@@ -401,12 +411,20 @@ class Orchestrator:
         if not replay:
             self.log.info("artefact_received", artefact_id=artefact.id, type=artefact.type,
                           structural_type=artefact.structural_type.value, produced_by_role=artefact.produced_by_role)
+        steps: list[Awaitable[None]] = []
         if artefact.structural_type in _CLAIMABLE and not known_claim:
-            await self._create_claim(artefact)
+            steps.append(self._create_claim(artefact))
         # Unlike Go, a Terminal output completes the phase it answers, so no claim is left pending.
         for source in artefact.source_artefacts:
             for claim_id in list(self.by_target.get(source, ())):
-                await self._record_output(claim_id, artefact, replay=replay)
+                steps.append(self._record_output(claim_id, artefact, replay=replay))
+        # Different claims, so no ordering between them: run together and their writes share one round trip.
+        if len(steps) == 1:
+            await steps[0]
+        elif steps:
+            await asyncio.gather(*steps)
+        if not replay:
+            self._handled_live[artefact.id] = now_ms()
 
     async def _record_output(self, claim_id: str, artefact: Artefact, *, replay: bool) -> None:
         if claim_id not in self.claims:
