@@ -7,7 +7,7 @@ import sys
 import typer
 
 from holt_core import __version__
-from holt_core.cli import audit_cmds, debug_cmds, hitl_cmds, lifecycle_cmds, read_cmds, redis_cmd
+from holt_core.cli import audit_cmds, debug_cmds, destroy_cmd, hitl_cmds, lifecycle_cmds, read_cmds, redis_cmd
 from holt_core.cli.output import print_error
 from holt_core.errors import HoltError
 
@@ -22,6 +22,7 @@ app.add_typer(redis_cmd.app, name="redis")
 lifecycle_cmds.register(app)
 read_cmds.register(app)
 audit_cmds.register(app)
+destroy_cmd.register(app)
 hitl_cmds.register(app)
 debug_cmds.register(app)
 
