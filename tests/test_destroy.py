@@ -38,7 +38,9 @@ async def test_destroy_archives_then_deletes(bb: Blackboard, cli_env: dict[str, 
 async def test_destroy_refuses_a_running_instance(bb: Blackboard, cli_env: dict[str, str], tmp_path: Path) -> None:
     await _seed(bb)
     # A live process whose command line names holt stands in for the instance's supervisor.
-    stand_in = await asyncio.create_subprocess_exec(sys.executable, "-c", "import time; time.sleep(60)", "holt-supervisor")
+    stand_in = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import time; time.sleep(60)", "holt-supervisor"
+    )
     try:
         await register(bb.redis, InstanceRecord(name=bb.instance, run_id="r", workspace_path=str(tmp_path),
                                                 started_at="now", supervisor_pid=stand_in.pid))
