@@ -43,7 +43,7 @@ async def test_question_answered_from_cli_resumes_the_asker(tmp_path: Path, redi
         code, listing, err = await holt_cli(cli_env, "questions", "--name", instance)
         assert code == 0 and qid in listing.decode() and "Which database" in listing.decode()
 
-        code, out2, err = await holt_cli(cli_env, "answer", qid[:8], "PostgreSQL", "--name", instance,
+        code, _, err = await holt_cli(cli_env, "answer", qid[:8], "PostgreSQL", "--name", instance,
                                          "--as", "alice", "--request-id", "r-1")
         assert code == 0, err
         terminal = await wait_for_artefact(bb, lambda a: a.structural_type == StructuralType.TERMINAL)
@@ -78,7 +78,8 @@ async def test_question_answered_from_cli_resumes_the_asker(tmp_path: Path, redi
     # A retry with the same request id returns the stored result; a different answer is refused.
     code, out4, err = await holt_cli(cli_env, "answer", qid, "PostgreSQL", "--name", instance, "--as", "alice",
                                      "--request-id", "r-1", "--json")
-    assert code == 0, err and json.loads(out4)["answer"]["request_id"] == "r-1"
+    assert code == 0, err
+    assert json.loads(out4)["answer"]["request_id"] == "r-1"
     code, _, err = await holt_cli(cli_env, "answer", qid, "MySQL", "--name", instance, "--as", "bob")
     assert code == 1 and "already answered by human:alice at" in err
     # Amend is refused: the asker already read the answer.
