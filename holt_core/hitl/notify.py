@@ -27,7 +27,7 @@ def message(fields: dict[str, str], instance: str) -> dict[str, Any]:
     """Slack and Teams incoming webhooks both show ``text``; the rest is for programs."""
     text = sanitise_text(fields.get("text", ""))[:2000]
     return {
-        "text": f"[holt {instance}] {fields.get('event', '')}: {text}",
+        "text": f"[holt {instance}] {fields.get('event', '')}: {text} (request {fields.get('request_id', '')})",
         "holt": {"instance": instance, **{k: v for k, v in fields.items() if k != "text"}, "text": text},
     }
 
