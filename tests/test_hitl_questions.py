@@ -135,3 +135,27 @@ async def test_amend_before_the_asker_reads_it(tmp_path: Path, redis_url: str, i
     assert terminal.payload.endswith("answer was: PostgreSQL")
     amended = [r for r in await bb.audit.records() if r.action == "answer_amended"]
     assert len(amended) == 1 and amended[0].details["text"] == "PostgreSQL"
+
+
+def test_example_policy_loads_and_bad_policy_is_a_line_numbered_error() -> None:
+    from holt_core.config import load_config, parse_config
+    from holt_core.errors import InvalidInput
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "recipe" / "holt-hitl.yml"
+    policy = load_config(example).hitl
+    assert policy.risk_for(artefact_type="RecipeDraft", produced_by="Drafter") == "medium"
+    assert policy.risk_for(action="delete-everything") == "critical"
+    assert policy.level("critical").min_approvals == 2 and policy.roles_of("bob") == {"approver", "lead"}
+    base = 'version: "1.0"\nagents:\n  A:\n    command: [x]\n    bidding_strategy: ignore\nhitl:\n'
+    for bad, message in (
+        ("  risk_levels:\n    high: {auto_approve: true}\n", "holt.yml:7: hitl.risk_levels: "),
+        ("  rules:\n    - match: {artefact_typ: X}\n      risk: high\n", "holt.yml:8: hitl.rules[0].match.artefact_typ"),
+        ("  questions:\n    expire_after: soon\n", "holt.yml:8: hitl.questions.expire_after"),
+        ("  rules:\n    - match: {action: deploy}\n      risk: severe\n", "holt.yml:9: hitl.rules[0].risk"),
+    ):
+        try:
+            parse_config(base + bad)
+        except InvalidInput as err:
+            assert err.message.startswith(message), err.message
+        else:
+            raise AssertionError(f"accepted: {bad}")

@@ -213,13 +213,17 @@ class HitlPolicy(_Strict):
         merged.update(value)
         return merged
 
-    @model_validator(mode="after")
-    def _consistent(self) -> HitlPolicy:
-        for name in FAIL_CLOSED:
-            level = self.risk_levels[name]  # type: ignore[index]
-            if level.auto_approve or level.on_expire == "approve":
+    @field_validator("risk_levels")
+    @classmethod
+    def _fail_closed(cls, value: dict[RiskLevel, RiskPolicy]) -> dict[RiskLevel, RiskPolicy]:
+        for name, level in value.items():
+            if name in FAIL_CLOSED and (level.auto_approve or level.on_expire == "approve"):
                 raise ValueError(f"risk level {name} must fail closed: auto_approve and on_expire: approve "
                                  "are not allowed")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HitlPolicy:
         for name, level in self.risk_levels.items():
             if not level.auto_approve and not level.approvers and self.operators:
                 raise ValueError(f"risk level {name} has no approvers: nobody could ever approve it")
