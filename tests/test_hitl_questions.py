@@ -149,7 +149,8 @@ def test_example_policy_loads_and_bad_policy_is_a_line_numbered_error() -> None:
     base = 'version: "1.0"\nagents:\n  A:\n    command: [x]\n    bidding_strategy: ignore\nhitl:\n'
     for bad, message in (
         ("  risk_levels:\n    high: {auto_approve: true}\n", "holt.yml:7: hitl.risk_levels: "),
-        ("  rules:\n    - match: {artefact_typ: X}\n      risk: high\n", "holt.yml:8: hitl.rules[0].match.artefact_typ"),
+        ("  rules:\n    - match: {artefact_typ: X}\n      risk: high\n",
+         "holt.yml:8: hitl.rules[0].match.artefact_typ"),
         ("  questions:\n    expire_after: soon\n", "holt.yml:8: hitl.questions.expire_after"),
         ("  rules:\n    - match: {action: deploy}\n      risk: severe\n", "holt.yml:9: hitl.rules[0].risk"),
     ):
