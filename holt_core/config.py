@@ -35,6 +35,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from holt_core.errors import InvalidInput, NotFound
+from holt_core.hitl.policy import HitlPolicy
 from holt_core.timespec import parse_duration
 
 CONFIG_FILE = "holt.yml"
@@ -195,7 +196,7 @@ class Config(BaseModel):
     orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
     agents: dict[RoleName, AgentConfig]
     services: Any = None  # Docker services in the Go version; ignored
-    hitl: dict[str, Any] | None = None
+    hitl: HitlPolicy = Field(default_factory=HitlPolicy)
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
@@ -208,7 +209,7 @@ class Config(BaseModel):
             raise ValueError(f"unsupported version: {value} (expected: {SUPPORTED_VERSION})")
         return value
 
-    @field_validator("orchestrator", mode="before")
+    @field_validator("orchestrator", "hitl", mode="before")
     @classmethod
     def _orchestrator(cls, value: Any) -> Any:
         return {} if value is None else value

@@ -23,6 +23,7 @@ class DecisionKind(StrEnum):
     START_FEEDBACK = "start_feedback"
     COMPLETE = "complete"
     TERMINATE = "terminate"
+    RESUME = "resume"  # after an answer or approval: re-grant the agent that asked, or count its held output
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,61 @@ class Keys:
         return f"{self.prefix}audit:head"
 
     # --- human in the loop: holt:{inst}:hitl:* ---
+    def hitl_request(self, request_id: str) -> str:
+        """HASH of one question / approval / post-review request (``rev`` guards every change)."""
+        return f"{self.prefix}hitl:req:{request_id}"
+
+    @property
+    def hitl_open(self) -> str:
+        """ZSET of open request ids scored by creation time (what ``holt questions``/``pending`` list)."""
+        return f"{self.prefix}hitl:open"
+
+    @property
+    def hitl_active(self) -> str:
+        """ZSET of requests the orchestrator still acts on (open, or decided with an effect not yet applied)."""
+        return f"{self.prefix}hitl:active"
+
+    @property
+    def hitl_deadlines(self) -> str:
+        """ZSET of ``<request id>|<step>`` scored by due time (ms); fired by the orchestrator's sweeper."""
+        return f"{self.prefix}hitl:deadlines"
+
+    def hitl_claim(self, claim_id: str) -> str:
+        """SET of the requests raised by one claim (its agent's re-run reads their answers and decisions)."""
+        return f"{self.prefix}hitl:claim:{claim_id}"
+
+    @property
+    def hitl_artefacts(self) -> str:
+        """HASH artefact id -> request id of every artefact the HITL engine wrote or holds (questions,
+        answers, decisions, held plans): read whole at recovery, so a replay never claims them."""
+        return f"{self.prefix}hitl:artefacts"
+
+    def hitl_dedupe(self, what: str) -> str:
+        """One request per gated thing (e.g. ``gate:<artefact id>``): creation is idempotent."""
+        return f"{self.prefix}hitl:key:{what}"
+
+    def hitl_starter(self, goal_artefact_id: str) -> str:
+        """The operator who started the workflow rooted at this goal (separation of duties)."""
+        return f"{self.prefix}hitl:starter:{goal_artefact_id}"
+
+    @property
+    def hitl_policy(self) -> str:
+        """The ``hitl:`` policy the running orchestrator loaded (JSON), so every client decides by the same rules."""
+        return f"{self.prefix}hitl:policy"
+
+    @property
+    def hitl_outbox(self) -> str:
+        """STREAM of notifications for webhooks, appended in the same step as the change."""
+        return f"{self.prefix}hitl:outbox"
+
+    @property
+    def hitl_outbox_cursor(self) -> str:
+        return f"{self.prefix}hitl:outbox:cursor"
+
+    @property
+    def hitl_events(self) -> str:
+        """Pub/sub channel: every request change, as ``{"request_id", "status", "change"}``."""
+        return f"{self.prefix}hitl:events"
 
     # --- debugging control plane: holt:{inst}:debug:* ---
 

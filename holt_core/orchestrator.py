@@ -28,6 +28,7 @@ from holt_core.blackboard import Blackboard
 from holt_core.config import Config
 from holt_core.decisions import Decision, DecisionGate, DecisionKind, OpenGate
 from holt_core.errors import HoltError, MalformedRecord
+from holt_core.hitl.coordinator import ApprovalGate, Disposition, HitlCoordinator
 from holt_core.logs import EventLogger
 from holt_core.models import (
     Artefact,
@@ -115,9 +116,10 @@ class Orchestrator:
         self.bb = bb
         self.keys = bb.keys
         self.config = config
-        self.gate: DecisionGate = gate or OpenGate()
         self.workers = worker_launcher
         self.log = log or EventLogger("orchestrator", bb.instance)
+        self.hitl = HitlCoordinator(self)
+        self.gate: DecisionGate = ApprovalGate(self.hitl, gate or OpenGate())
         self.claims: dict[str, ClaimRuntime] = {}
         self.by_target: dict[str, set[str]] = defaultdict(set)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -182,10 +184,14 @@ class Orchestrator:
         heartbeat = asyncio.create_task(self._heartbeat(lost))
         sweeper: asyncio.Task[None] | None = None
         try:
-            async with self.bb.subscribe(self.keys.artefact_events, self.keys.workflow_events) as sub:
+            async with self.bb.subscribe(self.keys.artefact_events, self.keys.workflow_events,
+                                         *self.hitl.channels) as sub:
                 # Subscribed first, then recover: nothing published from here on is missed.
                 self._swept_to_ms = now_ms()
+                await self.hitl.load()
                 await self.recover()
+                self.hitl.recovered()
+                self.hitl.start()
                 sweeper = asyncio.create_task(self._sweep_forever())
                 self.ready.set()
                 self.log.info("orchestrator_ready", claims_open=len(self.claims))
@@ -200,6 +206,7 @@ class Orchestrator:
                 sweeper.cancel()
             for timer in self._timers.values():
                 timer.cancel()
+            await self.hitl.stop()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.release_lock()
@@ -269,6 +276,8 @@ class Orchestrator:
                 self.log.warning("malformed_event", channel=channel, error=exc.reason)
                 return
             self.spawn(self.on_artefact(artefact))
+        elif channel == self.keys.hitl_events:
+            self.hitl.on_event(data)
         elif channel == self.keys.workflow_events:
             # Most events here are our own announcements; only bids matter, so skip full validation.
             if '"bid_submitted"' not in data:
@@ -411,8 +420,13 @@ class Orchestrator:
         if not replay:
             self.log.info("artefact_received", artefact_id=artefact.id, type=artefact.type,
                           structural_type=artefact.structural_type.value, produced_by_role=artefact.produced_by_role)
+        disposition = await self.hitl.intercept(artefact)
+        if disposition == Disposition.HELD:  # a question, answer, decision or plan awaiting approval
+            if not replay:
+                self._handled_live[artefact.id] = now_ms()
+            return
         steps: list[Awaitable[None]] = []
-        if artefact.structural_type in _CLAIMABLE and not known_claim:
+        if artefact.structural_type in _CLAIMABLE and not known_claim and disposition == Disposition.NORMAL:
             steps.append(self._create_claim(artefact))
         # Unlike Go, a Terminal output completes the phase it answers, so no claim is left pending.
         for source in artefact.source_artefacts:
@@ -558,6 +572,9 @@ class Orchestrator:
         claim = rt.claim
         if not claim.status.is_open:
             return None
+        held = self.hitl.plan(rt)  # an answered question, a decided approval, a peer question that moved on
+        if held is not None:
+            return held
         if claim.status == ClaimStatus.PENDING_ASSIGNMENT:
             role = claim.granted_exclusive_agent
             if rt.rework is not None:

@@ -21,6 +21,7 @@ from typing import Any
 from holt_core.blackboard import Blackboard
 from holt_core.config import AgentConfig, Config
 from holt_core.errors import HoltError, MalformedRecord, NotFound
+from holt_core.hitl.agent import AgentHitl, is_peer_claim
 from holt_core.logs import EventLogger
 from holt_core.models import (
     Artefact,
@@ -60,6 +61,7 @@ class Pup:
         self.agent: AgentConfig = config.agents[agent_name]
         self.workspace = workspace
         self.log = log or EventLogger("pup", bb.instance)
+        self.hitl = AgentHitl(bb, config, agent_name)
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._queued: set[str] = set()
@@ -235,6 +237,9 @@ class Pup:
         except (NotFound, MalformedRecord) as exc:
             return await self._failure(claim, ToolFailure(f"failed to read target artefact: {exc}", exit_code=-1))
         chain = await self.context_chain(target, claim.additional_context_ids)
+        # A re-run after a question or a decision sees the Question and its Answer (or the decision).
+        asked = {a.id for a in chain}
+        chain += [a for a in await self.hitl.context_additions(claim) if a.id not in asked]
         tool_input = json.dumps(
             {"claim_type": claim_type, "target_artefact": target.to_event(),
              "context_chain": [a.to_event() for a in chain]},
@@ -256,9 +261,13 @@ class Pup:
                 await self._check_commit(result.artefact_payload)
         except ToolFailure as failure:
             self.log.warning("tool_failed", claim_id=claim.id, reason=failure.reason)
-            return await self._failure(claim, failure)
+            written = await self._failure(claim, failure)
+            if is_peer_claim(claim, target):
+                await self.hitl.peer_failed(claim, target, failure.reason)
+            return written
         try:
-            artefact = await self._write_result(claim, target, result)
+            artefact = await self.hitl.handle_result(claim, target, result) or \
+                await self._write_result(claim, target, result)
         except HoltError as exc:
             return await self._failure(claim, ToolFailure(f"Tool succeeded but artefact creation failed: {exc}"))
         self.log.info("tool_succeeded", claim_id=claim.id, artefact_id=artefact.id, type=artefact.type)

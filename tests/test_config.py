@@ -67,7 +67,9 @@ agents:
 services:
   redis: {image: "redis:7-alpine"}
 hitl:
-  anything: [goes, here]
+  operators: {alice: [approver]}
+  rules: [{match: {artefact_type: "Deploy*"}, risk: high}]
+  risk_levels: {high: {approvers: [approver]}, medium: {approvers: [approver]}, critical: {approvers: [approver]}}
 """
     )
     assert config.orchestrator.max_review_iterations == 0
@@ -81,7 +83,8 @@ hitl:
     assert fleet.is_controller
     assert fleet.worker is not None
     assert fleet.worker.max_concurrent == 4 and fleet.worker.workspace.mode == "rw"
-    assert config.hitl == {"anything": ["goes", "here"]}
+    assert config.hitl.risk_for(artefact_type="DeployPlan") == "high"
+    assert config.hitl.roles_of("alice") == {"approver"}
     assert list(config.agents) == ["Coder", "Fleet"]
 
 

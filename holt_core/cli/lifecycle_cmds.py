@@ -26,11 +26,13 @@ import typer
 from redis.asyncio import Redis
 
 from holt_core.blackboard import Blackboard, connect_redis, next_message
-from holt_core.cli.common import NameOpt, run_async
+from holt_core.cli.common import AsOpt, NameOpt, run_async
 from holt_core.cli.output import stdout, success, warn
 from holt_core.config import CONFIG_FILE, Config, load_config
 from holt_core.embedded_redis import ENV_URL, env_redis_url, resolve_redis_url
 from holt_core.errors import HoltError, InvalidInput, MalformedRecord, NotFound, RedisUnavailable
+from holt_core.hitl.requests import post_goal
+from holt_core.identity import resolve_operator
 from holt_core.instances import (
     InstanceRecord,
     get_record,
@@ -530,6 +532,7 @@ def forage(
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Stream the workflow until it produces a Terminal artefact.")
     ] = False,
+    operator: AsOpt = None,
 ) -> None:
     """Post a goal on the blackboard of a running instance."""
     if not goal.strip():
@@ -537,8 +540,9 @@ def forage(
     root = workspace_root()
     require_clean_workspace(root)
     url = resolve_redis_url(start=False)
+    starter = resolve_operator(operator)  # recorded: who starts a workflow may not approve its gates
     with _quiet_stdout_errors():
-        run_async(_forage(url, name, goal, watch))
+        run_async(_forage(url, name, goal, watch, starter))
 
 
 def require_clean_workspace(root: Path) -> None:
@@ -569,7 +573,7 @@ def require_clean_workspace(root: Path) -> None:
     )
 
 
-async def _forage(url: str, name: str | None, goal: str, watch: bool) -> None:
+async def _forage(url: str, name: str | None, goal: str, watch: bool, starter: str) -> None:
     async with _redis(url) as redis:
         instance = await _resolve(redis, name)
         if not await redis.exists(Keys(instance).lock):
@@ -582,14 +586,14 @@ async def _forage(url: str, name: str | None, goal: str, watch: bool) -> None:
         artefact = Artefact(id=ident, logical_id=new_id(), version=1, structural_type=StructuralType.STANDARD,
                             type="GoalDefined", payload=goal, source_artefacts=[], produced_by_role="user")
         if not watch:
-            created = await bb.create_artefact(artefact)
+            created = await post_goal(bb, artefact, starter)
             success(f"Goal artefact created: {created.id}")
             stdout.print("  Follow it with: holt watch   (or holt hoard to list the artefacts)")
             return
         channels = (bb.keys.artefact_events, bb.keys.claim_events, bb.keys.workflow_events)
         # Subscribed (and confirmed) before the goal exists, so not one event of its workflow is missed.
         async with bb.subscribe(*channels) as sub:
-            created = await bb.create_artefact(artefact)
+            created = await post_goal(bb, artefact, starter)
             success(f"Goal artefact created: {created.id}")
             await _watch_goal(bb, sub, created.id)
 

@@ -1,0 +1,1 @@
+"""Humans in the loop: questions, approval gates, deadlines, notifications (hitl-and-debugging.md)."""

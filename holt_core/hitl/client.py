@@ -1,0 +1,163 @@
+"""The API a person's tools (the CLI, the TUI) use: what is waiting for people, and acting on it.
+
+Every method returns pydantic models. Text that came from Redis is sanitised in ``OpenItem`` (it is for
+display); ``HitlRequest`` from ``status`` is raw, so render it through ``sanitise_text``.
+Live updates: subscribe to ``HitlClient.channel`` (``holt:{inst}:hitl:events``); each message is a
+``RequestChange``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from holt_core.blackboard import Blackboard
+from holt_core.hitl.models import HitlRequest, RequestChange, RequestKind
+from holt_core.hitl.policy import HitlPolicy
+from holt_core.hitl.requests import RequestStore
+from holt_core.identity import resolve_operator
+from holt_core.models import now_ms
+from holt_core.sanitise import sanitise_text
+
+
+class OpenItem(BaseModel):
+    """One thing waiting for a person: a question, an approval request or a post-review item."""
+
+    id: str
+    kind: RequestKind
+    created_ms: int
+    age_s: float
+    text: str
+    risk: str = ""
+    deadline_ms: int = 0
+    requester_role: str = ""
+    claim_id: str = ""
+    workflow_id: str = ""
+    started_by: str = ""
+    artefact_id: str = ""
+    action: str = ""
+    target: str = ""
+    plan: Any = None
+    digest: str = ""
+    approvals: int = 0
+    min_approvals: int = 0
+    approver_roles: list[str] = []
+    escalation_level: int = 0
+    require_justification: bool = False
+    hops: list[str] = []
+
+    @classmethod
+    def of(cls, req: HitlRequest, now: int) -> OpenItem:
+        clean = sanitise_text
+        plan = req.plan
+        if isinstance(plan, str):
+            plan = clean(plan)
+        elif plan is not None:
+            plan = json.loads(clean(json.dumps(plan, ensure_ascii=False)))
+        roles = set(req.approver_roles)
+        for step in req.ladder[: req.escalation_level]:
+            roles |= set(step.to)
+        return cls(
+            id=req.id, kind=req.kind, created_ms=req.created_ms, age_s=max(0.0, (now - req.created_ms) / 1000),
+            text=clean(req.text), risk=req.risk, deadline_ms=req.deadline_ms, requester_role=clean(req.role),
+            claim_id=req.claim_id, workflow_id=req.workflow_id, started_by=clean(req.started_by),
+            artefact_id=req.artefact_id, action=clean(req.action), target=clean(req.target), plan=plan,
+            digest=req.digest, approvals=len(req.distinct_approvers()),
+            min_approvals=req.min_approvals if req.kind == RequestKind.APPROVAL else 0,
+            approver_roles=sorted(roles), escalation_level=req.escalation_level,
+            require_justification=req.require_justification,
+            hops=[clean(f"{h.to}{' (' + h.outcome + ')' if h.outcome else ''}") for h in req.hops],
+        )
+
+
+async def load_policy(bb: Blackboard, fallback: HitlPolicy | None = None) -> HitlPolicy:
+    """The policy the running orchestrator published; else ``fallback``; else an empty policy."""
+    raw = await bb.redis.get(bb.keys.hitl_policy)
+    if raw:
+        return HitlPolicy.model_validate_json(str(raw))
+    return fallback or HitlPolicy()
+
+
+class HitlClient:
+    def __init__(self, bb: Blackboard, policy: HitlPolicy) -> None:
+        self.bb = bb
+        self.store = RequestStore(bb, policy)
+
+    @classmethod
+    async def connect(cls, bb: Blackboard, fallback: HitlPolicy | None = None) -> HitlClient:
+        return cls(bb, await load_policy(bb, fallback))
+
+    @property
+    def channel(self) -> str:
+        return self.bb.keys.hitl_events
+
+    # ------------------------------------------------------------------ reading
+
+    async def open_items(self, *, kinds: tuple[RequestKind, ...] | None = None) -> list[OpenItem]:
+        """Everything waiting for people, oldest first (peer questions still with an agent are left out)."""
+        now = now_ms()
+        out = []
+        for req in await self.store.open_requests():
+            if req.kind == RequestKind.QUESTION and not req.for_humans:
+                continue
+            if kinds is None or req.kind in kinds:
+                out.append(OpenItem.of(req, now))
+        return sorted(out, key=lambda i: (i.created_ms, i.id))
+
+    async def questions(self) -> list[OpenItem]:
+        return await self.open_items(kinds=(RequestKind.QUESTION,))
+
+    async def pending(self) -> list[OpenItem]:
+        return await self.open_items(kinds=(RequestKind.APPROVAL, RequestKind.POST_REVIEW))
+
+    async def status(self, request_id: str) -> HitlRequest:
+        return await self.store.get(await self.store.resolve_id(request_id))
+
+    async def wait_for_question(self, timeout_s: float | None = None) -> OpenItem:
+        """The oldest open human question; waits (event-driven) until there is one."""
+        async with self.bb.subscribe(self.channel) as sub:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    found = await self.questions()
+                    if found:
+                        return found[0]
+                    while True:  # sleep until some request changes, then look again
+                        msg = await sub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                        if msg is None:
+                            break
+                        try:
+                            change = RequestChange.model_validate_json(str(msg["data"]))
+                        except ValueError:
+                            continue
+                        if change.kind == RequestKind.QUESTION:
+                            break
+
+    # ------------------------------------------------------------------ acting (operator: None = resolve)
+
+    async def answer(self, request_id: str, text: str, *, operator: str | None = None, request_id_key: str = "",
+                     amend: bool = False) -> HitlRequest:
+        op = resolve_operator(operator)
+        rid = await self.store.resolve_id(request_id)
+        if amend:
+            return await self.store.amend(rid, text, by=op, caller_request_id=request_id_key)
+        return await self.store.answer(rid, text, by=op, caller_request_id=request_id_key)
+
+    async def approve(self, request_id: str, *, operator: str | None = None, justification: str = "",
+                      request_id_key: str = "", bypass: bool = False, digest: str | None = None) -> HitlRequest:
+        op = resolve_operator(operator)
+        rid = await self.store.resolve_id(request_id)
+        if bypass:
+            return await self.store.bypass(rid, operator=op, justification=justification,
+                                           caller_request_id=request_id_key)
+        return await self.store.approve(rid, operator=op, justification=justification,
+                                        caller_request_id=request_id_key, digest=digest)
+
+    async def reject(self, request_id: str, *, reason: str, operator: str | None = None, justification: str = "",
+                     request_id_key: str = "") -> HitlRequest:
+        op = resolve_operator(operator)
+        rid = await self.store.resolve_id(request_id)
+        return await self.store.reject(rid, operator=op, reason=reason, justification=justification,
+                                       caller_request_id=request_id_key)
