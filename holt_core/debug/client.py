@@ -7,6 +7,7 @@ require the control lease (taken on the fly when nobody holds it); reads never d
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -45,8 +46,9 @@ class Released(BaseModel):
 
 class DebugClient:
     def __init__(self, bb: Blackboard, operator: str, *, lease_token: str | None = None,
-                 lease_ttl_s: float = DEFAULT_LEASE_TTL_S) -> None:
+                 lease_ttl_s: float = DEFAULT_LEASE_TTL_S, wait_applied_s: float = 5.0) -> None:
         self.bb = bb
+        self.wait_applied_s = wait_applied_s
         self.keys = bb.keys
         self.operator = validate_operator(operator)
         self.lease = ControlLease(bb, self.operator, lease_token)
@@ -104,9 +106,27 @@ class DebugClient:
             result, _ = await self.bb.audit.commit(guarded, operator=self.operator, action=action,
                                                    subject=subject, details=details)
             if result.ok:
+                await self.applied()
                 return value
             # The lease lapsed or the state changed under us: look again.
         raise HoltError(f"{action}: the debug state kept changing; try again")
+
+    async def applied(self, within_s: float | None = None) -> bool:
+        """Wait until a running orchestrator has taken in every command sent so far (a new breakpoint is then
+        in force). False when none runs (it takes them in when it starts) or it did not within the time."""
+        newest = await self.bb.redis.xrevrange(self.keys.debug_commands, count=1)
+        if not newest:
+            return True
+        wanted = _stream_id(str(newest[0][0]))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.wait_applied_s if within_s is None else within_s)
+        while True:
+            cursor = await self.bb.redis.get(self.keys.debug_commands_cursor)
+            if cursor and _stream_id(str(cursor)) >= wanted:
+                return True
+            if not await self.bb.redis.exists(self.keys.lock) or loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
 
     def _sync(self, tx: Tx, subject: str = "") -> Tx:
         return send(tx, self.keys, Command(kind=CommandKind.SYNC, by=self.operator, subject=subject))
@@ -366,6 +386,7 @@ class DebugClient:
                                                action=action, subject=subject, details=details)
         if not result.ok:
             raise _Conflict
+        await self.applied()
         return value
 
     async def inject_review(self, artefact_id: str, payload: str = "{}") -> InjectedReview:
@@ -375,3 +396,8 @@ class DebugClient:
 
 class _Conflict(Exception):
     pass
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    ms, _, seq = text.partition("-")
+    return int(ms or 0), int(seq or 0)

@@ -151,8 +151,9 @@ class DebugGate:
         key = self.keys.debug_held(held.subject)
         tx = Tx().require_value(key, self.state.held_raw[held.subject]).delete(key)
         tx.srem(self.keys.debug_held_index, held.subject)
-        if held.release == Release.STEP and d.kind not in CLOSING_KINDS:
+        if held.release == Release.STEP and d.kind not in CLOSING_KINDS and not self.state.mode.full_control:
             tx.sadd(self.keys.debug_stepping, d.claim_id)  # the claim's next decision is held again
+            # (under full control every next decision is held anyway, and resume must release it)
         else:
             tx.srem(self.keys.debug_stepping, d.claim_id)
         announce(tx, self.keys, DebugEventType.CARRIED_OUT, subject=held.subject, hold_id=held.hold_id,
