@@ -117,7 +117,7 @@ async def test_stop_enters_full_control_and_each_step_carries_out_exactly_one_de
                 assert await claim_revs(bb) == after
             diff = changed(before, after)
             assert len(diff) == 1, diff
-            (claim_id, (old, new)), = diff.items()
+            (_claim_id, (old, new)), = diff.items()
             assert new == old + 1
             kinds.append(oldest.decision.kind.value)
             assert oldest.reason in (HoldReason.FULL_CONTROL, HoldReason.BREAKPOINT)
@@ -159,7 +159,7 @@ async def test_skip_drops_the_decision_and_leaves_the_claim_untouched(
         assert await client.held() == []
         assert not [a for a in (await bb.list_artefacts()).artefacts if a.type == "Review"]
         why = await client.explain(claim_id)
-        assert [r.kind for r in why.reasons if r.blocking][0] == "skipped" and not why.moving
+        assert next(r.kind for r in why.reasons if r.blocking) == "skipped" and not why.moving
     finally:
         await engine.close()
     assert "debug_skip" in [r.action for r in await bb.audit.records()]
