@@ -17,12 +17,14 @@ RECIPE = EXAMPLES / "recipe" / "holt.yml"
 
 
 def recipe_engine(tmp_path: Path, redis_url: str, instance: str, *, extra_files: dict[str, str] | None = None,
-                  **replace: str) -> Engine:
+                  transform: Callable[[str], str] | None = None, **replace: str) -> Engine:
     """The recipe example; its drafter also drafts for any goal type ending in "Goal" (two workflows)."""
     text = python_agents(RECIPE.read_text())
     text = text.replace('"GoalDefined=exclusive"', '"GoalDefined=exclusive", "SpecialGoal=exclusive"')
     for old, new in replace.items():
         text = text.replace(old, new)
+    if transform is not None:
+        text = transform(text)
     drafter = (EXAMPLES / "recipe" / "agents" / "drafter.py").read_text().replace(
         'if target["type"] == "GoalDefined":', 'if target["type"] in ("GoalDefined", "SpecialGoal"):')
     files = {"holt.yml": text, "agents/drafter.py": drafter, **(extra_files or {})}
