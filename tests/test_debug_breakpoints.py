@@ -167,3 +167,27 @@ async def test_skip_drops_the_decision_and_leaves_the_claim_untouched(
 
 async def _no_holds(client: DebugClient) -> bool:
     return not await client.held()
+
+
+async def test_step_outside_full_control_holds_the_next_decision_of_the_same_claim(
+    tmp_path: Path, redis_url: str, instance: str, bb: Blackboard
+) -> None:
+    engine = recipe_engine(tmp_path, redis_url, instance)
+    await engine.start()
+    client = DebugClient(bb, "alice")
+    try:
+        await client.add_breakpoint(BreakpointSpec(decision_kind="create_claim", artefact_type="GoalDefined"))
+        target = await goal(bb, "Sourdough bread")
+        await wait_held(client, lambda h: h.subject == target.id)
+        await client.step(target.id[:8])
+        nxt = await wait_held(client, lambda h: h.decision.artefact_id == target.id
+                              and h.decision.kind == DecisionKind.GRANT_EXCLUSIVE)
+        assert nxt.reason == HoldReason.STEP and nxt.breakpoint_id is None
+        assert not (await client.mode()).full_control
+        assert (await bb.get_claim(nxt.decision.claim_id)).phase_state is None  # not granted
+        await client.continue_(nxt.decision.claim_id)
+        await wait_for_artefact(bb, lambda a: a.structural_type == StructuralType.TERMINAL, 60)
+        await wait_settled(bb, 60)
+    finally:
+        await engine.close()
+    assert await client.held() == []
