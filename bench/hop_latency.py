@@ -7,6 +7,7 @@ orchestration cost, not a tool's. The "polling" variant collects bids by reading
 
     .venv/bin/python bench/hop_latency.py                 # all scenarios
     .venv/bin/python bench/hop_latency.py --hops 300 --chains 16 --repeat 5
+    .venv/bin/python bench/hop_latency.py --gate open     # without the debugging gate (the seam's cost)
 
 Uses HOLT_REDIS_URL if set, else the embedded Redis (started if needed).
 """
@@ -25,6 +26,7 @@ from typing import Any
 
 from holt_core.blackboard import Blackboard, connect_redis
 from holt_core.config import parse_config
+from holt_core.decisions import OpenGate
 from holt_core.embedded_redis import resolve_redis_url
 from holt_core.models import Artefact, BidType, Claim, ClaimStatus, GrantNotification, StructuralType, new_id
 from holt_core.orchestrator import Orchestrator
@@ -73,11 +75,13 @@ class PollingOrchestrator(Orchestrator):
                     self.spawn(self.advance(claim_id))
 
 
-def orchestrator_process(url: str, instance: str, polling: bool, ready: Any, stop: Any, cpu: Any) -> None:
+def orchestrator_process(url: str, instance: str, polling: bool, ready: Any, stop: Any, cpu: Any,
+                         gate: str = "debug") -> None:
     async def main() -> None:
         bb = Blackboard(connect_redis(url), instance)
         cls = PollingOrchestrator if polling else Orchestrator
-        orch = cls(bb, parse_config(CONFIG))
+        # "debug": the production default (DebugGate, no breakpoint set); "open": no gate logic at all.
+        orch = cls(bb, parse_config(CONFIG), gate=OpenGate() if gate == "open" else None)
         stop_event = asyncio.Event()
         task = asyncio.create_task(orch.run(stop_event))
         poller = asyncio.create_task(orch.poll(stop_event)) if isinstance(orch, PollingOrchestrator) else None
@@ -151,7 +155,7 @@ def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready
     _run(main())
 
 
-async def scenario(url: str, chains: int, hops: int, polling: bool) -> dict[str, float]:
+async def scenario(url: str, chains: int, hops: int, polling: bool, gate: str = "debug") -> dict[str, float]:
     instance = f"bench-{uuid.uuid4().hex[:8]}"
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
@@ -159,7 +163,8 @@ async def scenario(url: str, chains: int, hops: int, polling: bool) -> dict[str,
     procs = []
     readies = []
     orch_ready = ctx.Event()
-    procs.append(ctx.Process(target=orchestrator_process, args=(url, instance, polling, orch_ready, stop, cpu)))
+    procs.append(ctx.Process(target=orchestrator_process,
+                             args=(url, instance, polling, orch_ready, stop, cpu, gate)))
     readies.append(orch_ready)
     for role, bid in (("Worker", "exclusive"), ("WatcherA", "ignore"), ("WatcherB", "ignore")):
         ready = ctx.Event()
@@ -216,8 +221,9 @@ async def main() -> None:
     parser.add_argument("--poll-hops", type=int, default=30, help="hops per chain for the 100 ms polling variant")
     parser.add_argument("--chains", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", choices=["event", "polling", "event1"],
-                        help="run only the event-driven or polling scenarios (event1: one event-driven chain)")
+    parser.add_argument("--gate", choices=["debug", "open"], default="debug",
+                        help="debug: the default DebugGate with no breakpoint; open: no gate logic")
+    parser.add_argument("--event-only", action="store_true", help="skip the polling variants")
     args = parser.parse_args()
     url = resolve_redis_url(start=True)
     rows = [
@@ -226,20 +232,20 @@ async def main() -> None:
         ("polling 100 ms, 1 chain", 1, args.poll_hops, True),
         (f"polling 100 ms, {args.chains} chains", args.chains, args.poll_hops, True),
     ]
-    if args.only:
-        rows = [row for row in rows if row[3] == (args.only == "polling")][: 1 if args.only == "event1" else None]
+    if args.event_only:
+        rows = rows[:2]
     results: dict[str, list[dict[str, float]]] = {}
     for name, chains, hops, polling in rows:
         runs = []
         for _ in range(args.repeat if not polling else max(1, args.repeat // 2)):
-            runs.append(await scenario(url, chains, hops, polling))
+            runs.append(await scenario(url, chains, hops, polling, args.gate))
         results[name] = runs
         med = {k: statistics.median(r[k] for r in runs)
                for k in ("p50_ms", "p99_ms", "hops_per_s", "orch_cpu_ms_per_hop")}
         print(f"{name:32s} runs={len(runs)} hop p50={med['p50_ms']:.2f} ms  p99={med['p99_ms']:.2f} ms  "
               f"throughput={med['hops_per_s']:.0f} hops/s  orchestrator CPU={med['orch_cpu_ms_per_hop']:.2f} ms/hop",
               flush=True)
-    if args.only:
+    if args.event_only:
         return
     ev1 = statistics.median(r["p50_ms"] for r in results["event-driven, 1 chain"])
     po1 = statistics.median(r["p50_ms"] for r in results["polling 100 ms, 1 chain"])

@@ -189,6 +189,71 @@ class Keys:
         return f"{self.prefix}hitl:events"
 
     # --- debugging control plane: holt:{inst}:debug:* ---
+    def debug_breakpoint(self, breakpoint_id: str) -> str:
+        """STRING: one breakpoint as JSON."""
+        return f"{self.prefix}debug:breakpoint:{breakpoint_id}"
+
+    @property
+    def debug_breakpoints(self) -> str:
+        """SET of breakpoint ids."""
+        return f"{self.prefix}debug:breakpoints"
+
+    @property
+    def debug_hits(self) -> str:
+        """HASH breakpoint id -> hit count (counted apart so a hit never rewrites the breakpoint)."""
+        return f"{self.prefix}debug:hits"
+
+    def debug_held(self, subject: str) -> str:
+        """STRING: one held decision as JSON; subject = claim id (artefact id for claim creation)."""
+        return f"{self.prefix}debug:held:{subject}"
+
+    @property
+    def debug_held_index(self) -> str:
+        """SET of subjects with a held decision."""
+        return f"{self.prefix}debug:held"
+
+    def debug_skipped(self, subject: str) -> str:
+        """STRING: the signature of a dropped (skipped) decision of a subject, as JSON."""
+        return f"{self.prefix}debug:skipped:{subject}"
+
+    @property
+    def debug_skipped_index(self) -> str:
+        return f"{self.prefix}debug:skipped"
+
+    @property
+    def debug_stepping(self) -> str:
+        """SET of claim ids whose next decision is held because the operator stepped them."""
+        return f"{self.prefix}debug:stepping"
+
+    @property
+    def debug_mode(self) -> str:
+        """STRING: JSON of the instance's control mode (running, or full control and since when, by whom)."""
+        return f"{self.prefix}debug:mode"
+
+    @property
+    def debug_commands(self) -> str:
+        """Redis Stream of commands the orchestrator consumes (durable while it restarts)."""
+        return f"{self.prefix}debug:commands"
+
+    @property
+    def debug_commands_cursor(self) -> str:
+        """Stream id of the newest command the orchestrator has carried out."""
+        return f"{self.prefix}debug:commands:cursor"
+
+    @property
+    def debug_lease(self) -> str:
+        """HASH with a TTL: the operator holding control (operator, token, since_ms)."""
+        return f"{self.prefix}debug:lease"
+
+    @property
+    def debug_roster(self) -> str:
+        """HASH the orchestrator writes at start: configured agents and bid timeout (read by explain)."""
+        return f"{self.prefix}debug:roster"
+
+    @property
+    def debug_events(self) -> str:
+        """Pub/sub channel: holds, releases, breakpoint changes, mode and lease changes (for live UIs)."""
+        return f"{self.prefix}debug:events"
 
     # --- pub/sub channels (protocol 2) ---
     @property

@@ -19,6 +19,7 @@ import os
 import secrets
 import socket
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,9 +27,12 @@ from typing import Any
 
 from holt_core.blackboard import Blackboard
 from holt_core.config import Config
-from holt_core.decisions import Decision, DecisionGate, DecisionKind, OpenGate
-from holt_core.errors import HoltError, MalformedRecord
+from holt_core.debug.gate import DebugGate
+from holt_core.debug.held import DETAIL_FROM_QUEUE, DETAIL_HUMAN_REVIEW
+from holt_core.decisions import Decision, DecisionGate, DecisionKind
+from holt_core.errors import HoltError, MalformedRecord, NotFound
 from holt_core.hitl.coordinator import ApprovalGate, Disposition, HitlCoordinator
+from holt_core.identity import is_human_role
 from holt_core.logs import EventLogger
 from holt_core.models import (
     Artefact,
@@ -82,6 +86,11 @@ def _owner_is_dead(owner: str) -> bool:
     return not pid_alive(int(pid_text))
 
 
+def human_feedback_claim_id(review_id: str) -> str:
+    """The feedback claim an injected review starts has an id derived from the review: replays create it once."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"holt:human-review:{review_id}"))
+
+
 def go_slice(items: list[str]) -> str:
     """Go's ``%v`` of a string slice: ``[a b c]``."""
     return "[" + " ".join(items) + "]"
@@ -119,7 +128,11 @@ class Orchestrator:
         self.workers = worker_launcher
         self.log = log or EventLogger("orchestrator", bb.instance)
         self.hitl = HitlCoordinator(self)
-        self.gate: DecisionGate = ApprovalGate(self.hitl, gate or OpenGate())
+        # Breakpoints (the debugging control plane) by default; free while no breakpoint is set. Approval
+        # gates sit in front: a decision waiting for a person is not a breakpoint hit.
+        inner = gate or DebugGate(bb, self.log)
+        self.debug: DebugGate | None = inner if isinstance(inner, DebugGate) else None
+        self.gate: DecisionGate = ApprovalGate(self.hitl, inner)
         self.claims: dict[str, ClaimRuntime] = {}
         self.by_target: dict[str, set[str]] = defaultdict(set)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -183,16 +196,22 @@ class Orchestrator:
         lost = asyncio.Event()
         heartbeat = asyncio.create_task(self._heartbeat(lost))
         sweeper: asyncio.Task[None] | None = None
+        control: asyncio.Task[None] | None = None
         try:
             async with self.bb.subscribe(self.keys.artefact_events, self.keys.workflow_events,
                                          *self.hitl.channels) as sub:
                 # Subscribed first, then recover: nothing published from here on is missed.
                 self._swept_to_ms = now_ms()
                 await self.hitl.load()
+                if self.debug is not None:  # breakpoints and holds first: recovery grants nothing held
+                    await self.debug.restore(agents=list(self.config.agents),
+                                             bid_timeout_s=self.config.orchestrator.bid_timeout_s)
                 await self.recover()
                 self.hitl.recovered()
                 self.hitl.start()
                 sweeper = asyncio.create_task(self._sweep_forever())
+                if self.debug is not None:
+                    control = asyncio.create_task(self.debug.serve(self))
                 self.ready.set()
                 self.log.info("orchestrator_ready", claims_open=len(self.claims))
                 while not stop.is_set() and not lost.is_set():
@@ -202,8 +221,9 @@ class Orchestrator:
                     self.dispatch(str(msg["channel"]), str(msg["data"]))
         finally:
             heartbeat.cancel()
-            if sweeper is not None:
-                sweeper.cancel()
+            for task in (sweeper, control):
+                if task is not None:
+                    task.cancel()
             for timer in self._timers.values():
                 timer.cancel()
             await self.hitl.stop()
@@ -420,6 +440,12 @@ class Orchestrator:
         if not replay:
             self.log.info("artefact_received", artefact_id=artefact.id, type=artefact.type,
                           structural_type=artefact.structural_type.value, produced_by_role=artefact.produced_by_role)
+        if artefact.structural_type == StructuralType.REVIEW and is_human_role(artefact.produced_by_role) \
+                and artefact.source_artefacts:
+            await self._on_human_review(artefact, replay=replay)
+            if not replay:
+                self._handled_live[artefact.id] = now_ms()
+            return
         disposition = await self.hitl.intercept(artefact)
         if disposition == Disposition.HELD:  # a question, answer, decision or plan awaiting approval
             if not replay:
@@ -761,22 +787,25 @@ class Orchestrator:
             if rt is None or rt.claim.grant_queue is None:
                 await self.bb.redis.zrem(self.keys.grant_queue(role), claim_id)
                 continue
-            await self._dequeue(rt, role)
+            if not await self._dequeue(rt, role):
+                return  # the head of the queue is held: the queue waits behind it
 
-    async def _dequeue(self, rt: ClaimRuntime, role: str) -> None:
+    async def _dequeue(self, rt: ClaimRuntime, role: str) -> bool:
         async with self._locks[rt.claim.id]:
             ps = rt.claim.phase_state
             all_bids = ps.all_bids if ps else {role: "exclusive"}
             decision = self._decision(DecisionKind.GRANT_EXCLUSIVE, rt.claim, rt.target,
-                                      f"grant exclusive to {role} (from its grant queue)", (role,))
+                                      f"grant exclusive to {role} (from its grant queue)", (role,),
+                                      **{DETAIL_FROM_QUEUE: role})
             if not await self.gate.admit(decision):
-                return
+                return False
             # Leaving the queue is part of the grant's atomic write: never out of the queue and ungranted.
             leave = Tx().zrem(self.keys.grant_queue(role), rt.claim.id)
             if await self._apply_grant(rt, Phase.EXCLUSIVE, [role], all_bids, [], leave):
                 self.log.info("grant_resumed_from_queue", claim_id=rt.claim.id, agent_name=role)
             else:
                 self.log.warning("dequeue_conflict", claim_id=rt.claim.id)
+            return True
 
     def _worker_exited(self, role: str, claim_id: str, exit_code: int, output_tail: str) -> None:
         self._active_workers[role].discard(claim_id)
@@ -922,34 +951,128 @@ class Orchestrator:
                 reason = f"Terminated due to missing agent configuration (role: {producer})."
                 tx.extend(self.bb.artefact_tx(failure)[1])
             else:
-                fb = Claim(id=new_id(), artefact_id=target.id, status=ClaimStatus.PENDING_ASSIGNMENT,
-                           granted_exclusive_agent=producer, additional_context_ids=review_ids,
-                           artefact_expected=True)
-                tx.extend(self.bb.claim_create_tx(fb))
-                tx.hset(self.keys.claim(fb.id), {F_REV: "1", F_CREATED: str(now_ms())})
-                tx.sadd(self.keys.open_claims, fb.id)
-                tx.publish(self.keys.workflow_events, WorkflowEvent(
-                    event=WorkflowEventType.FEEDBACK_CLAIM_CREATED,
-                    data={"feedback_claim_id": fb.id, "original_claim_id": rt.claim.id,
-                          "target_agent_role": producer, "iteration": target.version}).to_json())
-                agent = self.config.agents[producer]
-                if not (agent.is_controller and self.workers is not None):
-                    tx.publish(self.keys.agent_events(producer),
-                               GrantNotification(claim_id=fb.id, claim_type="exclusive").to_json())
+                fb = self._feedback_claim(target, producer, review_ids, rt.claim.id, new_id(), tx)
                 ok = await self._close(rt, ClaimStatus.TERMINATED, reason, "claim_terminated_review_feedback",
                                        extra=tx)
                 if ok:
-                    fb_rt = ClaimRuntime(claim=fb, target=target, rev=1, created_ms=now_ms())
-                    self._track(fb_rt)
-                    self.log.info("feedback_claim_created", feedback_claim_id=fb.id, original_claim_id=rt.claim.id,
-                                  target_agent_role=producer, iteration=target.version)
-                    if agent.is_controller and self.workers is not None:
-                        self._active_workers[producer].add(fb.id)
-                        self.workers.launch(producer, fb.id, self._worker_exited)
+                    self._feedback_claim_started(fb, target, producer, rt.claim.id)
                 return ok
             return await self._close(rt, ClaimStatus.TERMINATED, reason, "claim_terminated", extra=tx)
 
         return decision, apply
+
+    def _feedback_claim(self, target: Artefact, producer: str, review_ids: list[str], original_claim_id: str,
+                        claim_id: str, tx: Tx) -> Claim:
+        """Adds to ``tx`` the creation of a feedback claim granting the target's producer its rework."""
+        fb = Claim(id=claim_id, artefact_id=target.id, status=ClaimStatus.PENDING_ASSIGNMENT,
+                   granted_exclusive_agent=producer, additional_context_ids=review_ids, artefact_expected=True)
+        tx.extend(self.bb.claim_create_tx(fb))
+        tx.hset(self.keys.claim(fb.id), {F_REV: "1", F_CREATED: str(now_ms())})
+        tx.sadd(self.keys.open_claims, fb.id)
+        tx.publish(self.keys.workflow_events, WorkflowEvent(
+            event=WorkflowEventType.FEEDBACK_CLAIM_CREATED,
+            data={"feedback_claim_id": fb.id, "original_claim_id": original_claim_id,
+                  "target_agent_role": producer, "iteration": target.version}).to_json())
+        agent = self.config.agents[producer]
+        if not (agent.is_controller and self.workers is not None):
+            tx.publish(self.keys.agent_events(producer),
+                       GrantNotification(claim_id=fb.id, claim_type="exclusive").to_json())
+        return fb
+
+    def _feedback_claim_started(self, fb: Claim, target: Artefact, producer: str, original_claim_id: str) -> None:
+        self._track(ClaimRuntime(claim=fb, target=target, rev=1, created_ms=now_ms()))
+        self.log.info("feedback_claim_created", feedback_claim_id=fb.id, original_claim_id=original_claim_id,
+                      target_agent_role=producer, iteration=target.version)
+        if self.config.agents[producer].is_controller and self.workers is not None:
+            self._active_workers[producer].add(fb.id)
+            self.workers.launch(producer, fb.id, self._worker_exited)
+
+    # ------------------------------------------------------------------ operators' acts (debugging control plane)
+
+    async def _on_human_review(self, review: Artefact, *, replay: bool) -> None:
+        """A Review injected by ``human:<operator>``: ``{}`` approves a pending review phase; anything
+        else is feedback that re-opens the producer's work, even when the target's claim completed."""
+        target_id = review.source_artefacts[0]
+        if is_approval(review.payload):
+            for claim_id in list(self.by_target.get(target_id, ())):
+                rt = self.claims.get(claim_id)
+                if rt is None:
+                    continue
+                async with self._locks[claim_id]:
+                    ps = rt.claim.phase_state
+                    missing = [r for r in ps.granted_agents if r not in rt.outputs] if ps else []
+                    if ps is None or ps.current != Phase.REVIEW or not missing:
+                        continue
+                    for role in missing:  # the operator's approval stands in for reviews not yet given
+                        rt.outputs[role] = review
+                if not replay:  # recovery advances every claim once all facts are replayed
+                    self.log.info("human_approval_counted", claim_id=claim_id,
+                                  operator_role=review.produced_by_role, reviewers=missing)
+                    await self.advance(claim_id)
+            return
+        fb_id = human_feedback_claim_id(review.id)
+        if await self.bb.redis.exists(self.keys.claim(fb_id)):
+            return  # carried out before (this is a replay)
+        try:
+            target = await self.bb.get_artefact(target_id)
+        except (NotFound, MalformedRecord) as exc:
+            self.log.warning("human_review_target_unreadable", review_id=review.id, error=str(exc))
+            return
+        producer = target.produced_by_role
+        if producer not in self.config.agents:
+            self.log.warning("human_review_producer_unknown", review_id=review.id, role=producer)
+            return
+        open_ids = sorted(self.by_target.get(target_id, ()))
+        rt = self.claims.get(open_ids[0]) if open_ids else None
+        claim_id = rt.claim.id if rt else (await self.bb.claim_id_for_artefact(target_id) or "")
+        status = rt.claim.status.value if rt else "closed"
+        decision = Decision(
+            kind=DecisionKind.START_FEEDBACK, claim_id=claim_id, artefact_id=target.id, artefact_type=target.type,
+            structural_type=target.structural_type.value, produced_by_role=producer, claim_status=status,
+            summary=f"feedback from {review.produced_by_role}: send {target.type} v{target.version} back to {producer}",
+            granted_roles=(producer,), details={DETAIL_HUMAN_REVIEW: review.id, "reviews": [review.id]},
+        )
+        if not await self.gate.admit(decision):
+            return
+        tx = Tx()
+        fb = self._feedback_claim(target, producer, [review.id], claim_id, fb_id, tx)
+        tx.publish(self.keys.workflow_events, WorkflowEvent(event=WorkflowEventType.REVIEW_REJECTED, data={
+            "original_artefact_id": target.id, "reviewer_role": review.produced_by_role,
+            "feedback": feedback_excerpt(review.payload)}).to_json())
+        if rt is not None:  # its claim is still running: it stops here, as after an agent's negative review
+            async with self._locks[rt.claim.id]:
+                reason = f"Terminated due to negative review feedback. See artefacts: {go_slice([review.id])}"
+                ok = await self._close(rt, ClaimStatus.TERMINATED, reason, "claim_terminated_review_feedback",
+                                       extra=tx)
+        else:
+            ok = (await self.bb.run(tx)).ok
+        if ok:
+            self._feedback_claim_started(fb, target, producer, claim_id)
+
+    async def redrive_artefact(self, artefact_id: str) -> None:
+        """A released decision that an artefact drives (claim creation, injected review): replay it."""
+        try:
+            artefact = await self.bb.get_artefact(artefact_id)
+        except (NotFound, MalformedRecord) as exc:
+            self.log.warning("redrive_unreadable", artefact_id=artefact_id, error=str(exc))
+            return
+        known = artefact.id in await self._artefacts_with_claims([artefact])
+        await self.on_artefact(artefact, replay=True, known_claim=known)
+
+    async def redrive_queue(self, role: str) -> None:
+        await self._drain_queue(role)
+
+    async def forget_claim(self, claim_id: str) -> None:
+        """An operator closed this claim directly in Redis: stop tracking it and free its worker slot."""
+        rt = self.claims.get(claim_id)
+        if rt is None:
+            return
+        async with self._locks[claim_id]:
+            self._untrack(claim_id)
+        role = rt.claim.granted_exclusive_agent
+        if role in self._active_workers:
+            self._active_workers[role].discard(claim_id)
+            await self._drain_queue(role)
 
     @staticmethod
     def _closing_event(claim: Claim, event: str, note: str = "") -> WorkflowEvent:

@@ -1,0 +1,234 @@
+"""The ``DecisionGate`` the orchestrator runs with: breakpoints, holds, stepping and full control.
+
+Fast path: while nothing is armed (no enabled breakpoint, no hold, no stepping, no skipped decision, not
+under full control) ``admit`` is one attribute test and returns True. Otherwise the decision is judged
+under one lock, against the state mirrored from Redis; every hold and every carrying-out is one guarded
+write with its audit record.
+
+The orchestrator restores the state with ``restore`` before it recovers (so nothing is granted that a
+breakpoint should hold) and runs ``serve`` to consume the durable command stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any, Protocol
+
+from holt_core.blackboard import Blackboard
+from holt_core.debug.breakpoints import BreakpointAction, hit_condition_met
+from holt_core.debug.commands import KEEP_COMMANDS, Command, CommandKind
+from holt_core.debug.events import DebugEventType, announce
+from holt_core.debug.held import (
+    CLOSING_KINDS,
+    ArtefactView,
+    DecisionView,
+    HeldDecision,
+    HoldReason,
+    Redrive,
+    Release,
+    redrive_of,
+    signature,
+    subject_of,
+)
+from holt_core.debug.mode import ControlMode
+from holt_core.debug.store import DebugState, load_state
+from holt_core.decisions import Decision
+from holt_core.errors import HoltError
+from holt_core.identity import SYSTEM_ORCHESTRATOR
+from holt_core.logs import EventLogger
+from holt_core.models import dumps, now_ms
+from holt_core.transaction import Tx
+
+
+class Driver(Protocol):
+    """What the gate needs from the orchestrator to carry out a released decision."""
+
+    async def advance(self, claim_id: str) -> None: ...
+
+    async def redrive_artefact(self, artefact_id: str) -> None: ...
+
+    async def redrive_queue(self, role: str) -> None: ...
+
+    async def forget_claim(self, claim_id: str) -> None: ...
+
+
+class DebugGate:
+    def __init__(self, bb: Blackboard, log: EventLogger | None = None) -> None:
+        self.bb = bb
+        self.keys = bb.keys
+        self.log = log or EventLogger("orchestrator", bb.instance)
+        self.state = DebugState()
+        self._armed = False
+        self._lock = asyncio.Lock()
+        # redis-py types stream replies as unions of every shape; they are the decoded lists we read.
+        self._r: Any = bb.redis
+
+    # ------------------------------------------------------------------ the seam
+
+    async def admit(self, decision: Decision) -> bool:
+        if not self._armed:
+            return True
+        return await self._judge(decision)
+
+    async def _judge(self, d: Decision) -> bool:
+        async with self._lock:
+            subject = subject_of(d)
+            held = self.state.held.get(subject)
+            if held is not None:
+                if held.release is not None:
+                    return await self._carry_out(held, d)
+                if signature(held.decision) != signature(d):
+                    await self._update_held(held, d)
+                return False
+            skipped = self.state.skipped.get(subject)
+            if skipped is not None:
+                if skipped == signature(d):
+                    return False
+                await self._clear_skipped(subject)
+            if d.claim_id in self.state.stepping:
+                await self._hold(d, HoldReason.STEP)
+                return False
+            for bp in self.state.breakpoints.values():
+                if not bp.enabled or not bp.matches(d):
+                    continue
+                count = int(await self.bb.redis.hincrby(self.keys.debug_hits, bp.id, 1))
+                if hit_condition_met(bp.hit_condition, count):
+                    await self._hold(d, HoldReason.BREAKPOINT, bp.id, stop=bp.action == BreakpointAction.STOP)
+                    return False
+            if self.state.mode.full_control:
+                await self._hold(d, HoldReason.FULL_CONTROL)
+                return False
+            return True
+
+    async def _hold(self, d: Decision, reason: HoldReason, breakpoint_id: str | None = None, *,
+                    stop: bool = False) -> None:
+        subject = subject_of(d)
+        redrive, redrive_id = redrive_of(d)
+        artefact = None
+        try:
+            artefact = ArtefactView.of(await self.bb.get_artefact(d.artefact_id))
+        except HoltError:
+            pass  # shown without it; the decision itself names the artefact
+        bids = d.details.get("bids")
+        if not isinstance(bids, dict) and redrive == Redrive.CLAIM:
+            bids = await self.bb.get_bids(d.claim_id)
+        held = HeldDecision(
+            subject=subject, hold_id=secrets.token_hex(6), decision=DecisionView.of(d), reason=reason,
+            breakpoint_id=breakpoint_id, held_since_ms=now_ms(), artefact=artefact,
+            bids={str(k): str(v) for k, v in (bids or {}).items()}, redrive=redrive, redrive_id=redrive_id,
+        )
+        key = self.keys.debug_held(subject)
+        tx = Tx().require_absent(key).set(key, held.to_json()).sadd(self.keys.debug_held_index, subject)
+        tx.srem(self.keys.debug_stepping, d.claim_id)
+        details: dict[str, Any] = {"hold_id": held.hold_id, "kind": d.kind.value, "reason": reason.value,
+                                   "breakpoint_id": breakpoint_id, "claim_id": d.claim_id,
+                                   "artefact_id": d.artefact_id, "summary": d.summary}
+        if stop and not self.state.mode.full_control:
+            mode = ControlMode(full_control=True, by=SYSTEM_ORCHESTRATOR, since_ms=now_ms(),
+                               reason=f"stop breakpoint {breakpoint_id}")
+            tx.require_value(self.keys.debug_mode, self.state.mode_raw).set(self.keys.debug_mode, mode.to_json())
+            announce(tx, self.keys, DebugEventType.MODE_CHANGED, **mode.model_dump())
+            details["entered_full_control"] = True
+        announce(tx, self.keys, DebugEventType.HELD, held=held.model_dump(mode="json"))
+        result, _ = await self.bb.audit.commit(tx, operator=SYSTEM_ORCHESTRATOR, action="debug_decision_held",
+                                               subject=subject, details=details)
+        if result.ok:
+            self.log.info("decision_held", claim_id=d.claim_id, kind=d.kind.value, reason=reason.value,
+                          breakpoint_id=breakpoint_id, subject=subject)
+        await self._reload()
+
+    async def _update_held(self, held: HeldDecision, d: Decision) -> None:
+        """The facts changed while it was held: keep the stored decision the one that would happen now."""
+        fresh = held.model_copy(update={"decision": DecisionView.of(d)})
+        key = self.keys.debug_held(held.subject)
+        tx = Tx().require_value(key, self.state.held_raw[held.subject]).set(key, fresh.to_json())
+        announce(tx, self.keys, DebugEventType.HELD_UPDATED, held=fresh.model_dump(mode="json"))
+        await self.bb.run(tx)
+        await self._reload()
+
+    async def _carry_out(self, held: HeldDecision, d: Decision) -> bool:
+        key = self.keys.debug_held(held.subject)
+        tx = Tx().require_value(key, self.state.held_raw[held.subject]).delete(key)
+        tx.srem(self.keys.debug_held_index, held.subject)
+        if held.release == Release.STEP and d.kind not in CLOSING_KINDS and not self.state.mode.full_control:
+            tx.sadd(self.keys.debug_stepping, d.claim_id)  # the claim's next decision is held again
+            # (under full control every next decision is held anyway, and resume must release it)
+        else:
+            tx.srem(self.keys.debug_stepping, d.claim_id)
+        announce(tx, self.keys, DebugEventType.CARRIED_OUT, subject=held.subject, hold_id=held.hold_id,
+                 kind=d.kind.value, claim_id=d.claim_id)
+        result, _ = await self.bb.audit.commit(
+            tx, operator=SYSTEM_ORCHESTRATOR, action="debug_held_decision_carried_out", subject=held.subject,
+            details={"hold_id": held.hold_id, "kind": d.kind.value, "summary": d.summary,
+                     "release": str(held.release), "released_by": held.released_by, "claim_id": d.claim_id})
+        await self._reload()
+        if result.ok:
+            self.log.info("held_decision_carried_out", claim_id=d.claim_id, kind=d.kind.value,
+                          release=str(held.release), released_by=held.released_by)
+        return result.ok
+
+    async def _clear_skipped(self, subject: str) -> None:
+        tx = Tx().delete(self.keys.debug_skipped(subject)).srem(self.keys.debug_skipped_index, subject)
+        await self.bb.run(tx)
+        await self._reload()
+
+    async def _reload(self) -> None:
+        self.state = await load_state(self.bb.redis, self.keys)
+        self._armed = self.state.armed
+
+    # ------------------------------------------------------------------ restart and commands
+
+    async def restore(self, *, agents: list[str], bid_timeout_s: float) -> None:
+        """Before the orchestrator grants anything: breakpoints, holds and mode back from Redis."""
+        await self.bb.redis.hset(self.keys.debug_roster, mapping={
+            "agents": dumps(agents), "bid_timeout_ms": str(int(bid_timeout_s * 1000)), "updated_at_ms": str(now_ms()),
+        })
+        async with self._lock:
+            await self._reload()
+        if self.state.armed:
+            self.log.info("debug_state_restored", breakpoints=len(self.state.breakpoints), held=len(self.state.held),
+                          full_control=self.state.mode.full_control)
+
+    async def sync(self, driver: Driver) -> None:
+        """Re-read the state, then carry out every released decision (idempotent)."""
+        async with self._lock:
+            await self._reload()
+            released = [h for h in self.state.held_list() if h.release is not None]
+        for held in released:
+            if held.redrive == Redrive.CLAIM:
+                await driver.advance(held.redrive_id)
+            elif held.redrive == Redrive.ARTEFACT:
+                await driver.redrive_artefact(held.redrive_id)
+            else:
+                await driver.redrive_queue(held.redrive_id)
+
+    async def serve(self, driver: Driver) -> None:
+        """Consume the command stream from the stored cursor, forever (the orchestrator cancels it)."""
+        cursor = str(await self.bb.redis.get(self.keys.debug_commands_cursor) or "0-0")
+        await self.sync(driver)  # releases sent while no orchestrator ran
+        while True:
+            try:
+                cursor = await self._serve_once(driver, cursor)
+            except Exception as exc:  # a Redis hiccup must not end command handling; the state is in Redis
+                self.log.error("error", message="debug command handling failed", error=repr(exc))
+                await asyncio.sleep(1.0)
+
+    async def _serve_once(self, driver: Driver, cursor: str) -> str:
+        reply = await self._r.xread({self.keys.debug_commands: cursor}, block=1000, count=100)
+        if reply:
+            commands: list[Command] = []
+            for _stream, entries in reply:
+                for entry_id, fields in entries:
+                    cursor = str(entry_id)
+                    try:
+                        commands.append(Command.from_fields(fields))
+                    except ValueError:
+                        self.log.warning("debug_command_unreadable", entry=cursor)
+            for command in commands:
+                if command.kind == CommandKind.FORGET and command.claim_id:
+                    await driver.forget_claim(command.claim_id)
+            await self.sync(driver)
+            await self.bb.redis.set(self.keys.debug_commands_cursor, cursor)
+            await self._r.xtrim(self.keys.debug_commands, maxlen=KEEP_COMMANDS, approximate=True)
+        return cursor
