@@ -70,6 +70,10 @@ async def test_high_risk_gate_waits_for_approval_then_runs(tmp_path: Path, redis
         assert [line.split()[0] for line in runs(engine)] == ["Architect"]  # the Implementer was not granted
         claim = next(c for c in (await bb.list_claims())[0] if c.artefact_id == design.id)
         assert claim.status == ClaimStatus.PENDING_REVIEW and claim.phase_state is None
+        code, out, err = await holt_cli(cli_env, "explain", claim.id, "--name", instance, "--json")
+        assert code == 0, err
+        reasons = json.loads(out)["reasons"]
+        assert any(r["kind"] == "open_approval" and r["details"]["request_id"] == req.id for r in reasons), reasons
 
         code, _, err = await holt_cli(cli_env, "approve", req.id, "--name", instance, "--as", "alice",
                                       "--digest", "sha256:" + "0" * 64)

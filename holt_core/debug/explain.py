@@ -67,7 +67,13 @@ def register_reason_provider(provider: ReasonProvider) -> None:
         REASON_PROVIDERS.append(provider)
 
 
+def _load_builtin_providers() -> None:
+    # Imported here, not at the top: the HITL package builds on this module (a top-level import would cycle).
+    import holt_core.hitl.explain_reasons  # noqa: F401
+
+
 async def explain(bb: Blackboard, ident: str) -> Explanation:
+    _load_builtin_providers()
     claim_id, artefact_id = await _resolve(bb, ident)
     claim_raw: dict[str, str] = {}
     claim: Claim | None = None
