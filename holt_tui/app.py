@@ -207,7 +207,8 @@ class HoltTui(App[None]):
             graph.reload()
             if change.new_artefacts:
                 if self.following:
-                    graph.select_key(change.new_artefacts[-1])
+                    self._follow_key = change.new_artefacts[-1]
+                    graph.select_key(self._follow_key)
                 else:
                     self.new_count += len(change.new_artefacts)
             if not had_rows and graph.items:
@@ -263,7 +264,7 @@ class HoltTui(App[None]):
             return "READ-ONLY", "bold yellow"
         if self.lease.held:
             return f"CONTROL ({s(self.lease.holder or self.operator, 20)})", "bold green"
-        return f"OBSERVE: {s(self.lease.message, 60)}", "yellow"
+        return "OBSERVE (no control)", "yellow"
 
     def _render_status(self) -> None:
         m = self.model
@@ -314,7 +315,8 @@ class HoltTui(App[None]):
             status.update("Debugger: this instance has no debugging control plane yet. Keys s/n step, c continue, "
                           "K skip, p pause, b breakpoint work once it has.")
         else:
-            status.update(f"Debugger: {'FULL CONTROL (every decision waits)' if d.full_control else 'running'}"
+            status.update(f"Debugger: {s(self.lease.message, 80)} │ "
+                          f"{'FULL CONTROL (every decision waits)' if d.full_control else 'running'}"
                           f" │ lease: {s(d.lease_holder or 'nobody', 30)} │ {len(d.held)} held │ "
                           f"{len(d.breakpoints)} breakpoints")
         held = d.held[0] if d.held else None
@@ -350,15 +352,15 @@ class HoltTui(App[None]):
 
     def on_row_selected(self, message: RowSelected) -> None:
         if message.list_id == "graph":
-            if not self._follow_move:
-                if self.following:
-                    self.following = False
+            # A move that follow mode made itself keeps following; any other move ends it.
+            if self.following and message.key != self._follow_key:
+                self.following = False
             self._selection_changed()
         elif message.list_id == "inbox-list":
             self._render_inbox_detail()
             self.refresh_bindings()
 
-    _follow_move = False
+    _follow_key: str | None = None
 
     def _selection_changed(self) -> None:
         self._stale.update(("inspector", "neighbourhood"))
@@ -452,11 +454,8 @@ class HoltTui(App[None]):
             self.new_count = 0
             newest = self.model.newest_artefact()
             if newest is not None:
-                self._follow_move = True
-                try:
-                    self.query_one(ArtefactGraph).select_key(newest)
-                finally:
-                    self._follow_move = False
+                self._follow_key = newest
+                self.query_one(ArtefactGraph).select_key(newest)
         self._render_status()
 
     def action_dismiss_notice(self) -> None:
