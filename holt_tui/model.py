@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from holt_core.audit import AuditRecord
-from holt_core.models import Artefact, ClaimStatus, StructuralType, WorkflowEvent
+from holt_core.models import Artefact, ClaimStatus, StructuralType, WorkflowEvent, is_approval
 from holt_tui.feed import (
     ArtefactSeen,
     AuditSeen,
@@ -338,6 +338,8 @@ class LiveModel:
     def artefact_subject(self, artefact_id: str) -> Subject:
         a = self.artefacts[artefact_id]
         text = f"{a.type} v{a.version} {a.produced_by_role} {a.structural_type.value} {a.id}"
+        if a.structural_type is StructuralType.REVIEW:
+            text += " approve" if is_approval(a.payload) else " feedback"  # as the row shows it
         return Subject(text=text, type=a.type, agent=a.produced_by_role, kind=a.structural_type.value,
                        ids=(a.id, a.logical_id), ts_ms=a.created_at_ms)
 

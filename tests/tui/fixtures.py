@@ -7,11 +7,9 @@ from pathlib import Path
 
 from holt_core.audit import GENESIS_HASH, AuditRecord
 from holt_core.models import Artefact, Claim, ClaimStatus, Phase, PhaseState, StructuralType, WorkflowEvent
-
 from holt_tui.config import FROZEN_NOW_MS
 from holt_tui.feed import (
     ArtefactSeen,
-    ClaimSeen,
     ClaimState,
     ConnectionSeen,
     DebugSeen,

@@ -10,7 +10,6 @@ from pathlib import Path
 from holt_core.blackboard import Blackboard
 from holt_core.instances import InstanceRecord, register
 from holt_core.models import Artefact, StructuralType, new_id
-
 from holt_tui.app import HoltTui
 from holt_tui.config import TuiConfig
 from holt_tui.feed import FeedItem
