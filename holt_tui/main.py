@@ -1,10 +1,93 @@
-"""Entry point of ``holt-tui``."""
+"""Entry point of ``holt-tui``: ``attach`` to a running instance, or ``replay`` a recording offline."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from holt_core.cli.output import print_error
+from holt_core.embedded_redis import resolve_redis_url
+from holt_core.errors import HoltError
+from holt_core.identity import resolve_operator
+from holt_core.keys import Keys
+from holt_tui.config import TuiConfig
+from holt_tui.feed import FeedItem
+from holt_tui.recording import Recorder, load_recording, replay
+from holt_tui.sources import Sources, attach_sources
+
+app = typer.Typer(
+    name="holt-tui",
+    help="holt-tui: a full-screen debugger that attaches to a running Holt instance.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.command()
+def attach(
+    instance: Annotated[str, typer.Argument(help="Instance name (holt list shows them).")],
+    redis_url: Annotated[str | None, typer.Option("--redis-url", help="Redis to use (default: as holt).")] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Observe only: never take control.")] = False,
+    record: Annotated[Path | None, typer.Option("--record", help="Save the event stream to FILE (JSON lines).")] = None,
+    as_: Annotated[str | None, typer.Option("--as", help="Operator identity (default: $HOLT_OPERATOR).")] = None,
+) -> None:
+    """Attach to a running instance: scan, subscribe, and follow it live."""
+    from holt_tui.app import HoltTui
+    from holt_tui.reader import Reader, check_attach
+
+    Keys(instance)  # validates the name: one line, no traceback
+    url = redis_url or resolve_redis_url(start=False)
+    asyncio.run(check_attach(url, instance))
+    operator = resolve_operator(as_)
+    config = TuiConfig()
+    recorder = Recorder(record, instance, now_ms=config.clock_ms, monotonic=config.monotonic) if record else None
+    sources = attach_sources_for(url, instance, operator)
+
+    async def start(sink: Callable[[FeedItem], None]) -> None:
+        await Reader(url, instance, sink, sources, config).run()
+
+    HoltTui(instance, start, config=config, sources=sources, read_only=read_only, operator=operator,
+            recorder=recorder).run()
+
+
+def attach_sources_for(url: str, instance: str, operator: str) -> Sources:
+    from holt_core.cli.common import redis_client
+
+    return attach_sources(redis_client(url, client_name="holt-tui-control"), Keys(instance), operator)
+
+
+@app.command("replay")
+def replay_cmd(
+    file: Annotated[Path, typer.Argument(help="A recording made with holt-tui attach --record.")],
+    speed: Annotated[float, typer.Option("--speed", help="1 = real time, 0 = all at once.")] = 0.0,
+) -> None:
+    """Open a recording offline, read-only, in the same UI."""
+    from holt_tui.app import HoltTui
+
+    recording = load_recording(file)
+
+    async def start(sink: Callable[[FeedItem], None]) -> None:
+        await replay(recording, sink, speed=speed)
+
+    HoltTui(recording.instance, start, replay=True).run()
 
 
 def run() -> None:
-    print("holt-tui: not built yet", file=sys.stderr)
-    sys.exit(1)
+    """Console-script entry: user errors become one line and exit 1, never a traceback."""
+    try:
+        app()
+    except HoltError as err:
+        print_error(err)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    run()

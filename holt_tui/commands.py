@@ -1,0 +1,75 @@
+"""Every action of the TUI, by name: the command palette (ctrl+p) and the ``:`` command line share this table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+if TYPE_CHECKING:
+    from holt_tui.app import HoltTui
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # what ``:`` accepts (aliases after the first)
+    action: str  # the app action it runs (with its arguments, as Textual action text)
+    help: str
+    aliases: tuple[str, ...] = ()
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("help", "help", "Show every key and the filter syntax", ("?", "h")),
+    Command("quit", "quit", "Leave holt-tui", ("q", "exit")),
+    Command("follow", "follow", "Toggle following new artefacts", ("tail",)),
+    Command("filter", "filter", "Filter the focused list (/)"),
+    Command("clear-filter", "clear_filter", "Show every row of the focused list again"),
+    Command("dismiss", "dismiss_notice", "Dismiss the resynced notice", ("x",)),
+    Command("inspector", "show_pane('inspector')", "Show the inspector (1)"),
+    Command("graph", "show_pane('neighbourhood')", "Show the selected artefact's neighbourhood (2)",
+            ("neighbourhood",)),
+    Command("agents", "show_pane('agents')", "Show the agents (3)"),
+    Command("events", "show_pane('events')", "Show the event log (4)", ("log",)),
+    Command("audit", "show_pane('audit')", "Show the audit tail (5)"),
+    Command("inbox", "show_pane('inbox')", "Show questions and approvals (6)"),
+    Command("debugger", "show_pane('debugger')", "Show held decisions and breakpoints (7)", ("debug",)),
+    Command("step", "step", "Carry out the held decision and hold the next (s / n)", ("s", "n", "next")),
+    Command("continue", "continue_decision", "Carry out the held decision and run on (c)", ("c",)),
+    Command("skip", "skip", "Drop the held decision; the claim stays as it is (K)"),
+    Command("pause", "pause", "Enter or leave full control (p)"),
+    Command("break", "breakpoint", "Toggle a breakpoint on the selected artefact's type (b)", ("b",)),
+    Command("answer", "answer", "Answer the question / approve the request selected in the inbox (a)",
+            ("approve",)),
+    Command("reject", "reject", "Reject the approval request selected in the inbox (r)"),
+    Command("inject", "inject", "Inject a review on the selected artefact (i)", ("review",)),
+    Command("terminate", "terminate", "Terminate the selected artefact's open claim (t)"),
+)
+
+
+def find_command(word: str) -> Command | None:
+    word = word.lower()
+    for c in COMMANDS:
+        if word == c.name or word in c.aliases:
+            return c
+    return None
+
+
+class ActionsProvider(Provider):
+    """Offers the actions that work now (context-aware: disabled ones are left out)."""
+
+    def _available(self) -> list[Command]:
+        app: HoltTui = self.app  # type: ignore[assignment]
+        return [c for c in COMMANDS if app.command_available(c)]
+
+    async def discover(self) -> Hits:
+        for c in self._available():
+            yield DiscoveryHit(c.name, partial(self.app.run_action, c.action), help=c.help)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for c in self._available():
+            score = matcher.match(f"{c.name} {c.help}")
+            if score > 0:
+                yield Hit(score, matcher.highlight(c.name), partial(self.app.run_action, c.action), help=c.help)

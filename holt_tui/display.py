@@ -1,0 +1,333 @@
+"""How model data looks on screen, as rich ``Text`` (no Textual here). Every Redis string is sanitised."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from datetime import datetime, tzinfo
+
+from rich.text import Text
+
+from holt_core.audit import AuditRecord
+from holt_core.models import Artefact, StructuralType, is_approval
+from holt_core.sanitise import sanitise_text
+from holt_tui.feed import ClaimState
+from holt_tui.layout import layered_layout
+from holt_tui.model import AgentRow, LiveModel, LogLine, Row
+from holt_tui.payload import PayloadText, payload_diff, pretty_payload
+from holt_tui.sources import Breakpoint, HeldDecision, InboxItem
+
+
+def s(text: str, limit: int | None = None) -> str:
+    """Sanitised, one line."""
+    return sanitise_text(text, max_len=limit)
+
+
+_GLYPH = {
+    StructuralType.STANDARD: ("●", "cyan"),
+    StructuralType.REVIEW: ("◆", "magenta"),
+    StructuralType.QUESTION: ("?", "yellow"),
+    StructuralType.ANSWER: ("!", "green"),
+    StructuralType.FAILURE: ("✗", "red"),
+    StructuralType.TERMINAL: ("■", "bold green"),
+}
+_STATUS_STYLE = {
+    "complete": "green", "terminated": "red", "pending_review": "yellow", "pending_parallel": "yellow",
+    "pending_exclusive": "yellow", "pending_assignment": "yellow",
+}
+
+
+def age(ms: int, now_ms: int) -> str:
+    if ms <= 0:
+        return "-"
+    delta = max(now_ms - ms, 0) // 1000
+    if delta < 60:
+        return f"{delta}s"
+    if delta < 3600:
+        return f"{delta // 60}m"
+    if delta < 86400:
+        return f"{delta // 3600}h"
+    return f"{delta // 86400}d"
+
+
+def clock(ms: int, tz: tzinfo) -> str:
+    if ms <= 0:
+        return "--:--:--"
+    return datetime.fromtimestamp(ms / 1000, tz).strftime("%H:%M:%S")
+
+
+def preview(payload: str, limit: int = 40) -> str:
+    return s(payload[: limit * 4].replace("\n", " "), limit)
+
+
+def claim_badge(model: LiveModel, artefact_id: str) -> Text:
+    states = model.claims_of(artefact_id)
+    if not states:
+        return Text("")
+    newest = states[-1].claim
+    status = newest.status.value
+    short = {"pending_review": "review", "pending_parallel": "parallel", "pending_exclusive": "exclusive",
+             "pending_assignment": "assign", "complete": "done", "terminated": "term"}.get(status, status)
+    held = any(h.claim_id == newest.id for h in model.debug.held)
+    t = Text(f" [{short}]", style=_STATUS_STYLE.get(status, ""))
+    if held:
+        t.append(" ⏸ held", style="bold red")
+    return t
+
+
+def graph_row(model: LiveModel, row: Row, now_ms: int, tz: tzinfo) -> Text:
+    kind, ident, depth = row
+    a = model.artefacts.get(ident)
+    if a is None:
+        return Text("?")
+    if kind == "w":
+        members = model._wf_members.get(ident, [])
+        t = Text("▼ ", style="bold")
+        t.append(f"workflow {ident[:8]} ", style="bold")
+        t.append(s(a.type, 30), style="bold cyan")
+        t.append(f"  {preview(a.payload, 40)}", style="italic")
+        t.append(f"  ({len(members)})  {clock(a.created_at_ms, tz)}", style="dim")
+        return t
+    glyph, style = _GLYPH.get(a.structural_type, ("·", ""))
+    t = Text("  " if depth == 1 else "  │ └ ")
+    t.append(glyph + " ", style=style)
+    if depth == 1:
+        t.append(s(a.type, 28), style="bold")
+        t.append(f" v{a.version}", style="dim")
+    else:
+        t.append(f"v{a.version}", style="bold")
+    t.append(f" {a.id[:8]}", style="dim")
+    t.append(f" {s(a.produced_by_role, 20)}", style="blue")
+    if a.structural_type is StructuralType.REVIEW:
+        t.append(" approve" if is_approval(a.payload) else " feedback", style="green" if is_approval(a.payload)
+                 else "red")
+    extra = [src for src in a.source_artefacts[1:]] if depth == 2 else list(a.source_artefacts)
+    if extra and a.structural_type is not StructuralType.REVIEW:
+        marks = []
+        for src in extra[:3]:
+            parent = model.artefacts.get(src)
+            marks.append(f"{s(parent.type, 16)} {src[:6]}" if parent else src[:8])
+        more = f" +{len(extra) - 3}" if len(extra) > 3 else ""
+        t.append("  ← " + ", ".join(marks) + more, style="dim")
+    t.append_text(claim_badge(model, a.id))
+    t.append(f"  {age(a.created_at_ms, now_ms)}", style="dim")
+    return t
+
+
+# ------------------------------------------------------------------------------------------------ inspector
+
+
+class PayloadCache:
+    """Pretty payloads and diffs per artefact id (artefacts never change, so entries never go stale)."""
+
+    def __init__(self, max_chars: int, size: int = 64) -> None:
+        self.max_chars = max_chars
+        self._pretty: OrderedDict[str, PayloadText] = OrderedDict()
+        self._diff: OrderedDict[str, list[str]] = OrderedDict()
+        self.size = size
+
+    def pretty(self, a: Artefact) -> PayloadText:
+        hit = self._pretty.get(a.id)
+        if hit is None:
+            hit = self._pretty[a.id] = pretty_payload(a.payload, max_chars=self.max_chars)
+            if len(self._pretty) > self.size:
+                self._pretty.popitem(last=False)
+        return hit
+
+    def diff(self, a: Artefact, previous: Artefact) -> list[str]:
+        hit = self._diff.get(a.id)
+        if hit is None:
+            hit = self._diff[a.id] = payload_diff(previous.payload, a.payload, max_chars=self.max_chars)
+            if len(self._diff) > self.size:
+                self._diff.popitem(last=False)
+        return hit
+
+
+def _section(title: str) -> Text:
+    return Text(f"── {title} ", style="bold underline")
+
+
+def _kv(key: str, value: str, style: str = "") -> Text:
+    t = Text(f"{key:<14}", style="dim")
+    t.append(value, style=style)
+    return t
+
+
+def _claim_lines(model: LiveModel, st: ClaimState, now_ms: int) -> list[Text]:
+    c = st.claim
+    out = [_kv("claim", c.id), _kv("status", c.status.value, _STATUS_STYLE.get(c.status.value, ""))]
+    if c.phase_state is not None:
+        ps = c.phase_state
+        out.append(_kv("phase", f"{ps.current.value} (since {age(ps.start_time_ms, now_ms)})"))
+    else:
+        out.append(_kv("phase", "-"))
+    bids = st.bids or (c.phase_state.all_bids if c.phase_state else {})
+    if bids:
+        out.append(Text("bids", style="dim"))
+        for agent, bid in sorted(bids.items()):
+            out.append(Text(f"  {s(agent, 30):<24} {s(bid, 20)}"))
+    else:
+        out.append(_kv("bids", "none yet"))
+    grants = [("review", a) for a in c.granted_review_agents] + [("parallel", a) for a in c.granted_parallel_agents]
+    if c.granted_exclusive_agent:
+        grants.append(("exclusive", c.granted_exclusive_agent))
+    out.append(_kv("grants", ", ".join(f"{s(a, 30)} ({k})" for k, a in grants) or "none"))
+    if c.termination_reason:
+        out.append(_kv("terminated", s(c.termination_reason, 200), "red"))
+    if c.additional_context_ids:
+        out.append(_kv("context", ", ".join(i[:8] for i in c.additional_context_ids)))
+    if c.status.is_open:
+        out.append(Text("why not moving", style="dim"))
+        out.extend(Text(f"  • {s(r, 200)}", style="yellow") for r in model.why_not_moving(st))
+    return out
+
+
+def context_chain(model: LiveModel, a: Artefact, limit: int = 12) -> list[Artefact]:
+    """The first-source chain up to the workflow's goal (what the agent saw as context)."""
+    chain: list[Artefact] = []
+    current: Artefact | None = a
+    seen: set[str] = set()
+    while current is not None and current.source_artefacts and len(chain) < limit:
+        parent_id = current.source_artefacts[0]
+        if parent_id in seen:
+            break
+        seen.add(parent_id)
+        current = model.artefacts.get(parent_id)
+        if current is not None:
+            chain.append(current)
+    return chain
+
+
+def inspector_lines(model: LiveModel, artefact_id: str | None, cache: PayloadCache, now_ms: int,
+                    tz: tzinfo) -> list[Text]:
+    if artefact_id is None or artefact_id not in model.artefacts:
+        return [Text("select an artefact to inspect it", style="dim italic")]
+    a = model.artefacts[artefact_id]
+    glyph, style = _GLYPH.get(a.structural_type, ("·", ""))
+    out = [Text(f"{glyph} {s(a.type, 60)}  v{a.version}", style=f"bold {style}"),
+           _kv("id", a.id), _kv("thread", a.logical_id), _kv("kind", a.structural_type.value),
+           _kv("produced by", s(a.produced_by_role, 60)),
+           _kv("created", f"{clock(a.created_at_ms, tz)} ({age(a.created_at_ms, now_ms)} ago)")]
+    if a.source_artefacts:
+        out.append(Text("derived from", style="dim"))
+        for src in a.source_artefacts:
+            p = model.artefacts.get(src)
+            out.append(Text(f"  {src[:8]} {s(p.type, 30)} v{p.version} by {s(p.produced_by_role, 20)}" if p
+                            else f"  {src[:8]} (not loaded)"))
+    kids = model.children.get(a.id, [])
+    if kids:
+        out.append(_kv("derived by", f"{len(kids)} artefact(s): " + ", ".join(k[:8] for k in kids[:6])))
+    chain = context_chain(model, a)
+    if chain:
+        out.append(Text("context chain", style="dim"))
+        out.extend(Text(f"  ↑ {c.id[:8]} {s(c.type, 30)} v{c.version}") for c in chain)
+    claims = model.claims_of(a.id)
+    out.append(Text(""))
+    out.append(_section(f"claims ({len(claims)})"))
+    if not claims:
+        out.append(Text("no claim on this artefact", style="dim"))
+    for st in claims:
+        out.extend(_claim_lines(model, st, now_ms))
+        out.append(Text(""))
+    pretty = cache.pretty(a)
+    out.append(Text(""))
+    out.append(_section("payload" + (" (JSON)" if pretty.is_json else "")))
+    if pretty.note:
+        out.append(Text(pretty.note, style="yellow"))
+    out.extend(Text(line) for line in pretty.lines)
+    previous = model.previous_version(a)
+    if previous is not None:
+        out.append(Text(""))
+        out.append(_section(f"diff against v{previous.version} ({previous.id[:8]})"))
+        diff = cache.diff(a, previous)
+        if not diff:
+            out.append(Text("payload unchanged", style="dim"))
+        for line in diff:
+            style = "green" if line.startswith("+") else "red" if line.startswith("-") else \
+                "cyan" if line.startswith("@@") else ""
+            out.append(Text(line, style=style))
+    return out
+
+
+def neighbourhood_lines(model: LiveModel, artefact_id: str | None) -> list[Text]:
+    if artefact_id is None or artefact_id not in model.artefacts:
+        return [Text("select an artefact to see what it derives from and what derives from it", style="dim italic")]
+    nodes, edges = model.neighbourhood(artefact_id)
+    labels = {}
+    for n in nodes:
+        a = model.artefacts[n]
+        glyph, _ = _GLYPH.get(a.structural_type, ("·", ""))
+        labels[n] = (f"{glyph} {s(a.type, 18)}", f"v{a.version} {n[:8]} {s(a.produced_by_role, 8)}")
+    drawing = layered_layout(nodes, edges, labels, focus=artefact_id)
+    out: list[Text] = []
+    for y, line in enumerate(drawing.lines):
+        t = Text(line)
+        if drawing.focus_box is not None:
+            x, y0, w, h = drawing.focus_box
+            if y0 <= y < y0 + h:
+                t.stylize("bold yellow", x, x + w)
+        out.append(t)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ other lists
+
+
+def event_line(line: LogLine, tz: tzinfo) -> Text:
+    t = Text(f"{clock(line.ts_ms, tz)} " if line.ts_ms else "         ", style="dim")
+    style = {"artefact": "cyan", "review_rejected": "red", "review_approved": "green", "claim_granted": "bold",
+             "malformed_record": "bold red", "claim_terminated": "red"}.get(line.kind, "")
+    t.append(f"{s(line.kind, 24):<22} ", style=style)
+    t.append(s(line.text, 400))
+    return t
+
+
+def audit_line(r: AuditRecord, tz: tzinfo) -> Text:
+    t = Text(f"#{r.seq:<5} {clock(r.ts_ms, tz)} ", style="dim")
+    t.append(f"{s(r.operator, 24)} ", style="blue")
+    t.append(f"{s(r.action, 30)} ", style="bold")
+    t.append(s(r.subject, 60))
+    if r.details:
+        t.append("  " + s(json.dumps(r.details, ensure_ascii=False, sort_keys=True), 200), style="dim")
+    return t
+
+
+def agent_line(a: AgentRow, now_ms: int) -> Text:
+    style = {"busy": "bold green", "idle": "", "no orchestrator": "red", "stopped": "red"}.get(a.health, "yellow")
+    t = Text(f"{s(a.name, 24):<24} ")
+    t.append(f"{a.health:<16}", style=style)
+    t.append(f"{a.claim_id[:8] or '-':<10}")
+    t.append(f"bids {a.bids:<5} last {age(a.last_activity_ms, now_ms)}", style="dim")
+    return t
+
+
+def inbox_line(i: InboxItem, now_ms: int) -> Text:
+    icon = "?" if i.kind == "question" else "⚖"
+    t = Text(f"{icon} {age(i.created_ms, now_ms):>4} ", style="bold")
+    if i.risk:
+        t.append(f"[{s(i.risk, 10)}] ", style="red" if i.risk in ("high", "critical") else "yellow")
+    t.append(s(i.title, 120))
+    t.append(f"  {s(i.requester, 30)}", style="dim")
+    if i.status != "open":
+        t.append(f"  {s(i.status, 16)}", style="green")
+    return t
+
+
+def breakpoint_line(b: Breakpoint) -> Text:
+    t = Text("● " if b.enabled else "○ ", style="red" if b.enabled else "dim")
+    t.append(f"{s(b.type_glob, 40)}", style="bold")
+    if b.conditions:
+        t.append(" " + " ".join(f"{s(k, 20)}={s(v, 40)}" for k, v in sorted(b.conditions.items())))
+    t.append(f"  {b.action}  hits {b.hits}", style="dim")
+    return t
+
+
+def held_lines(h: HeldDecision | None, now_ms: int) -> list[Text]:
+    if h is None:
+        return [Text("no decision is held", style="dim italic")]
+    out = [Text(f"⏸ {s(h.kind, 30)}: {s(h.would, 200)}", style="bold red"),
+           _kv("claim", h.claim_id), _kv("artefact", h.artefact_id), _kv("held by", s(h.reason, 200)),
+           _kv("held for", age(h.held_since_ms, now_ms))]
+    for agent, bid in sorted(h.bids.items()):
+        out.append(Text(f"  {s(agent, 30):<24} {s(bid, 20)}"))
+    return out

@@ -1,0 +1,456 @@
+"""The live model of one instance: everything the TUI shows, kept outside the widgets (no Textual here).
+
+Feed items (from the Redis reader or a recording) are applied as keyed upserts, so a rescan after a
+reconnect, or an event that arrives twice, converges on the same state. Widgets ask the model for what
+they draw (rows, neighbourhood, inspector data) and redraw only the lines they show.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from holt_core.audit import AuditRecord
+from holt_core.models import Artefact, ClaimStatus, StructuralType, WorkflowEvent, is_approval
+from holt_tui.feed import (
+    ArtefactSeen,
+    AuditSeen,
+    ClaimSeen,
+    ClaimState,
+    ConnectionSeen,
+    DebugSeen,
+    FeedItem,
+    InboxSeen,
+    InstanceInfo,
+    InstanceSeen,
+    ScanPage,
+    WorkflowSeen,
+)
+from holt_tui.filtering import NO_FILTER, ListFilter, Subject
+from holt_tui.sources import DebugSnapshot, InboxSnapshot
+
+# A graph row: ("w", root artefact id, 0) heads a workflow; ("a", artefact id, depth) is one artefact,
+# depth 1 for a thread's first version and 2 for its later versions.
+Row = tuple[str, str, int]
+
+
+@dataclass
+class Change:
+    """What one batch of feed items changed (the UI refreshes only those parts)."""
+
+    artefacts: bool = False
+    claims: bool = False
+    events: bool = False
+    audit: bool = False
+    status: bool = False  # instance, connection, loading, resync notice
+    inbox: bool = False
+    debug: bool = False
+    new_artefacts: list[str] = field(default_factory=list)  # arrived live (not by a scan), oldest first
+
+    def merge(self, other: Change) -> None:
+        for name in ("artefacts", "claims", "events", "audit", "status", "inbox", "debug"):
+            if getattr(other, name):
+                setattr(self, name, True)
+        self.new_artefacts.extend(other.new_artefacts)
+
+    @property
+    def any(self) -> bool:
+        return any((self.artefacts, self.claims, self.events, self.audit, self.status, self.inbox, self.debug))
+
+
+@dataclass(frozen=True)
+class LogLine:
+    ts_ms: int
+    kind: str  # event name
+    text: str  # raw (unsanitised) description
+    subject: Subject
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    name: str
+    health: str  # busy | idle | no orchestrator | stopped | unknown
+    claim_id: str  # the open claim it holds a grant on ("" = none)
+    last_activity_ms: int
+    bids: int
+
+
+def _short(ident: str) -> str:
+    return ident[:8]
+
+
+class LiveModel:
+    def __init__(self, instance: str, *, max_log_lines: int = 20_000) -> None:
+        self.instance = instance
+        self.artefacts: dict[str, Artefact] = {}
+        self.children: dict[str, list[str]] = {}
+        self.threads: dict[str, list[str]] = {}  # logical id -> artefact ids by version
+        self.claims: dict[str, ClaimState] = {}
+        self.claims_by_artefact: dict[str, list[str]] = {}
+        self.events: deque[LogLine] = deque(maxlen=max_log_lines)
+        self.audit: deque[AuditRecord] = deque(maxlen=max_log_lines)
+        self.info = InstanceInfo(name=instance)
+        self.connection = "connecting"
+        self.connection_detail = ""
+        self.loading = True
+        self.total_hint = 0
+        self.resync_notice = ""
+        self.inbox = InboxSnapshot()
+        self.debug = DebugSnapshot()
+        self.agent_activity: dict[str, int] = {}
+        self.agent_bids: dict[str, int] = {}
+        self.revision = 0
+        # Row cache: roots and per-workflow rows, rebuilt lazily and only where something changed.
+        self._root: dict[str, str] = {}
+        self._wf_members: dict[str, list[str]] = {}
+        self._wf_order: list[tuple[int, str]] = []  # (created_at_ms, root id), sorted
+        self._wf_rows: dict[str, list[Row]] = {}
+        self._pending: list[str] = []
+        self._full_dirty = True
+        self._rows: list[Row] = []
+        self._filtered: list[Row] | None = None
+        self.filter: ListFilter = NO_FILTER
+
+    # ------------------------------------------------------------------------------------------ apply
+
+    def apply_all(self, items: Iterable[FeedItem]) -> Change:
+        change = Change()
+        for item in items:
+            change.merge(self.apply(item))
+        if change.any:
+            self.revision += 1
+        return change
+
+    def apply(self, item: FeedItem) -> Change:
+        c = Change()
+        match item:
+            case ScanPage():
+                if item.first:
+                    self.loading = True
+                    self.total_hint = item.total_hint
+                    if item.resync:
+                        self.resync_notice = "resynced: the connection was lost, so events may have been " \
+                                             "missed; the view was re-read from Redis"
+                for a in item.artefacts:
+                    self._add_artefact(a)
+                for s in item.claims:
+                    self._set_claim(s, log=False)
+                for r in item.audit:
+                    self._add_audit(r)
+                if item.last:
+                    self.loading = False
+                self._full_dirty = True
+                c.artefacts = c.claims = c.status = True
+                c.audit = bool(item.audit)
+            case ArtefactSeen():
+                if self._add_artefact(item.artefact):
+                    c.artefacts = c.events = True
+                    c.new_artefacts.append(item.artefact.id)
+                    self._log_artefact(item.artefact)
+            case ClaimSeen():
+                self._set_claim(item.state, log=True)
+                c.claims = c.events = True
+            case WorkflowSeen():
+                self._log_workflow(item.event, item.ts_ms)
+                c.events = True
+            case AuditSeen():
+                c.audit = self._add_audit(item.record)
+            case InstanceSeen():
+                self.info = item.info
+                c.status = True
+            case ConnectionSeen():
+                self.connection, self.connection_detail = item.state, item.detail
+                c.status = True
+            case InboxSeen():
+                self.inbox = item.snapshot
+                c.inbox = True
+            case DebugSeen():
+                self.debug = item.snapshot
+                c.debug = True
+        return c
+
+    def dismiss_resync(self) -> None:
+        self.resync_notice = ""
+        self.revision += 1
+
+    def _add_artefact(self, a: Artefact) -> bool:
+        if a.id in self.artefacts:
+            return False
+        self.artefacts[a.id] = a
+        if a.id in self.children:
+            # Something already seen derives from this artefact: its workflow may change.
+            self._full_dirty = True
+        for src in a.source_artefacts:
+            self.children.setdefault(src, []).append(a.id)
+        versions = self.threads.setdefault(a.logical_id, [])
+        bisect.insort(versions, a.id, key=lambda i: (self.artefacts[i].version, i))
+        role = a.produced_by_role
+        if a.created_at_ms > self.agent_activity.get(role, 0):
+            self.agent_activity[role] = a.created_at_ms
+        self._pending.append(a.id)
+        return True
+
+    def _set_claim(self, s: ClaimState, *, log: bool) -> None:
+        old = self.claims.get(s.claim.id)
+        self.claims[s.claim.id] = s
+        if old is None:
+            self.claims_by_artefact.setdefault(s.claim.artefact_id, []).append(s.claim.id)
+        if log:
+            if old is None:
+                self._log("claim_created", 0, f"claim {s.claim.id} on artefact {s.claim.artefact_id} "
+                          f"status={s.claim.status.value}", ids=(s.claim.id, s.claim.artefact_id))
+            elif old.claim.status != s.claim.status:
+                self._log("claim_status", 0, f"claim {s.claim.id} {old.claim.status.value} -> "
+                          f"{s.claim.status.value}", ids=(s.claim.id, s.claim.artefact_id))
+
+    def _add_audit(self, r: AuditRecord) -> bool:
+        if self.audit and r.seq <= self.audit[-1].seq:
+            return False
+        self.audit.append(r)
+        return True
+
+    # ------------------------------------------------------------------------------------------ event log
+
+    def _log(self, kind: str, ts_ms: int, text: str, *, agent: str | None = None, type_: str | None = None,
+             ids: tuple[str, ...] = ()) -> None:
+        subject = Subject(text=f"{kind} {text}", type=type_ or kind, agent=agent, kind=kind, ids=ids, ts_ms=ts_ms)
+        self.events.append(LogLine(ts_ms, kind, text, subject))
+
+    def _log_artefact(self, a: Artefact) -> None:
+        what = f"{a.structural_type.value} {a.type} v{a.version} by {a.produced_by_role} id={a.id}"
+        self._log("artefact", a.created_at_ms, what, agent=a.produced_by_role, type_=a.type, ids=(a.id, a.logical_id))
+
+    def _log_workflow(self, e: WorkflowEvent, ts_ms: int) -> None:
+        d = e.data
+        agent = d.get("agent_name") or d.get("reviewer_role") or d.get("target_agent_role") or d.get("produced_by_role")
+        if e.event == "bid_submitted" and isinstance(agent, str):
+            self.agent_bids[agent] = self.agent_bids.get(agent, 0) + 1
+            if ts_ms > self.agent_activity.get(agent, 0):
+                self.agent_activity[agent] = ts_ms
+        parts = [f"{k}={v}" for k, v in sorted(d.items()) if not isinstance(v, dict | list)]
+        ids = tuple(str(v) for k, v in d.items() if k.endswith("_id") and isinstance(v, str))
+        self._log(e.event, ts_ms, " ".join(parts), agent=agent if isinstance(agent, str) else None, ids=ids)
+
+    # ------------------------------------------------------------------------------------------ rows
+
+    def root_of(self, artefact_id: str) -> str:
+        """The workflow an artefact belongs to: follow first sources up to the oldest known ancestor."""
+        path: list[str] = []
+        current = artefact_id
+        seen: set[str] = set()
+        while True:
+            cached = self._root.get(current)
+            if cached is not None:
+                root = cached
+                break
+            a = self.artefacts.get(current)
+            parent = a.source_artefacts[0] if a is not None and a.source_artefacts else None
+            if parent is None or parent not in self.artefacts or parent in seen:
+                root = current
+                path.append(current)
+                break
+            seen.add(current)
+            path.append(current)
+            current = parent
+        for p in path:
+            self._root[p] = root
+        return root
+
+    def set_filter(self, f: ListFilter) -> None:
+        self.filter = f
+        self._filtered = None
+
+    def rows(self) -> list[Row]:
+        """The graph rows (filtered when a filter is set); cheap when nothing changed."""
+        if self._full_dirty:
+            self._rebuild_all()
+        elif self._pending:
+            self._rebuild_pending()
+        else:
+            if self._filtered is None:
+                self._filtered = self._apply_filter()
+            return self._filtered
+        self._filtered = self._apply_filter()
+        return self._filtered
+
+    def _rebuild_all(self) -> None:
+        self._root.clear()
+        self._wf_members = {}
+        for a_id in self.artefacts:
+            self._wf_members.setdefault(self.root_of(a_id), []).append(a_id)
+        self._wf_order = sorted((self.artefacts[r].created_at_ms, r) for r in self._wf_members)
+        self._wf_rows = {root: self._workflow_rows(root) for root in self._wf_members}
+        self._pending.clear()
+        self._full_dirty = False
+        self._flatten()
+
+    def _rebuild_pending(self) -> None:
+        dirty: set[str] = set()
+        for a_id in self._pending:
+            root = self.root_of(a_id)
+            members = self._wf_members.get(root)
+            if members is None:
+                self._wf_members[root] = members = []
+                bisect.insort(self._wf_order, (self.artefacts[root].created_at_ms, root))
+            members.append(a_id)
+            dirty.add(root)
+        self._pending.clear()
+        for root in dirty:
+            self._wf_rows[root] = self._workflow_rows(root)
+        self._flatten()
+
+    def _flatten(self) -> None:
+        self._rows = list(itertools.chain.from_iterable(self._wf_rows[r] for _, r in self._wf_order))
+
+    def _workflow_rows(self, root: str) -> list[Row]:
+        members = self._wf_members[root]
+        threads: dict[str, list[Artefact]] = {}
+        for a_id in members:
+            a = self.artefacts[a_id]
+            threads.setdefault(a.logical_id, []).append(a)
+        ordered = sorted(threads.values(), key=lambda vs: min((v.created_at_ms, v.id) for v in vs))
+        rows: list[Row] = [("w", root, 0)]
+        for versions in ordered:
+            versions.sort(key=lambda v: (v.version, v.id))
+            rows.append(("a", versions[0].id, 1))
+            rows.extend(("a", v.id, 2) for v in versions[1:])
+        return rows
+
+    def _apply_filter(self) -> list[Row]:
+        if not self.filter.is_active:
+            return self._rows
+        out: list[Row] = []
+        header: Row | None = None
+        for row in self._rows:
+            if row[0] == "w":
+                header = row
+                continue
+            if self.filter.matches(self.artefact_subject(row[1])):
+                if header is not None:
+                    out.append(header)
+                    header = None
+                out.append(row)
+        return out
+
+    def artefact_subject(self, artefact_id: str) -> Subject:
+        a = self.artefacts[artefact_id]
+        text = f"{a.type} v{a.version} {a.produced_by_role} {a.structural_type.value} {a.id}"
+        if a.structural_type is StructuralType.REVIEW:
+            text += " approve" if is_approval(a.payload) else " feedback"  # as the row shows it
+        return Subject(text=text, type=a.type, agent=a.produced_by_role, kind=a.structural_type.value,
+                       ids=(a.id, a.logical_id), ts_ms=a.created_at_ms)
+
+    # ------------------------------------------------------------------------------------------ queries
+
+    def previous_version(self, a: Artefact) -> Artefact | None:
+        versions = self.threads.get(a.logical_id, [])
+        older = [self.artefacts[i] for i in versions if self.artefacts[i].version < a.version]
+        return max(older, key=lambda v: v.version) if older else None
+
+    def claims_of(self, artefact_id: str) -> list[ClaimState]:
+        return [self.claims[c] for c in self.claims_by_artefact.get(artefact_id, [])]
+
+    def newest_artefact(self) -> str | None:
+        if not self.artefacts:
+            return None
+        return max(self.artefacts.values(), key=lambda a: (a.created_at_ms, a.id)).id
+
+    def workflow_count(self) -> int:
+        self.rows()
+        return len(self._wf_order)
+
+    def open_claims(self) -> int:
+        return sum(1 for s in self.claims.values() if s.claim.status.is_open)
+
+    def agents(self) -> list[AgentRow]:
+        names: set[str] = set(self.info.roles)
+        holding: dict[str, str] = {}
+        for s in self.claims.values():
+            if s.claim.status.is_open:
+                for name in s.claim.granted_agents:
+                    holding[name] = s.claim.id
+                names.update(s.bids)
+        names.update(self.agent_bids)
+        names.update(r for r in self.agent_activity if r in self.info.roles or r in self.agent_bids)
+        rows: list[AgentRow] = []
+        for name in sorted(names):
+            if self.info.status not in ("running", "unknown"):
+                health = self.info.status
+            elif not self.info.orchestrator_alive and self.info.status == "running":
+                health = "no orchestrator"
+            elif name in holding:
+                health = "busy"
+            else:
+                health = "idle"
+            rows.append(AgentRow(name, health, holding.get(name, ""), self.agent_activity.get(name, 0),
+                                 self.agent_bids.get(name, 0)))
+        return rows
+
+    def neighbourhood(
+        self, artefact_id: str, *, depth: int = 2, limit: int = 50
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """Nodes (ids) and edges (source -> derived) within ``depth`` hops of an artefact, at most ``limit``."""
+        if artefact_id not in self.artefacts:
+            return [], []
+        nodes = [artefact_id]
+        seen = {artefact_id}
+        frontier_up = [artefact_id]
+        frontier_down = [artefact_id]
+        for _ in range(depth):
+            nxt_up: list[str] = []
+            for n in frontier_up:
+                for src in self.artefacts[n].source_artefacts:
+                    if src in self.artefacts and src not in seen and len(nodes) < limit:
+                        seen.add(src)
+                        nodes.append(src)
+                        nxt_up.append(src)
+            nxt_down: list[str] = []
+            for n in frontier_down:
+                for child in self.children.get(n, []):
+                    if child in self.artefacts and child not in seen and len(nodes) < limit:
+                        seen.add(child)
+                        nodes.append(child)
+                        nxt_down.append(child)
+            frontier_up, frontier_down = nxt_up, nxt_down
+        edges = [(src, n) for n in nodes for src in self.artefacts[n].source_artefacts if src in seen]
+        return nodes, edges
+
+    def why_not_moving(self, s: ClaimState) -> list[str]:
+        """Reasons a claim is not advancing, from what the blackboard shows (the debug plane adds holds)."""
+        c = s.claim
+        if not c.status.is_open:
+            return []
+        out: list[str] = []
+        if s.note:
+            out.append(s.note)
+        roles = set(self.info.roles)
+        missing = sorted(roles - set(s.bids))
+        if missing and c.status == ClaimStatus.PENDING_REVIEW and c.phase_state is None:
+            out.append("waiting for bids from: " + ", ".join(missing))
+        if c.phase_state is not None:
+            ps = c.phase_state
+            waiting = sorted(set(ps.granted_agents) - set(ps.received))
+            if waiting:
+                out.append(f"{ps.current.value} phase: waiting for work from " + ", ".join(waiting))
+        if c.grant_queue is not None and c.grant_queue.agent_name:
+            out.append(f"queued for {c.grant_queue.agent_name} (position {c.grant_queue.position})")
+        if not self.info.orchestrator_alive and self.info.status == "running":
+            out.append("no orchestrator holds the instance lock")
+        for h in self.debug.held:
+            if h.claim_id == c.id:
+                out.append(f"held by the debugger: {h.would} ({h.reason})")
+        for item in self.inbox.items:
+            if item.claim_id == c.id and item.status == "open":
+                out.append(f"waiting for a human: {item.kind} {item.title}")
+        return out or ["nothing known holds it: the orchestrator should act on the next event"]
+
+
+def is_question(a: Artefact) -> bool:
+    return a.structural_type in (StructuralType.QUESTION, StructuralType.ANSWER)
+
+
+def short_id(ident: str) -> str:
+    return _short(ident)

@@ -1,0 +1,303 @@
+"""The one Redis reader of a live attach: subscribe, scan, then follow, handing feed items to a sink.
+
+Order on every (re)connect: subscribe first (confirmed by Redis), then scan the newest page of the
+artefact index, then the rest in the background, pumping live messages between pages. Subscribing
+before the scan leaves no window in which an event could be lost; keyed upserts make a message that
+the scan already covered harmless. After a lost connection the rescan is flagged ``resync`` so the UI
+says that events may have been missed while it was away.
+
+Claim state is never taken from an event body: a claim event or a workflow event that names a claim
+marks it dirty, and dirty claims are re-read (pipelined, at most every 100 ms), so a late or duplicated
+message can never roll a claim back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from holt_core.audit import AuditRecord
+from holt_core.blackboard import Blackboard, next_message
+from holt_core.cli.common import redis_client
+from holt_core.config import load_config
+from holt_core.errors import HoltError, MalformedRecord
+from holt_core.instances import get_record
+from holt_core.models import Artefact, Claim, WorkflowEvent
+from holt_tui.config import TuiConfig
+from holt_tui.feed import (
+    ArtefactSeen,
+    AuditSeen,
+    ClaimSeen,
+    ClaimState,
+    ConnectionSeen,
+    DebugSeen,
+    FeedItem,
+    InboxSeen,
+    InstanceInfo,
+    InstanceSeen,
+    ScanPage,
+    WorkflowSeen,
+)
+from holt_tui.sources import Sources
+
+Sink = Callable[[FeedItem], None]
+PAGE = 2000
+AUDIT_TAIL = 500
+_CLAIM_REFRESH_S = 0.1
+_INSTANCE_POLL_S = 2.0
+_AUDIT_POLL_S = 0.5
+_RECONNECT_S = 1.0
+_LOST = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+class Reader:
+    def __init__(self, url: str, instance: str, sink: Sink, sources: Sources, config: TuiConfig) -> None:
+        self.url = url
+        self.instance = instance
+        self.sink = sink
+        self.sources = sources
+        self.config = config
+        self._seen: set[str] = set()
+        self._dirty_claims: set[str] = set()
+        self._sources_dirty = False
+        self._audit_cursor = "0-0"
+        self._roles: tuple[str, ...] = ()
+        self._roles_from = ""
+
+    async def run(self) -> None:
+        """Attach and follow until cancelled; a lost connection is retried forever, then resynced."""
+        resync = False
+        while True:
+            redis = redis_client(self.url, client_name="holt-tui")
+            try:
+                self.sink(ConnectionSeen("connecting"))
+                await self._attach(Blackboard(redis, self.instance), resync=resync)
+            except (*_LOST, MalformedRecord, HoltError) as exc:
+                self.sink(ConnectionSeen("lost", str(exc)[:200]))
+            finally:
+                with contextlib.suppress(Exception):
+                    await redis.aclose()
+            resync = True
+            await self._wait_for_redis()
+
+    async def _wait_for_redis(self) -> None:
+        while True:
+            await asyncio.sleep(_RECONNECT_S)
+            redis = redis_client(self.url, client_name="holt-tui")
+            try:
+                if await redis.ping():
+                    return
+            except (*_LOST, RedisError):
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    await redis.aclose()
+
+    async def _attach(self, bb: Blackboard, *, resync: bool) -> None:
+        channels = [bb.keys.artefact_events, bb.keys.claim_events, bb.keys.workflow_events,
+                    *self.sources.inbox.channels(), *self.sources.debug.channels()]
+        async with bb.subscribe(*channels) as sub:
+            self.sink(ConnectionSeen("scanning"))
+            self.sink(InstanceSeen(await self._instance_info(bb)))
+
+            async def pump() -> None:
+                while (message := await next_message(sub, 0)) is not None:
+                    self._handle(bb, *message)
+
+            await self._scan(bb, resync=resync, pump=pump)
+            await self._refresh_sources()
+            self.sink(ConnectionSeen("live"))
+            loop = asyncio.get_running_loop()
+            next_claims = next_instance = next_audit = loop.time()
+            while True:
+                message = await next_message(sub, _CLAIM_REFRESH_S)
+                if message is not None:
+                    self._handle(bb, *message)
+                    await pump()
+                now = loop.time()
+                if self._dirty_claims and now >= next_claims:
+                    await self._refresh_claims(bb)
+                    next_claims = now + _CLAIM_REFRESH_S
+                if self._sources_dirty:
+                    await self._refresh_sources()
+                if now >= next_audit:
+                    await self._poll_audit(bb)
+                    next_audit = now + _AUDIT_POLL_S
+                if now >= next_instance:
+                    self.sink(InstanceSeen(await self._instance_info(bb)))
+                    next_instance = now + _INSTANCE_POLL_S
+
+    # -------------------------------------------------------------------------------------- scanning
+
+    async def _scan(self, bb: Blackboard, *, resync: bool, pump: Callable[[], Any]) -> None:
+        r: Any = bb.redis
+        total = int(await r.zcard(bb.keys.artefact_index))
+        first_ids = [str(i) for i in await r.zrevrange(bb.keys.artefact_index, 0, self.config.first_page - 1)]
+        open_ids = sorted(str(i) for i in await r.smembers(bb.keys.open_claims))
+        audit = await bb.audit.records(last=AUDIT_TAIL)
+        if audit:
+            newest = await r.xrevrange(bb.keys.audit, count=1)
+            self._audit_cursor = str(newest[0][0]) if newest else self._audit_cursor
+        self.sink(ScanPage(await self._artefacts(bb, first_ids), await self._claims(bb, open_ids), audit,
+                           first=True, resync=resync, total_hint=total))
+        claim_seen = set(open_ids)
+        start = self.config.first_page
+        while True:
+            await pump()
+            ids = [str(i) for i in await r.zrevrange(bb.keys.artefact_index, start, start + PAGE - 1)]
+            if not ids:
+                break
+            start += PAGE
+            self.sink(ScanPage(await self._artefacts(bb, ids), []))
+        # Artefacts other clients wrote without indexing them (the Go version never adds to the index).
+        stray: list[str] = []
+        async for a_id in bb.scan_artefact_ids():
+            if a_id not in self._seen:
+                stray.append(a_id)
+        for chunk in _chunks(stray, PAGE):
+            await pump()
+            self.sink(ScanPage(await self._artefacts(bb, chunk), []))
+        claim_ids = [c async for c in bb.scan_claim_ids() if c not in claim_seen]
+        for chunk in _chunks(claim_ids, PAGE):
+            await pump()
+            self.sink(ScanPage([], await self._claims(bb, chunk)))
+        self.sink(ScanPage([], [], last=True))
+
+    async def _artefacts(self, bb: Blackboard, ids: Sequence[str]) -> list[Artefact]:
+        keys = [bb.keys.artefact(i) for i in ids]
+        out: list[Artefact] = []
+        for key, raw in zip(keys, await bb.hgetall_many(keys), strict=True):
+            if not raw:
+                continue
+            try:
+                a = Artefact.from_hash(raw, key)
+            except MalformedRecord as bad:
+                self._malformed(key, bad.reason)
+                continue
+            self._seen.add(a.id)
+            out.append(a)
+        return out
+
+    async def _claims(self, bb: Blackboard, ids: Sequence[str]) -> list[ClaimState]:
+        out: list[ClaimState] = []
+        for chunk in _chunks(list(ids), 500):
+            async with bb.redis.pipeline(transaction=False) as pipe:
+                for c in chunk:
+                    pipe.hgetall(bb.keys.claim(c))
+                    pipe.hgetall(bb.keys.bids(c))
+                replies = await pipe.execute()
+            for i, c in enumerate(chunk):
+                raw, bids = replies[2 * i], replies[2 * i + 1]
+                if not raw:
+                    continue
+                try:
+                    claim = Claim.from_hash(raw, bb.keys.claim(c))
+                except MalformedRecord as bad:
+                    self._malformed(bb.keys.claim(c), bad.reason)
+                    continue
+                out.append(ClaimState(claim, {str(k): str(v) for k, v in bids.items()}, str(raw.get("holt_note", ""))))
+        return out
+
+    def _malformed(self, where: str, reason: str) -> None:
+        self.sink(WorkflowSeen(WorkflowEvent(event="malformed_record", data={"key": where, "reason": reason}),
+                               self.config.clock_ms()))
+
+    # -------------------------------------------------------------------------------------- live
+
+    def _handle(self, bb: Blackboard, channel: str, data: str) -> None:
+        keys = bb.keys
+        try:
+            if channel == keys.artefact_events:
+                a = Artefact.from_json(data)
+                self._seen.add(a.id)
+                self.sink(ArtefactSeen(a))
+            elif channel == keys.claim_events:
+                obj = json.loads(data)
+                if isinstance(obj, dict) and isinstance(obj.get("id"), str):
+                    self._dirty_claims.add(obj["id"])
+            elif channel == keys.workflow_events:
+                event = WorkflowEvent.from_json(data)
+                for name in ("claim_id", "feedback_claim_id"):
+                    value = event.data.get(name)
+                    if isinstance(value, str) and value:
+                        self._dirty_claims.add(value)
+                self.sink(WorkflowSeen(event, self.config.clock_ms()))
+            else:
+                self._sources_dirty = True
+        except (MalformedRecord, json.JSONDecodeError) as bad:
+            self._malformed(channel, getattr(bad, "reason", str(bad)))
+
+    async def _refresh_claims(self, bb: Blackboard) -> None:
+        ids = sorted(self._dirty_claims)
+        self._dirty_claims.clear()
+        for state in await self._claims(bb, ids):
+            self.sink(ClaimSeen(state))
+
+    async def _poll_audit(self, bb: Blackboard) -> None:
+        r: Any = bb.redis
+        reply = await r.xread({bb.keys.audit: self._audit_cursor}, count=500)
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                self._audit_cursor = str(entry_id)
+                try:
+                    record = AuditRecord.from_fields({str(k): str(v) for k, v in fields.items()})
+                except (KeyError, ValueError):
+                    continue
+                self.sink(AuditSeen(record))
+
+    async def _refresh_sources(self) -> None:
+        self._sources_dirty = False
+        self.sink(InboxSeen(await self.sources.inbox.snapshot()))
+        self.sink(DebugSeen(await self.sources.debug.snapshot()))
+
+    async def _instance_info(self, bb: Blackboard) -> InstanceInfo:
+        record = await get_record(bb.redis, self.instance)
+        lock = await bb.redis.get(bb.keys.lock)
+        seen_ms = 0
+        if lock and ":" in str(lock):
+            with contextlib.suppress(ValueError):
+                seen_ms = int(str(lock).rsplit(":", 1)[1]) * 1000
+        workspace = record.workspace_path if record else ""
+        if workspace and workspace != self._roles_from:
+            self._roles_from = workspace
+            with contextlib.suppress(HoltError, OSError):
+                self._roles = tuple(sorted(load_config(Path(workspace)).agents))
+        return InstanceInfo(
+            name=self.instance,
+            status=record.status if record else "unknown",
+            workspace=workspace,
+            orchestrator_alive=lock is not None,
+            orchestrator_seen_ms=seen_ms,
+            roles=self._roles,
+        )
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def check_attach(url: str, instance: str) -> None:
+    """Fail fast, with one line, when Redis is unreachable or the instance is unknown (before the UI starts)."""
+    from holt_core.cli.common import connection_failed
+    from holt_core.instances import resolve_instance
+
+    redis: Redis = redis_client(url, client_name="holt-tui")
+    try:
+        await redis.ping()
+        await resolve_instance(redis, instance)
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise connection_failed(exc) from None
+    except RedisError as exc:
+        raise HoltError(f"Redis refused the request: {exc}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await redis.aclose()

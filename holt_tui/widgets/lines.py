@@ -1,0 +1,225 @@
+"""``LineList``: a virtual, line-API list that renders only the rows on screen.
+
+Rows are identified by a key; when the rows change, the cursor stays on the same key at the same place
+on screen (a new row above it scrolls the view instead of moving the cursor). Every list filters with the
+same syntax (``holt_tui.filtering``). Subclasses say how an item looks and what a filter sees of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from holt_tui.filtering import NO_FILTER, ListFilter, Subject
+from holt_tui.messages import RowSelected
+
+
+class LineList(ScrollView, can_focus=True):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("down,j", "cursor_down", "Down", show=False, id="list.down"),
+        Binding("up,k", "cursor_up", "Up", show=False, id="list.up"),
+        Binding("home,g", "cursor_home", "Top", show=False, id="list.top"),
+        Binding("end,G", "cursor_end", "Bottom", show=False, id="list.bottom"),
+        Binding("pagedown,ctrl+f", "page_down", "Page down", show=False, id="list.page_down"),
+        Binding("pageup,ctrl+b", "page_up", "Page up", show=False, id="list.page_up"),
+    ]
+    DEFAULT_CSS = """
+    LineList { background: $surface; }
+    LineList > .line-list--cursor { background: $accent 40%; }
+    LineList:focus > .line-list--cursor { background: $accent; color: $text; text-style: bold; }
+    LineList > .line-list--empty { color: $text-muted; text-style: italic; }
+    """
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"line-list--cursor", "line-list--empty"}
+
+    has_cursor = True
+    empty_text = "nothing to show"
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.items: Sequence[Any] = []
+        self.cursor = 0
+        self.filter: ListFilter = NO_FILTER
+        self._all: Sequence[Any] = []
+        self._cache: dict[tuple[int, bool, int], Strip] = {}
+        self._width = 0
+
+    # ---- subclass API --------------------------------------------------------------------------------
+    def item_key(self, item: Any) -> str:
+        return str(item)
+
+    def item_text(self, item: Any, selected: bool) -> Text:
+        return Text(str(item))
+
+    def item_subject(self, item: Any) -> Subject:
+        return Subject(text=self.item_text(item, False).plain)
+
+    def content_width(self) -> int:
+        return self._width
+
+    # ---- data ------------------------------------------------------------------------------------------
+    @property
+    def current_key(self) -> str | None:
+        if 0 <= self.cursor < len(self.items):
+            return self.item_key(self.items[self.cursor])
+        return None
+
+    @property
+    def current_item(self) -> Any:
+        return self.items[self.cursor] if 0 <= self.cursor < len(self.items) else None
+
+    def set_items(self, items: Sequence[Any], *, filtered: bool = False) -> None:
+        """Replace the rows; the cursor keeps its key and its place on screen."""
+        self._all = items
+        shown = items if filtered or not self.filter.is_active else [i for i in items if self.filter.matches(
+            self.item_subject(i))]
+        self._replace(shown)
+
+    def set_filter(self, f: ListFilter) -> None:
+        self.filter = f
+        self.set_items(self._all)
+
+    def _replace(self, shown: Sequence[Any]) -> None:
+        old_key = self.current_key
+        screen_row = self.cursor - int(self.scroll_y)
+        self.items = shown
+        self._cache.clear()
+        new_index = self._index_of(old_key) if old_key is not None else None
+        if new_index is None:
+            new_index = min(self.cursor, max(len(shown) - 1, 0))
+        moved = new_index != self.cursor
+        self.cursor = new_index
+        self._width = max(self._width, self.size.width)
+        self.virtual_size = Size(self.content_width(), len(shown))
+        if moved and self.has_cursor:
+            self.scroll_to(y=max(new_index - screen_row, 0), animate=False, immediate=True)
+        self.refresh()
+
+    def _index_of(self, key: str) -> int | None:
+        items = self.items
+        if 0 <= self.cursor < len(items) and self.item_key(items[self.cursor]) == key:
+            return self.cursor
+        for i, item in enumerate(items):
+            if self.item_key(item) == key:
+                return i
+        return None
+
+    # ---- cursor ---------------------------------------------------------------------------------------
+    def move_cursor(self, index: int) -> None:
+        if not self.items:
+            return
+        index = max(0, min(index, len(self.items) - 1))
+        if index == self.cursor:
+            return
+        self.cursor = index
+        self._cache.clear()
+        self.scroll_to_region_row(index)
+        self.refresh()
+        self.post_message(RowSelected(self.id or "", self.current_key))
+
+    def select_key(self, key: str) -> bool:
+        index = self._index_of(key)
+        if index is None:
+            return False
+        self.move_cursor(index)
+        return True
+
+    def scroll_to_region_row(self, index: int) -> None:
+        height = self.scrollable_content_region.height or 1
+        top = int(self.scroll_y)
+        if index < top:
+            self.scroll_to(y=index, animate=False, immediate=True)
+        elif index >= top + height:
+            self.scroll_to(y=index - height + 1, animate=False, immediate=True)
+
+    def action_cursor_down(self) -> None:
+        if self.has_cursor:
+            self.move_cursor(self.cursor + 1)
+        else:
+            self.scroll_down(animate=False)
+
+    def action_cursor_up(self) -> None:
+        if self.has_cursor:
+            self.move_cursor(self.cursor - 1)
+        else:
+            self.scroll_up(animate=False)
+
+    def action_cursor_home(self) -> None:
+        if self.has_cursor:
+            self.move_cursor(0)
+        else:
+            self.scroll_home(animate=False)
+
+    def action_cursor_end(self) -> None:
+        if self.has_cursor:
+            self.move_cursor(len(self.items) - 1)
+        else:
+            self.scroll_end(animate=False)
+
+    def action_page_down(self) -> None:
+        step = max(self.scrollable_content_region.height - 1, 1)
+        if self.has_cursor:
+            self.move_cursor(self.cursor + step)
+        else:
+            self.scroll_to(y=self.scroll_y + step, animate=False)
+
+    def action_page_up(self) -> None:
+        step = max(self.scrollable_content_region.height - 1, 1)
+        if self.has_cursor:
+            self.move_cursor(self.cursor - step)
+        else:
+            self.scroll_to(y=self.scroll_y - step, animate=False)
+
+    async def _on_click(self, event: events.Click) -> None:
+        if self.has_cursor:
+            self.move_cursor(int(self.scroll_y) + event.y)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._cache.clear()
+        self._width = max(self._width, self.size.width)
+        self.virtual_size = Size(self.content_width(), len(self.items))
+
+    # ---- rendering -------------------------------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if not self.items:
+            if y == 0:
+                style = self.get_component_rich_style("line-list--empty")
+                text = Text(self.filtered_empty_text(), style=style)
+                return Strip(list(text.render(self.app.console))).crop_extend(0, width, base)
+            return Strip.blank(width, base)
+        if index >= len(self.items):
+            return Strip.blank(width, base)
+        selected = self.has_cursor and index == self.cursor
+        cache_key = (index, selected, scroll_x)
+        strip = self._cache.get(cache_key)
+        if strip is None:
+            text = self.item_text(self.items[index], selected)
+            text.no_wrap = True
+            segments: list[Segment] = list(text.render(self.app.console))
+            strip = Strip(segments)
+            if selected:
+                strip = strip.extend_cell_length(max(width + scroll_x, strip.cell_length))
+                strip = strip.apply_style(self.get_component_rich_style("line-list--cursor"))
+            strip = strip.crop_extend(scroll_x, scroll_x + width, base)
+            strip = strip.apply_style(base) if base != Style() else strip
+            if len(self._cache) > 512:
+                self._cache.clear()
+            self._cache[cache_key] = strip
+        return strip
+
+    def filtered_empty_text(self) -> str:
+        if self.filter.is_active and self._all:
+            return f"no rows match the filter: {self.filter.source}"
+        return self.empty_text

@@ -1,0 +1,173 @@
+"""The concrete lists of the TUI, all ``LineList``s over data the app hands them from the model."""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+from typing import Any
+
+from rich.text import Text
+
+from holt_core.audit import AuditRecord
+from holt_tui.display import (
+    agent_line,
+    audit_line,
+    breakpoint_line,
+    event_line,
+    graph_row,
+    inbox_line,
+)
+from holt_tui.filtering import ListFilter, Subject
+from holt_tui.model import AgentRow, LiveModel, LogLine, Row
+from holt_tui.sources import Breakpoint, InboxItem
+from holt_tui.widgets.lines import LineList
+
+
+class ArtefactGraph(LineList):
+    """Workflows -> threads -> versions, with "derived from" marks; the model filters and orders the rows."""
+
+    empty_text = "no artefacts yet: start a workflow with holt forage"
+
+    def __init__(self, model: LiveModel, now_ms: Any, tz: tzinfo, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.model = model
+        self._now_ms = now_ms
+        self._tz = tz
+
+    def item_key(self, item: Row) -> str:
+        return item[1] if item[0] == "a" else "w:" + item[1]
+
+    def item_text(self, item: Row, selected: bool) -> Text:
+        return graph_row(self.model, item, self._now_ms(), self._tz)
+
+    def content_width(self) -> int:
+        return max(self.size.width, 120)
+
+    def set_filter(self, f: ListFilter) -> None:
+        self.filter = f
+        self.model.set_filter(f)
+        self.reload()
+
+    def reload(self) -> None:
+        self.set_items(self.model.rows(), filtered=True)
+
+    @property
+    def artefact_id(self) -> str | None:
+        item = self.current_item
+        return item[1] if item is not None else None
+
+
+class TextLines(LineList):
+    """Read-only scrollable text (inspector, neighbourhood); no cursor, only the visible lines render."""
+
+    has_cursor = False
+    empty_text = ""
+
+    def item_key(self, item: Text) -> str:
+        return item.plain
+
+    def item_text(self, item: Text, selected: bool) -> Text:
+        return item.copy()
+
+    def content_width(self) -> int:
+        widest = max((t.cell_len for t in self.items[:2000]), default=0)
+        return max(self.size.width, widest)
+
+    def show(self, lines: list[Text], *, keep_scroll: bool = False) -> None:
+        self.items = lines
+        self._cache.clear()
+        self.virtual_size = self.virtual_size.__class__(self.content_width(), len(lines))
+        if not keep_scroll:
+            self.scroll_to(0, 0, animate=False, immediate=True)
+        self.refresh()
+
+
+class TailList(LineList):
+    """A list that follows its newest row while the cursor sits on the last one."""
+
+    def __init__(self, tz: tzinfo, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._tz = tz
+        self.tail = True
+
+    def set_items(self, items: Any, *, filtered: bool = False) -> None:
+        at_end = self.cursor >= len(self.items) - 1
+        super().set_items(items, filtered=filtered)
+        if self.tail and at_end and self.items:
+            self.cursor = len(self.items) - 1
+            self.scroll_end(animate=False, immediate=True)
+
+
+class EventLog(TailList):
+    empty_text = "no events yet"
+
+    def item_key(self, item: LogLine) -> str:
+        return f"{id(item)}"
+
+    def item_text(self, item: LogLine, selected: bool) -> Text:
+        return event_line(item, self._tz)
+
+    def item_subject(self, item: LogLine) -> Subject:
+        return item.subject
+
+
+class AuditTail(TailList):
+    empty_text = "no audit records yet"
+
+    def item_key(self, item: AuditRecord) -> str:
+        return str(item.seq)
+
+    def item_text(self, item: AuditRecord, selected: bool) -> Text:
+        return audit_line(item, self._tz)
+
+    def item_subject(self, item: AuditRecord) -> Subject:
+        return Subject(text=audit_line(item, self._tz).plain, type=item.action, agent=item.operator,
+                       kind=item.action, ids=(item.subject,), ts_ms=item.ts_ms)
+
+
+class AgentsList(LineList):
+    empty_text = "no agents known yet"
+
+    def __init__(self, now_ms: Any, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._now_ms = now_ms
+
+    def item_key(self, item: AgentRow) -> str:
+        return item.name
+
+    def item_text(self, item: AgentRow, selected: bool) -> Text:
+        return agent_line(item, self._now_ms())
+
+    def item_subject(self, item: AgentRow) -> Subject:
+        return Subject(text=agent_line(item, self._now_ms()).plain, agent=item.name, kind=item.health,
+                       ids=(item.claim_id,) if item.claim_id else (), ts_ms=item.last_activity_ms)
+
+
+class InboxList(LineList):
+    empty_text = "no questions or approvals waiting"
+
+    def __init__(self, now_ms: Any, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._now_ms = now_ms
+
+    def item_key(self, item: InboxItem) -> str:
+        return item.id
+
+    def item_text(self, item: InboxItem, selected: bool) -> Text:
+        return inbox_line(item, self._now_ms())
+
+    def item_subject(self, item: InboxItem) -> Subject:
+        return Subject(text=inbox_line(item, self._now_ms()).plain, type=item.kind, agent=item.requester,
+                       kind=item.kind, ids=(item.id, item.claim_id, item.artefact_id), ts_ms=item.created_ms)
+
+
+class BreakpointsList(LineList):
+    empty_text = "no breakpoints (b on an artefact adds one on its type)"
+
+    def item_key(self, item: Breakpoint) -> str:
+        return item.id
+
+    def item_text(self, item: Breakpoint, selected: bool) -> Text:
+        return breakpoint_line(item)
+
+    def item_subject(self, item: Breakpoint) -> Subject:
+        return Subject(text=breakpoint_line(item).plain, type=item.type_glob, kind=item.action, ids=(item.id,))

@@ -1,0 +1,91 @@
+"""The UI-free core: model, filter syntax, layout and recordings (no Textual, no Redis needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from holt_core.errors import HoltError
+from holt_tui.feed import ArtefactSeen, ScanPage, item_from_json, item_to_json
+from holt_tui.filtering import ListFilter
+from holt_tui.layout import layered_layout
+from holt_tui.model import LiveModel
+from holt_tui.recording import load_recording
+from tests.tui.fixtures import (
+    DRAFT1,
+    DRAFT2,
+    FINAL,
+    GOAL,
+    REVIEW1,
+    T0,
+    WORKFLOW,
+    art,
+    live_workflow,
+    with_hitl_and_debug,
+    write_recording,
+)
+
+
+def test_rows_group_workflows_threads_and_versions_in_any_arrival_order() -> None:
+    forward, backward = LiveModel("x"), LiveModel("x")
+    forward.apply_all(ArtefactSeen(a) for a in WORKFLOW)
+    # The attach scan pages newest first: parents arrive after their children.
+    backward.apply_all([ScanPage(list(reversed(WORKFLOW[3:])), [], first=True), ScanPage(WORKFLOW[:3], [], last=True)])
+    assert forward.rows() == backward.rows()
+    rows = forward.rows()
+    assert rows[0] == ("w", GOAL.id, 0)
+    draft_rows = [r for r in rows if r[1] in (DRAFT1.id, DRAFT2.id)]
+    assert draft_rows == [("a", DRAFT1.id, 1), ("a", DRAFT2.id, 2)]  # v2 sits under v1 of its thread
+    assert rows[-1] == ("a", FINAL.id, 1)
+    other = art(50, "GoalDefined", "user", "second goal", [], at=90_000)
+    forward.apply(ArtefactSeen(other))
+    assert forward.rows()[-2:] == [("w", other.id, 0), ("a", other.id, 1)]
+    assert forward.workflow_count() == 2
+
+
+def test_duplicate_and_rescanned_items_converge() -> None:
+    m = LiveModel("x")
+    m.apply_all(live_workflow())
+    before = (m.rows(), dict(m.claims))
+    m.apply_all(live_workflow())  # a rescan after a reconnect covers the same data again
+    assert (m.rows(), dict(m.claims)) == before
+    assert len(m.artefacts) == len(WORKFLOW)
+
+
+def test_filter_syntax_is_shared_and_strict() -> None:
+    m = LiveModel("x")
+    m.apply_all(live_workflow())
+    m.set_filter(ListFilter.parse("type:Recipe* agent:Drafter", T0))
+    assert [r[1] for r in m.rows() if r[0] == "a"] == [DRAFT1.id, DRAFT2.id]
+    m.set_filter(ListFilter.parse("kind:review !approve", T0))
+    assert [r[1] for r in m.rows() if r[0] == "a"] == [REVIEW1.id]
+    m.set_filter(ListFilter.parse(f"id:{DRAFT2.id[:8]}", T0))
+    assert [r[1] for r in m.rows() if r[0] == "a"] == [DRAFT2.id]
+    with pytest.raises(HoltError, match="not a valid pattern"):
+        ListFilter.parse("type:[", T0)
+    with pytest.raises(HoltError, match="needs a value"):
+        ListFilter.parse("agent:", T0)
+
+
+def test_neighbourhood_layout_draws_boxes_and_arrows() -> None:
+    m = LiveModel("x")
+    m.apply_all(live_workflow())
+    nodes, edges = m.neighbourhood(DRAFT2.id)
+    assert {GOAL.id, DRAFT1.id, REVIEW1.id, DRAFT2.id, FINAL.id} <= set(nodes)
+    drawing = layered_layout(nodes, edges, {n: (m.artefacts[n].type, n[:8]) for n in nodes}, focus=DRAFT2.id)
+    text = "\n".join(drawing.lines)
+    assert text.count("┏") == 1 and "▼" in text
+    assert drawing.boxes[GOAL.id][1] < drawing.boxes[DRAFT1.id][1] < drawing.boxes[DRAFT2.id][1]
+
+
+def test_recording_round_trip(tmp_path: Path) -> None:
+    items = with_hitl_and_debug()
+    for item in items:
+        assert item_from_json(item_to_json(item)) == item
+    rec = load_recording(write_recording(tmp_path / "r.jsonl", items))
+    assert rec.instance == "recipe" and [i for _, i in rec.items] == items
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"kind": "header", "version": 1}\n{"kind": "nonsense"}\n')
+    with pytest.raises(HoltError, match=r"bad.jsonl:2"):
+        load_recording(bad)

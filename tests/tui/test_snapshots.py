@@ -1,0 +1,98 @@
+"""Snapshots of every screen and state, from fixed feed items on a frozen clock (see fixtures.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+
+from holt_tui.app import HoltTui
+from holt_tui.recording import load_recording
+from tests.tui.apps import fed_app
+from tests.tui.fixtures import (
+    empty_instance,
+    live_workflow,
+    resynced,
+    with_hitl_and_debug,
+    write_recording,
+)
+
+WIDE = (140, 36)
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    await pilot.pause(0.25)  # two drain ticks
+    await pilot.wait_for_scheduled_animations()
+
+
+def test_empty_instance(snap_compare: Any) -> None:
+    assert snap_compare(fed_app(empty_instance()), terminal_size=WIDE, run_before=settle)
+
+
+def test_live_workflow(snap_compare: Any) -> None:
+    assert snap_compare(fed_app(live_workflow()), terminal_size=WIDE, run_before=settle)
+
+
+def test_inspector_with_json_diff(snap_compare: Any) -> None:
+    async def select_v2(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("j", "j", "j")  # workflow header, goal, draft v1, draft v2
+        await settle(pilot)
+
+    assert snap_compare(fed_app(live_workflow()), terminal_size=(140, 60), run_before=select_v2)
+
+
+def test_neighbourhood(snap_compare: Any) -> None:
+    assert snap_compare(fed_app(live_workflow()), terminal_size=(140, 50), press=["_", "j", "j", "j", "2", "_"],
+                        run_before=settle)
+
+
+def test_help(snap_compare: Any) -> None:
+    assert snap_compare(fed_app(live_workflow()), terminal_size=(120, 50), press=["_", "question_mark", "_"],
+                        run_before=settle)
+
+
+def test_read_only_mode(snap_compare: Any) -> None:
+    assert snap_compare(fed_app(with_hitl_and_debug(), read_only=True), terminal_size=WIDE, press=["_", "6", "_"],
+                        run_before=settle)
+
+
+def test_resync_notice(snap_compare: Any) -> None:
+    assert snap_compare(fed_app(resynced()), terminal_size=WIDE, run_before=settle)
+
+
+def test_narrow_terminal(snap_compare: Any) -> None:
+    assert snap_compare(fed_app(live_workflow()), terminal_size=(80, 24), press=["_", "j", "j", "_"],
+                        run_before=settle)
+
+
+def test_inbox_placeholder(snap_compare: Any) -> None:
+    assert snap_compare(fed_app(live_workflow()), terminal_size=WIDE, press=["_", "6", "_"], run_before=settle)
+
+
+def test_debugger_placeholder(snap_compare: Any) -> None:
+    assert snap_compare(fed_app(live_workflow()), terminal_size=WIDE, press=["_", "7", "_"], run_before=settle)
+
+
+def test_inbox_with_question_and_approval(snap_compare: Any) -> None:
+    assert snap_compare(fed_app(with_hitl_and_debug()), terminal_size=WIDE, press=["_", "6", "_"],
+                        run_before=settle)
+
+
+def test_held_decision_and_breakpoints(snap_compare: Any) -> None:
+    assert snap_compare(fed_app(with_hitl_and_debug()), terminal_size=WIDE, press=["_", "7", "_"],
+                        run_before=settle)
+
+
+def test_replay_of_a_recording(snap_compare: Any, tmp_path: Path) -> None:
+    recording = load_recording(write_recording(tmp_path / "rec.jsonl", live_workflow()))
+    from holt_tui.recording import replay
+
+    async def start(sink: Any) -> None:
+        await replay(recording, sink, speed=0)
+
+    from holt_tui.config import TuiConfig
+
+    app = HoltTui(recording.instance, start, config=TuiConfig.frozen(), replay=True)
+    assert snap_compare(app, terminal_size=WIDE, press=["_", "4", "_"], run_before=settle)
