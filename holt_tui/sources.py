@@ -273,9 +273,12 @@ class Sources:
 
 
 def attach_sources(redis: Redis, keys: Keys, operator: str) -> Sources:
-    """The sources for a live attach. The lead replaces the null ones with holt_core.hitl / holt_core.debug."""
-    del redis, keys, operator  # used by the real implementations
-    return Sources(NullInboxSource(), NullDebugSource())
+    """The sources for a live attach: the human-in-the-loop and debugging planes of holt_core."""
+    from holt_core.blackboard import Blackboard
+    from holt_tui.core_sources import CoreDebugSource, HitlInboxSource
+
+    bb = Blackboard(redis, keys.instance)
+    return Sources(HitlInboxSource(bb, operator), CoreDebugSource(bb, operator))
 
 
 def null_sources() -> Sources:
