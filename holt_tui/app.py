@@ -115,6 +115,7 @@ class HoltTui(App[None]):
         self._payloads = PayloadCache(self.config.max_payload_chars)
         self._stale: set[str] = set(PANES)
         self._last_clock = -1
+        self._rows_drawn_at = -1
         self._drained = 0
         if not self.config.animations:
             self.animation_level = "none"
@@ -204,7 +205,10 @@ class HoltTui(App[None]):
         graph = self.query_one(ArtefactGraph)
         if change.artefacts or change.claims or change.debug:
             had_rows = bool(graph.items)
-            graph.reload()
+            # Ages in rows tick, so drawn rows are dropped at least every 10 s; otherwise only on claim changes.
+            minute = self.config.clock_ms() // 10_000
+            graph.reload(invalidate=change.claims or change.debug or minute != self._rows_drawn_at)
+            self._rows_drawn_at = minute
             if change.new_artefacts:
                 if self.following:
                     self._follow_key = change.new_artefacts[-1]
@@ -213,8 +217,13 @@ class HoltTui(App[None]):
                     self.new_count += len(change.new_artefacts)
             if not had_rows and graph.items:
                 self._selection_changed()
-        if change.artefacts or change.claims or change.debug or change.inbox:
-            self._stale.update(("inspector", "neighbourhood", "agents"))
+        selected = self.selected_artefact
+        touches_selection = selected is not None and any(
+            selected in self.model.artefacts[a].source_artefacts for a in change.new_artefacts)
+        if change.claims or change.debug or change.inbox or touches_selection or (change.artefacts and not selected):
+            self._stale.update(("inspector", "neighbourhood"))
+        if change.artefacts or change.claims:
+            self._stale.add("agents")
         if change.events:
             self._stale.add("events")
         if change.audit:

@@ -142,7 +142,6 @@ class LiveModel:
                     self._add_audit(r)
                 if item.last:
                     self.loading = False
-                self._full_dirty = True
                 c.artefacts = c.claims = c.status = True
                 c.audit = bool(item.audit)
             case ArtefactSeen():
@@ -180,9 +179,6 @@ class LiveModel:
         if a.id in self.artefacts:
             return False
         self.artefacts[a.id] = a
-        if a.id in self.children:
-            # Something already seen derives from this artefact: its workflow may change.
-            self._full_dirty = True
         for src in a.source_artefacts:
             self.children.setdefault(src, []).append(a.id)
         versions = self.threads.setdefault(a.logical_id, [])
@@ -295,12 +291,55 @@ class LiveModel:
             if members is None:
                 self._wf_members[root] = members = []
                 bisect.insort(self._wf_order, (self.artefacts[root].created_at_ms, root))
+                dirty.add(root)
             members.append(a_id)
-            dirty.add(root)
+            # Artefacts seen before their parent (the attach scan reads newest first) headed workflows of
+            # their own: those fold into this artefact's workflow now.
+            for child in self.children.get(a_id, ()):
+                c = self.artefacts.get(child)
+                if c is not None and c.source_artefacts[0] == a_id and child in self._wf_members and child != root:
+                    self._merge_workflow(child, root)
+                    dirty.add(root)
+            if root not in dirty and not self._insert_row(root, self.artefacts[a_id]):
+                dirty.add(root)
         self._pending.clear()
         for root in dirty:
-            self._wf_rows[root] = self._workflow_rows(root)
+            if root in self._wf_members:
+                self._wf_rows[root] = self._workflow_rows(root)
         self._flatten()
+
+    def _merge_workflow(self, old_root: str, new_root: str) -> None:
+        moved = self._wf_members.pop(old_root)
+        key = (self.artefacts[old_root].created_at_ms, old_root)
+        index = bisect.bisect_left(self._wf_order, key)
+        if index < len(self._wf_order) and self._wf_order[index] == key:
+            del self._wf_order[index]
+        self._wf_rows.pop(old_root, None)
+        for m in moved:
+            self._root[m] = new_root
+        self._wf_members[new_root].extend(moved)
+
+    def _insert_row(self, root: str, a: Artefact) -> bool:
+        """Put a live artefact's row in place without rebuilding its workflow; False when it cannot."""
+        rows = self._wf_rows.get(root)
+        if rows is None:
+            return False
+        versions = self.threads[a.logical_id]
+        if len(versions) == 1:
+            # A new thread: threads are ordered by their first artefact, so a new one goes last if it is newest.
+            last = self.artefacts[rows[-1][1]] if len(rows) > 1 else None
+            if last is not None and (last.created_at_ms, last.id) > (a.created_at_ms, a.id):
+                return False
+            rows.append(("a", a.id, 1))
+            return True
+        if versions[-1] != a.id:
+            return False  # an older version arrived late: rebuild this workflow
+        for i in range(len(rows) - 1, 0, -1):
+            other = self.artefacts[rows[i][1]]
+            if other.logical_id == a.logical_id:
+                rows.insert(i + 1, ("a", a.id, 2))
+                return True
+        return False
 
     def _flatten(self) -> None:
         self._rows = list(itertools.chain.from_iterable(self._wf_rows[r] for _, r in self._wf_order))

@@ -49,7 +49,8 @@ class LineList(ScrollView, can_focus=True):
         self.cursor = 0
         self.filter: ListFilter = NO_FILTER
         self._all: Sequence[Any] = []
-        self._cache: dict[tuple[int, bool, int], Strip] = {}
+        # Strips by (row key, selected, scroll x): a row keeps its strip when rows move around it.
+        self._cache: dict[tuple[str, bool, int], Strip] = {}
         self._width = 0
 
     # ---- subclass API --------------------------------------------------------------------------------
@@ -76,9 +77,14 @@ class LineList(ScrollView, can_focus=True):
     def current_item(self) -> Any:
         return self.items[self.cursor] if 0 <= self.cursor < len(self.items) else None
 
-    def set_items(self, items: Sequence[Any], *, filtered: bool = False) -> None:
-        """Replace the rows; the cursor keeps its key and its place on screen."""
+    def set_items(self, items: Sequence[Any], *, filtered: bool = False, invalidate: bool = True) -> None:
+        """Replace the rows; the cursor keeps its key and its place on screen.
+
+        ``invalidate=False`` keeps the drawn rows of unchanged keys (the caller knows their content is the same).
+        """
         self._all = items
+        if invalidate:
+            self._cache.clear()
         shown = items if filtered or not self.filter.is_active else [i for i in items if self.filter.matches(
             self.item_subject(i))]
         self._replace(shown)
@@ -87,11 +93,14 @@ class LineList(ScrollView, can_focus=True):
         self.filter = f
         self.set_items(self._all)
 
+    def invalidate(self) -> None:
+        self._cache.clear()
+        self.refresh()
+
     def _replace(self, shown: Sequence[Any]) -> None:
         old_key = self.current_key
         screen_row = self.cursor - int(self.scroll_y)
         self.items = shown
-        self._cache.clear()
         new_index = self._index_of(old_key) if old_key is not None else None
         if new_index is None:
             new_index = min(self.cursor, max(len(shown) - 1, 0))
@@ -120,7 +129,6 @@ class LineList(ScrollView, can_focus=True):
         if index == self.cursor:
             return
         self.cursor = index
-        self._cache.clear()
         self.scroll_to_region_row(index)
         self.refresh()
         self.post_message(RowSelected(self.id or "", self.current_key))
@@ -202,7 +210,7 @@ class LineList(ScrollView, can_focus=True):
         if index >= len(self.items):
             return Strip.blank(width, base)
         selected = self.has_cursor and index == self.cursor
-        cache_key = (index, selected, scroll_x)
+        cache_key = (self.item_key(self.items[index]), selected, scroll_x)
         strip = self._cache.get(cache_key)
         if strip is None:
             text = self.item_text(self.items[index], selected)

@@ -34,7 +34,10 @@ class ArtefactGraph(LineList):
         self._tz = tz
 
     def item_key(self, item: Row) -> str:
-        return item[1] if item[0] == "a" else "w:" + item[1]
+        if item[0] == "a":
+            return item[1]
+        # A workflow header shows its size: a new member must redraw it.
+        return f"w:{item[1]}:{len(self.model._wf_members.get(item[1], ()))}"
 
     def item_text(self, item: Row, selected: bool) -> Text:
         return graph_row(self.model, item, self._now_ms(), self._tz)
@@ -47,8 +50,8 @@ class ArtefactGraph(LineList):
         self.model.set_filter(f)
         self.reload()
 
-    def reload(self) -> None:
-        self.set_items(self.model.rows(), filtered=True)
+    def reload(self, *, invalidate: bool = True) -> None:
+        self.set_items(self.model.rows(), filtered=True, invalidate=invalidate)
 
     @property
     def artefact_id(self) -> str | None:
@@ -89,9 +92,9 @@ class TailList(LineList):
         self._tz = tz
         self.tail = True
 
-    def set_items(self, items: Any, *, filtered: bool = False) -> None:
+    def set_items(self, items: Any, *, filtered: bool = False, invalidate: bool = True) -> None:
         at_end = self.cursor >= len(self.items) - 1
-        super().set_items(items, filtered=filtered)
+        super().set_items(items, filtered=filtered, invalidate=invalidate)
         if self.tail and at_end and self.items:
             self.cursor = len(self.items) - 1
             self.scroll_end(animate=False, immediate=True)

@@ -31,7 +31,9 @@ def test_rows_group_workflows_threads_and_versions_in_any_arrival_order() -> Non
     forward, backward = LiveModel("x"), LiveModel("x")
     forward.apply_all(ArtefactSeen(a) for a in WORKFLOW)
     # The attach scan pages newest first: parents arrive after their children.
-    backward.apply_all([ScanPage(list(reversed(WORKFLOW[3:])), [], first=True), ScanPage(WORKFLOW[:3], [], last=True)])
+    for page in ([WORKFLOW[6]], [WORKFLOW[5], WORKFLOW[4]], [WORKFLOW[3]], WORKFLOW[:3]):
+        backward.apply_all([ScanPage(list(reversed(page)), [])])
+        backward.rows()  # the UI draws between pages: the incremental path must fold workflows together
     assert forward.rows() == backward.rows()
     rows = forward.rows()
     assert rows[0] == ("w", GOAL.id, 0)
@@ -89,3 +91,30 @@ def test_recording_round_trip(tmp_path: Path) -> None:
     bad.write_text('{"kind": "header", "version": 1}\n{"kind": "nonsense"}\n')
     with pytest.raises(HoltError, match=r"bad.jsonl:2"):
         load_recording(bad)
+
+
+def test_incremental_rows_equal_a_full_rebuild() -> None:
+    import random
+
+    rng = random.Random(7)
+    live = LiveModel("x")
+    live.apply_all([ScanPage(WORKFLOW, [], first=True, last=True)])
+    live.rows()
+    made = list(WORKFLOW)
+    for n in range(300):
+        parent = rng.choice(made)
+        if rng.random() < 0.3:  # a new version of the parent's thread
+            versions = [a for a in made if a.logical_id == parent.logical_id]
+            a = art(100 + n, parent.type, "Drafter", f"v{n}", [], version=max(v.version for v in versions) + 1,
+                    at=100_000 + n).model_copy(update={"logical_id": parent.logical_id,
+                                                       "source_artefacts": [versions[-1].id]})
+        else:
+            a = art(100 + n, f"Step{n % 4}", "Agent", str(n), [], at=100_000 + n).model_copy(
+                update={"source_artefacts": [parent.id]})
+        made.append(a)
+        live.apply(ArtefactSeen(a))
+        if n % 7 == 0:
+            live.rows()
+    fresh = LiveModel("x")
+    fresh.apply_all([ScanPage(made, [], first=True, last=True)])
+    assert live.rows() == fresh.rows()

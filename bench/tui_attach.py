@@ -1,0 +1,222 @@
+"""holt-tui at scale: attach to an instance with 100k artefacts, then press keys while 1,000 events/s arrive.
+
+Measures (medians over ``--repeat`` attaches):
+- first useful frame: from app start until the artefact list shows rows (the newest page of the index);
+- fully loaded: until every artefact is in the model and the list shows all of them;
+- memory: RSS growth of this process from before the app starts to fully loaded;
+- key latency: ``j``/``k`` presses (pilot ``press``, which returns once the key is handled and the screen
+  refreshed) while another process writes 1,000 artefacts a second, each announced on pub/sub.
+
+    .venv/bin/python bench/tui_attach.py                      # 100k artefacts, 3 attaches
+    .venv/bin/python bench/tui_attach.py --artefacts 20000 --repeat 1
+
+Uses HOLT_REDIS_URL if set, else the embedded Redis (started if needed). The bench instance is deleted after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from holt_core.blackboard import Blackboard, connect_redis
+from holt_core.embedded_redis import resolve_redis_url
+from holt_core.models import Artefact, StructuralType, dumps, new_id, now_ms
+from holt_core.transaction import TxRunner
+from holt_tui.app import HoltTui
+from holt_tui.config import TuiConfig
+from holt_tui.feed import FeedItem
+from holt_tui.reader import Reader
+from holt_tui.sources import null_sources
+from holt_tui.widgets.views import ArtefactGraph
+
+PER_WORKFLOW = 100
+BATCH = 1000
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def artefact(source: str | None, n: int, t: int) -> Artefact:
+    return Artefact(id=new_id(), logical_id=new_id(), version=1, structural_type=StructuralType.STANDARD,
+                    type="GoalDefined" if source is None else f"Step{n % 7}",
+                    payload=dumps({"n": n, "text": "x" * 80}), source_artefacts=[source] if source else [],
+                    produced_by_role="user" if source is None else f"Agent{n % 5}", created_at_ms=t)
+
+
+async def populate(bb: Blackboard, count: int) -> list[str]:
+    """``count`` artefacts in workflows of 100 (a goal and a chain), written as pipelined Tx batches."""
+    runner = TxRunner(bb.redis)
+    roots: list[str] = []
+    previous: str | None = None
+    t0 = now_ms() - count
+    pending: list[Any] = []
+    for n in range(count):
+        a = artefact(None if n % PER_WORKFLOW == 0 else previous, n, t0 + n)
+        if a.source_artefacts == []:
+            roots.append(a.id)
+        previous = a.id
+        pending.append(bb.artefact_tx(a)[1])
+        if len(pending) == BATCH or n == count - 1:
+            async with bb.redis.pipeline(transaction=False) as pipe:
+                for tx in pending:
+                    # The runner's script, queued on the pipeline: one round trip per batch of Tx.
+                    await runner._script(keys=tx.keys, args=[dumps({"g": tx.guards, "o": tx.ops})], client=pipe)
+                await pipe.execute()
+            pending.clear()
+    return roots
+
+
+def writer_process(url: str, instance: str, roots: list[str], rate: int, seconds: float) -> None:
+    """Runs in its own process (``--writer``) so the writing does not share the TUI's CPU time slice."""
+
+    async def run() -> None:
+        bb = Blackboard(connect_redis(url), instance)
+        runner = TxRunner(bb.redis)
+        print("ready", flush=True)
+        per_step = max(rate // 100, 1)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        n = 0
+        while loop.time() - start < seconds:
+            async with bb.redis.pipeline(transaction=False) as pipe:
+                for _ in range(per_step):
+                    tx = bb.artefact_tx(artefact(random.choice(roots), n, now_ms()))[1]
+                    await runner._script(keys=tx.keys, args=[dumps({"g": tx.guards, "o": tx.ops})], client=pipe)
+                    n += 1
+                await pipe.execute()
+            await asyncio.sleep(max(start + n / rate - loop.time(), 0))
+        await bb.close()
+
+    asyncio.run(run())
+
+
+async def attach_once(url: str, instance: str, total: int, roots: list[str], rate: int,
+                      seconds: float) -> dict[str, float]:
+    config = TuiConfig(animations=False, cursor_blink=False)
+
+    first_sunk: list[float] = []
+
+    async def start(sink: Callable[[FeedItem], None]) -> None:
+        def timed(item: FeedItem) -> None:
+            if not first_sunk and type(item).__name__ == "ScanPage":
+                first_sunk.append(time.perf_counter())
+            sink(item)
+
+        await Reader(url, instance, timed, null_sources(), config).run()
+
+    rss0 = rss_mb()
+    app = HoltTui(instance, start, config=config, read_only=True)
+    t0 = time.perf_counter()
+    out: dict[str, float] = {}
+    async with app.run_test(size=(160, 50)):
+        app_mounted = time.perf_counter()
+        graph = app.query_one(ArtefactGraph)
+        painted: list[float] = []
+        draw = graph.render_line
+
+        def timed_render_line(y: int) -> Any:
+            if graph.items:
+                painted.append(time.perf_counter())
+            return draw(y)
+
+        graph.render_line = timed_render_line  # type: ignore[method-assign]
+        while not painted:  # noqa: ASYNC110 (polling the app's state is the measurement)
+            await asyncio.sleep(0.002)
+        out["app_mounted_s"] = app_mounted - t0
+        out["first_frame_s"] = painted[0] - t0
+        out["first_page_read_s"] = first_sunk[0] - t0
+        while app.model.loading or len(app.model.artefacts) < total or app.feed:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        mark = time.perf_counter()
+        while painted[-1] < mark:  # noqa: ASYNC110
+            await asyncio.sleep(0.002)
+        out["loaded_s"] = painted[-1] - t0
+        out["rss_mb"] = rss_mb() - rss0
+        if rate > 0:
+            roots_file = Path(tempfile.mkstemp(prefix="holt-bench-roots-")[1])
+            roots_file.write_text("\n".join(roots))  # noqa: ASYNC240 (once, before measuring)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--writer", url, instance, str(roots_file), str(rate), str(seconds),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+            assert proc.stdout is not None
+            await asyncio.wait_for(proc.stdout.readline(), 30)
+            await asyncio.sleep(1.0)  # let the stream reach steady state
+            latencies: list[float] = []
+            before = len(app.model.artefacts)
+            keys = ["j", "k"]
+            deadline = time.perf_counter() + seconds - 2
+            while time.perf_counter() < deadline:
+                cursor = graph.cursor
+                k0 = time.perf_counter()
+                # Key latency: the key goes into the app's queue as a terminal key would; it counts until the
+                # list has moved its cursor and drawn a line after that.
+                app.simulate_key(keys[len(latencies) % 2])
+                while graph.cursor == cursor:  # noqa: ASYNC110
+                    await asyncio.sleep(0.0005)
+                moved = time.perf_counter()
+                while not painted or painted[-1] < moved:  # noqa: ASYNC110
+                    await asyncio.sleep(0.0005)
+                latencies.append((painted[-1] - k0) * 1000)
+                await asyncio.sleep(0.1)
+            graph.render_line = draw  # type: ignore[method-assign]
+            await asyncio.wait_for(proc.wait(), seconds + 30)
+            roots_file.unlink()  # noqa: ASYNC240
+            arrived = len(app.model.artefacts) - before
+            latencies.sort()
+            out["key_ms_median"] = statistics.median(latencies)
+            out["key_ms_p95"] = latencies[min(int(len(latencies) * 0.95), len(latencies) - 1)]
+            out["keys_pressed"] = len(latencies)
+            out["events_applied_per_s"] = arrived / (seconds - 1)
+    return out
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artefacts", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=1000, help="live artefacts per second during the key test")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    url = resolve_redis_url()
+    instance = f"bench-tui-{uuid.uuid4().hex[:8]}"
+    bb = Blackboard(connect_redis(url), instance)
+    try:
+        t = time.perf_counter()
+        roots = await populate(bb, args.artefacts)
+        print(f"populated {args.artefacts:,} artefacts in {time.perf_counter() - t:.1f}s")
+        runs = []
+        for i in range(args.repeat):
+            total = int(await bb.redis.zcard(bb.keys.artefact_index))
+            result = await attach_once(url, instance, total, roots, args.rate, args.seconds)
+            runs.append(result)
+            print(f"run {i + 1}: " + ", ".join(f"{k}={v:.3f}" for k, v in result.items()))
+        print("medians:")
+        for key in runs[0]:
+            print(f"  {key:<22} {statistics.median(r[key] for r in runs):.3f}")
+    finally:
+        keys = [k async for k in bb.redis.scan_iter(match=f"holt:{instance}:*", count=5000)]
+        for start in range(0, len(keys), 5000):
+            await bb.redis.delete(*keys[start : start + 5000])
+        await bb.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 7 and sys.argv[1] == "--writer":
+        _, _, w_url, w_instance, w_roots, w_rate, w_seconds = sys.argv
+        writer_process(w_url, w_instance, Path(w_roots).read_text().split(), int(w_rate), float(w_seconds))
+    else:
+        asyncio.run(main())
