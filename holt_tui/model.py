@@ -397,6 +397,9 @@ class LiveModel:
             return None
         return max(self.artefacts.values(), key=lambda a: (a.created_at_ms, a.id)).id
 
+    def workflow_size(self, root: str) -> int:
+        return len(self._wf_members.get(root, ()))
+
     def workflow_count(self) -> int:
         self.rows()
         return len(self._wf_order)

@@ -57,6 +57,10 @@ class LineList(ScrollView, can_focus=True):
     def item_key(self, item: Any) -> str:
         return str(item)
 
+    def item_cache_key(self, item: Any) -> str:
+        """Identity plus anything that changes how the row looks (drawn rows are cached under it)."""
+        return self.item_key(item)
+
     def item_text(self, item: Any, selected: bool) -> Text:
         return Text(str(item))
 
@@ -98,10 +102,22 @@ class LineList(ScrollView, can_focus=True):
         self.refresh()
 
     def _replace(self, shown: Sequence[Any]) -> None:
+        old_item = self.current_item
         old_key = self.current_key
         screen_row = self.cursor - int(self.scroll_y)
         self.items = shown
-        new_index = self._index_of(old_key) if old_key is not None else None
+        new_index: int | None = None
+        if old_item is not None and isinstance(shown, list):
+            # The same row object (or an equal tuple) is found by list.index in C: fast even for 100k rows.
+            if self.cursor < len(shown) and shown[self.cursor] == old_item:
+                new_index = self.cursor
+            else:
+                try:
+                    new_index = shown.index(old_item)
+                except ValueError:
+                    new_index = None
+        if new_index is None and old_key is not None:
+            new_index = self._index_of(old_key)
         if new_index is None:
             new_index = min(self.cursor, max(len(shown) - 1, 0))
         moved = new_index != self.cursor
@@ -210,7 +226,7 @@ class LineList(ScrollView, can_focus=True):
         if index >= len(self.items):
             return Strip.blank(width, base)
         selected = self.has_cursor and index == self.cursor
-        cache_key = (self.item_key(self.items[index]), selected, scroll_x)
+        cache_key = (self.item_cache_key(self.items[index]), selected, scroll_x)
         strip = self._cache.get(cache_key)
         if strip is None:
             text = self.item_text(self.items[index], selected)

@@ -34,10 +34,13 @@ class ArtefactGraph(LineList):
         self._tz = tz
 
     def item_key(self, item: Row) -> str:
+        return item[1] if item[0] == "a" else "w:" + item[1]
+
+    def item_cache_key(self, item: Row) -> str:
         if item[0] == "a":
             return item[1]
         # A workflow header shows its size: a new member must redraw it.
-        return f"w:{item[1]}:{len(self.model._wf_members.get(item[1], ()))}"
+        return f"w:{item[1]}:{self.model.workflow_size(item[1])}"
 
     def item_text(self, item: Row, selected: bool) -> Text:
         return graph_row(self.model, item, self._now_ms(), self._tz)
