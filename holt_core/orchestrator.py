@@ -295,7 +295,9 @@ class Orchestrator:
             except MalformedRecord as exc:
                 self.log.warning("malformed_event", channel=channel, error=exc.reason)
                 return
-            self.spawn(self.on_artefact(artefact))
+            # Marked at once, not when done: a sweep running meanwhile must not handle it a second time.
+            self._handled_live[artefact.id] = now_ms()
+            self.spawn(self._on_live_artefact(artefact))
         elif channel == self.keys.hitl_events:
             self.hitl.on_event(data)
         elif channel == self.keys.workflow_events:
@@ -436,6 +438,13 @@ class Orchestrator:
 
     # ================================================================== facts
 
+    async def _on_live_artefact(self, artefact: Artefact) -> None:
+        try:
+            await self.on_artefact(artefact)
+        except BaseException:
+            self._handled_live.pop(artefact.id, None)  # failed: the next sweep replays it
+            raise
+
     async def on_artefact(self, artefact: Artefact, *, replay: bool = False, known_claim: bool = False) -> None:
         if not replay:
             self.log.info("artefact_received", artefact_id=artefact.id, type=artefact.type,
@@ -443,13 +452,9 @@ class Orchestrator:
         if artefact.structural_type == StructuralType.REVIEW and is_human_role(artefact.produced_by_role) \
                 and artefact.source_artefacts:
             await self._on_human_review(artefact, replay=replay)
-            if not replay:
-                self._handled_live[artefact.id] = now_ms()
             return
         disposition = await self.hitl.intercept(artefact)
         if disposition == Disposition.HELD:  # a question, answer, decision or plan awaiting approval
-            if not replay:
-                self._handled_live[artefact.id] = now_ms()
             return
         steps: list[Awaitable[None]] = []
         if artefact.structural_type in _CLAIMABLE and not known_claim and disposition == Disposition.NORMAL:
@@ -463,8 +468,6 @@ class Orchestrator:
             await steps[0]
         elif steps:
             await asyncio.gather(*steps)
-        if not replay:
-            self._handled_live[artefact.id] = now_ms()
 
     async def _record_output(self, claim_id: str, artefact: Artefact, *, replay: bool) -> None:
         if claim_id not in self.claims:
