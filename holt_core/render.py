@@ -76,17 +76,23 @@ def short_type(type_name: str) -> str:
     return shown[:17] + "..." if len(shown) > 20 else shown
 
 
-def format_age(created_at_ms: int, now_ms: int) -> str:
-    if created_at_ms == 0:
+def short_age(created_at_ms: int, now_ms: int) -> str:
+    """``42s``, ``5m``, ``3h``, ``2d``; ``-`` for an unknown time."""
+    if created_at_ms <= 0:
         return "-"
     seconds = max(now_ms - created_at_ms, 0) // 1000
     if seconds < 60:
-        return f"{seconds}s ago"
+        return f"{seconds}s"
     if seconds < 3600:
-        return f"{seconds // 60}m ago"
+        return f"{seconds // 60}m"
     if seconds < 86400:
-        return f"{seconds // 3600}h ago"
-    return f"{seconds // 86400}d ago"
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def format_age(created_at_ms: int, now_ms: int) -> str:
+    age = short_age(created_at_ms, now_ms)
+    return age if age == "-" else f"{age} ago"
 
 
 def payload_preview(payload: str) -> str:

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from holt_core.audit import AuditRecord
 from holt_core.models import Artefact, StructuralType, is_approval
+from holt_core.render import short_age
 from holt_core.sanitise import sanitise_text
 from holt_tui.feed import ClaimState
 from holt_tui.layout import layered_layout
@@ -38,16 +39,7 @@ _STATUS_STYLE = {
 
 
 def age(ms: int, now_ms: int) -> str:
-    if ms <= 0:
-        return "-"
-    delta = max(now_ms - ms, 0) // 1000
-    if delta < 60:
-        return f"{delta}s"
-    if delta < 3600:
-        return f"{delta // 60}m"
-    if delta < 86400:
-        return f"{delta // 3600}h"
-    return f"{delta // 86400}d"
+    return short_age(ms, now_ms)
 
 
 def clock(ms: int, tz: tzinfo) -> str:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from holt_core.cli.output import print_error
+from holt_core.cli.common import run_typer_app
 from holt_core.embedded_redis import resolve_redis_url
-from holt_core.errors import HoltError
 from holt_core.identity import resolve_operator
 from holt_core.keys import Keys
 from holt_tui.config import TuiConfig
@@ -79,14 +77,7 @@ def replay_cmd(
 
 
 def run() -> None:
-    """Console-script entry: user errors become one line and exit 1, never a traceback."""
-    try:
-        app()
-    except HoltError as err:
-        print_error(err)
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_typer_app(app)
 
 
 if __name__ == "__main__":

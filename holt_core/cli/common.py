@@ -98,3 +98,19 @@ async def open_blackboard(
             await redis.aclose()
 
 
+
+
+def run_typer_app(app: typer.Typer) -> None:
+    """Console-script entry: user errors become one line and exit 1, never a traceback.
+
+    Typer's standalone mode already turns usage errors into a message and exit 2.
+    """
+    from holt_core.cli.output import print_error
+
+    try:
+        app()
+    except HoltError as err:
+        print_error(err)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from holt_core import __version__
 from holt_core.cli import audit_cmds, debug_cmds, destroy_cmd, hitl_cmds, lifecycle_cmds, read_cmds, redis_cmd
-from holt_core.cli.output import print_error
-from holt_core.errors import HoltError
+from holt_core.cli.common import run_typer_app
 
 app = typer.Typer(
     name="holt",
@@ -43,17 +40,7 @@ def main(
 
 
 def run() -> None:
-    """Console-script entry: user errors become one line and exit 1, never a traceback.
-
-    Typer's standalone mode already turns usage errors into a message and exit 2.
-    """
-    try:
-        app()
-    except HoltError as err:
-        print_error(err)
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_typer_app(app)
 
 
 if __name__ == "__main__":
