@@ -109,6 +109,9 @@ class ClaimRuntime:
     failures: dict[str, Artefact] = field(default_factory=dict)  # role -> Failure artefact
     rework: Artefact | None = None  # feedback claims: the new version
     note: str = ""
+    # The safety sweep's memory of grants whose output has not come: (rev, pending grants) and since when.
+    waiting_key: tuple[int, tuple[tuple[str, str], ...]] | None = None
+    waiting_since: float = 0.0
 
 
 class Orchestrator:
@@ -121,6 +124,7 @@ class Orchestrator:
         worker_launcher: WorkerLauncher | None = None,
         log: EventLogger | None = None,
         sweep_interval_s: float = 5.0,
+        stale_grant_s: float = 30.0,
     ) -> None:
         self.bb = bb
         self.keys = bb.keys
@@ -143,6 +147,7 @@ class Orchestrator:
         self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
         self.ready = asyncio.Event()
         self.sweep_interval_s = sweep_interval_s
+        self.stale_grant_s = stale_grant_s
         self._swept_to_ms = 0
         # Artefacts fully handled from their live event, by arrival time: the sweep skips them, so at a
         # thousand hops a second it re-reads only what pub/sub may have lost, not every recent artefact.
@@ -274,8 +279,58 @@ class Orchestrator:
                     rt.bids = {**bids, **rt.bids}
         for claim_id in list(self.claims):
             await self.advance(claim_id)
+        await self._resend_stale_grants()
         if replayed:
             self.log.warning("sweep_created_missed_claims", count=replayed)
+
+    async def _resend_stale_grants(self) -> None:
+        """A grant notification lost on a pup's reconnect would stall its claim for good: re-send a grant that
+        has waited ``stale_grant_s`` when its agent never started it (no execution lease)."""
+        now = time.monotonic()
+        due: list[tuple[ClaimRuntime, str, str]] = []
+        for rt in self.claims.values():
+            pending = tuple(self._pending_grants(rt))
+            key = (rt.rev, pending)
+            if not pending:
+                rt.waiting_key = None
+            elif rt.waiting_key != key:
+                rt.waiting_key, rt.waiting_since = key, now
+            elif now - rt.waiting_since >= self.stale_grant_s:
+                due.extend((rt, role, grant_type) for role, grant_type in pending
+                           if not self._runs_as_worker(role))
+        if not due:
+            return
+        async with self.bb.redis.pipeline(transaction=False) as pipe:
+            for rt, role, _ in due:
+                pipe.exists(self.keys.exec_lease(rt.claim.id, role))
+            started = await pipe.execute()
+        tx = Tx()
+        for (rt, role, grant_type), lease in zip(due, started, strict=True):
+            rt.waiting_since = now  # at most once per stale_grant_s
+            if lease:
+                continue  # running or done: its output is on its way
+            tx.publish(self.keys.agent_events(role),
+                       GrantNotification(claim_id=rt.claim.id, claim_type=grant_type).to_json())
+            self.log.warning("stale_grant_resent", claim_id=rt.claim.id, agent_name=role)
+        await self.bb.run(tx)
+
+    def _runs_as_worker(self, role: str) -> bool:
+        agent = self.config.agents.get(role)
+        return agent is not None and agent.is_controller and self.workers is not None
+
+    @staticmethod
+    def _pending_grants(rt: ClaimRuntime) -> list[tuple[str, str]]:
+        """(role, grant type) of every grant of this claim whose output has not arrived."""
+        claim = rt.claim
+        if not claim.status.is_open or claim.grant_queue is not None:
+            return []
+        if claim.status == ClaimStatus.PENDING_ASSIGNMENT:
+            return [] if rt.rework is not None else [(claim.granted_exclusive_agent, "exclusive")]
+        if claim.phase_state is None:
+            return []
+        grant_type = _GRANT_TYPE[claim.phase_state.current]
+        return [(r, grant_type) for r in claim.phase_state.granted_agents
+                if r not in rt.outputs and r not in rt.failures]
 
     def spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -828,29 +883,19 @@ class Orchestrator:
 
     async def _regrant(self, rt: ClaimRuntime) -> None:
         """After a restart: re-send grants whose output has not arrived (agents' leases stop doubles)."""
-        claim = rt.claim
-        if not claim.status.is_open or claim.grant_queue is not None:
-            return
-        pending: list[tuple[str, str]] = []
-        if claim.status == ClaimStatus.PENDING_ASSIGNMENT:
-            if rt.rework is None:
-                pending.append((claim.granted_exclusive_agent, "exclusive"))
-        elif claim.phase_state is not None:
-            grant_type = _GRANT_TYPE[claim.phase_state.current]
-            pending.extend((r, grant_type) for r in claim.phase_state.granted_agents if r not in rt.outputs)
+        pending = self._pending_grants(rt)
         tx = Tx()
         for role, grant_type in pending:
-            agent = self.config.agents.get(role)
-            if agent is not None and agent.is_controller and self.workers is not None:
-                if not self.workers.is_running(claim.id):
-                    self._active_workers[role].add(claim.id)
-                    self.workers.launch(role, claim.id, self._worker_exited)
+            if self._runs_as_worker(role) and self.workers is not None:
+                if not self.workers.is_running(rt.claim.id):
+                    self._active_workers[role].add(rt.claim.id)
+                    self.workers.launch(role, rt.claim.id, self._worker_exited)
             else:
                 tx.publish(self.keys.agent_events(role),
-                           GrantNotification(claim_id=claim.id, claim_type=grant_type).to_json())
+                           GrantNotification(claim_id=rt.claim.id, claim_type=grant_type).to_json())
         if pending:
             await self.bb.run(tx)
-            self.log.info("grant_resent", claim_id=claim.id, agents=[r for r, _ in pending])
+            self.log.info("grant_resent", claim_id=rt.claim.id, agents=[r for r, _ in pending])
 
     # ------------------------------------------------------------------ endings
 

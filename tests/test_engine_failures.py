@@ -215,3 +215,40 @@ async def test_safety_sweep_recovers_events_lost_by_pub_sub(
     finally:
         await engine.close()
     assert done.source_artefacts == [goal.id]
+
+
+async def test_a_lost_grant_notification_is_resent_by_the_sweep(
+    tmp_path: Path, redis_url: str, instance: str, bb: Blackboard
+) -> None:
+    ws = make_workspace(tmp_path, files={"holt.yml": config_text(), "worker.py": WORKER})
+    engine = Engine(redis_url, instance, ws, parse_config(config_text()))
+    orchestrator = await engine.start_orchestrator()
+    await engine.start_pups()
+    pup = engine.pups["Worker"]
+    deliver = pup._dispatch
+    dropped: list[str] = []
+
+    def deaf_to_the_first_grant(channel: str, data: str) -> None:
+        # As on a pup's reconnect: the grant notification is published while nobody listens.
+        if channel == bb.keys.agent_events("Worker") and not dropped:
+            dropped.append(data)
+            return
+        deliver(channel, data)
+
+    pup._dispatch = deaf_to_the_first_grant  # type: ignore[method-assign]
+    orchestrator.stale_grant_s = 0.0
+    try:
+        goal = await engine.forage("fine")
+        claim_id = None
+        while claim_id is None or not dropped:
+            await asyncio.sleep(0.05)
+            claim_id = await bb.claim_id_for_artefact(goal.id)
+        claim = await bb.get_claim(claim_id)
+        assert claim.granted_exclusive_agent == "Worker" and claim.status == ClaimStatus.PENDING_EXCLUSIVE
+        assert await bb.redis.exists(bb.keys.exec_lease(claim_id, "Worker")) == 0  # it never started
+        await orchestrator.sweep()  # first sight of the waiting grant
+        await orchestrator.sweep()  # still waiting, never started: re-sent
+        done = await wait_for_artefact(bb, lambda a: a.structural_type == StructuralType.TERMINAL, 30)
+    finally:
+        await engine.close()
+    assert done.source_artefacts == [goal.id]
