@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
+from textual.widgets import Label
 
 from holt_core.blackboard import Blackboard
 from holt_core.cli.common import redis_client
@@ -26,8 +27,9 @@ from holt_tui.app import HoltTui
 from holt_tui.config import TuiConfig
 from holt_tui.feed import FeedItem
 from holt_tui.reader import Reader
+from holt_tui.screens.dialogs import BreakpointDialog
 from holt_tui.sources import attach_sources
-from holt_tui.widgets.views import InboxList
+from holt_tui.widgets.views import BreakpointsList, InboxList
 from tests.debughelp import changed, claim_revs, goal, recipe_engine, wait_held
 from tests.engine import Engine, wait_for_artefact, wait_settled
 from tests.hitl_support import agent, config_text, hitl_engine, runs, wait_request
@@ -153,7 +155,8 @@ async def test_answer_approve_and_reject_from_the_inbox(tmp_path: Path, redis_ur
             await until(lambda: gate2.id not in {i.id for i in app.query_one(InboxList).items}, what="inbox update")
             await wait_settled(bb)
             log = action_log(app)
-        assert "answer: answered" in log and "approve: approved" in log and "reject: rejected" in log
+        assert f"answer {question.id[:8]}: answered" in log and f"approve {gate1.id[:8]}: approved" in log
+        assert f"reject {gate2.id[:8]}: rejected" in log
     finally:
         await engine.close()
 
@@ -259,11 +262,13 @@ async def test_breakpoint_step_continue_terminate_and_inject_from_the_keyboard(
             await pilot.press("ctrl+s")
             v3 = await wait_for_artefact(bb, lambda a: a.type == "RecipeDraft" and a.version == 3
                                          and a.logical_id == v2.logical_id, 60)
-            await until(lambda: "inject review: feedback injected" in action_log(app), what="the action log")
+            await until(lambda: f"review {v2.id[:8]}: feedback injected" in action_log(app), what="the action log")
             log = action_log(app)
-        assert "breakpoint: breakpoint on RecipeDraft added" in log
-        assert "step: stepped one decision" in log and "continue: continued" in log
-        assert "terminate: claim terminated" in log and "breakpoint: breakpoint on RecipeDraft disabled" in log
+        assert "break RecipeDraft: breakpoint on RecipeDraft added" in log
+        assert f"step {held.decision.kind.value} " in log and ": stepped one decision" in log
+        assert f"continue {step_held.decision.kind.value} {claim_id[:8]}: continued" in log
+        assert f"terminate {claim_id[:8]}: claim terminated" in log
+        assert "break RecipeDraft: breakpoint on RecipeDraft disabled" in log
         await wait_settled(bb, 60)
     finally:
         await engine.close()
@@ -282,6 +287,118 @@ async def test_breakpoint_step_continue_terminate_and_inject_from_the_keyboard(
         assert ("alice", action) in ops, action
     assert ("alice", "debug_terminate", claim_id) in records
     assert ("alice", "debug_inject_review", v2.id) in records
+
+
+# ------------------------------------------------------------------------------------------------ breakpoints panel
+
+
+def footer_actions(app: HoltTui) -> dict[str, str]:
+    """key -> action of every binding the footer shows now (enabled or not)."""
+    return {key: b.binding.action for key, b in app.screen.active_bindings.items() if b.binding.show}
+
+
+async def test_breakpoints_panel_add_enable_delete_and_pause_resume(tmp_path: Path, redis_url: str, instance: str,
+                                                                    bb: Blackboard) -> None:
+    engine = recipe_engine(tmp_path, redis_url, instance)
+    await engine.start_orchestrator()  # breakpoints and modes are taken in by the orchestrator
+    await registered(engine, bb)
+    observer = DebugClient(bb, "observer")
+    try:
+        async with control_app(redis_url, instance) as app, app.run_test(size=(150, 45)) as pilot:
+            await in_control(app)
+            await until(lambda: app.model.debug.supported, what="the debug snapshot")
+            await pilot.pause(0.1)
+            keys = footer_actions(app)
+            assert "B" not in keys and "e" not in keys and "d" not in keys  # not on the inspector
+            assert keys["p"] == "pause"
+            await pilot.press("7")
+            await pilot.pause(0.1)
+            keys = footer_actions(app)
+            assert keys["B"] == "add_breakpoint" and "e" not in keys and "d" not in keys  # nothing to select yet
+
+            # B: a type glob and conditions by their short names.
+            await pilot.press("B", "backspace", *"Recipe*", "tab")
+            await type_text(pilot, "role=Drafter kind=grant_review")
+            await pilot.press("ctrl+s")
+            await until(lambda: len(app.model.debug.breakpoints) == 1, what="the first breakpoint")
+            [first] = await observer.breakpoints()
+            assert (first.artefact_type, first.produced_by_role, first.decision_kind) == \
+                ("Recipe*", "Drafter", "grant_review")
+            assert first.action.value == "hold" and first.enabled
+
+            # A bad condition is refused in the dialog; nothing is written.
+            await pilot.press("B", "tab")
+            await type_text(pilot, "colour=red")
+            await pilot.press("ctrl+s")
+            assert isinstance(app.screen, BreakpointDialog)
+            assert "unknown condition 'colour'" in str(app.screen.query_one("#bp-error", Label).render())
+            await pilot.press("escape")
+            assert not isinstance(app.screen, BreakpointDialog)
+
+            # stop, on every decision kind create_claim from the second hit on.
+            await pilot.press("B", "tab")
+            await type_text(pilot, "kind=create_claim hit=>=2")
+            await pilot.press("tab", "space", "ctrl+s")
+            await until(lambda: len(app.model.debug.breakpoints) == 2, what="the second breakpoint")
+            second = next(b for b in await observer.breakpoints() if b.id != first.id)
+            assert second.artefact_type in (None, "*") and second.hit_condition == ">=2"
+            assert second.action.value == "stop" and second.decision_kind == "create_claim"
+
+            # e toggles the selected breakpoint; d deletes it after a confirmation.
+            bps = app.query_one(BreakpointsList)
+            bps.focus()
+            await pilot.press("g")
+            selected = bps.current_item
+            assert selected is not None
+            await pilot.pause(0.1)
+            keys = footer_actions(app)
+            assert keys["e"] == "toggle_breakpoint_enabled" and keys["d"] == "delete_breakpoint"
+
+            async def enabled() -> bool | None:
+                found = [b for b in await observer.breakpoints() if b.id == selected.id]
+                return found[0].enabled if found else None
+
+            await pilot.press("e")
+            await until_async(lambda: _is(enabled(), False), "disabled in Redis")
+            await until(lambda: not bps.current_item.enabled, what="disabled in the panel")  # type: ignore[union-attr]
+            await pilot.press("e")
+            await until_async(lambda: _is(enabled(), True), "enabled again in Redis")
+            await until(lambda: bps.current_item.enabled, what="enabled in the panel")  # type: ignore[union-attr]
+            await pilot.press("d", "escape")
+            await pilot.pause(0.3)
+            assert await enabled() is True  # cancelled: still there
+            await pilot.press("d", "ctrl+s")
+            await until_async(lambda: _is(enabled(), None), "deleted in Redis")
+            await until(lambda: len(app.model.debug.breakpoints) == 1, what="deleted in the panel")
+
+            # p pauses (full control); the footer then offers Resume on the same key, which leaves it.
+            await pilot.press("p")
+            await until_async(lambda: _full_control(observer, True), "full control")
+            await until(lambda: app.model.debug.full_control, what="full control in the model")
+            await pilot.pause(0.1)
+            assert footer_actions(app)["p"] == "resume"
+            await pilot.press("p")
+            await until_async(lambda: _full_control(observer, False), "resumed")
+            await until(lambda: not app.model.debug.full_control, what="resumed in the model")
+            await pilot.pause(0.1)
+            assert footer_actions(app)["p"] == "pause"
+    finally:
+        await engine.close()
+    records = [(r.operator, r.action, r.subject) for r in await bb.audit.records() if r.action.startswith("debug_")]
+    actions = [a for op, a, _ in records if op == "alice"]
+    for action in ("debug_breakpoint_added", "debug_breakpoint_disabled", "debug_breakpoint_enabled",
+                   "debug_breakpoint_removed", "debug_pause", "debug_resume"):
+        assert action in actions, (action, records)
+    assert actions.count("debug_breakpoint_added") == 2  # the refused one never reached Redis
+    assert ("alice", "debug_breakpoint_removed", selected.id) in records
+
+
+async def _is(value: Any, expected: object) -> bool:
+    return bool(await value == expected)
+
+
+async def _full_control(client: DebugClient, expected: bool) -> bool:
+    return (await client.mode()).full_control is expected
 
 
 async def until_async(check: Callable[[], Any], what: str, within: float = 30.0) -> None:
