@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
+from redis.exceptions import RedisError
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -27,7 +28,7 @@ from holt_tui.config import TuiConfig
 from holt_tui.display import PayloadCache, clock, held_lines, inspector_lines, neighbourhood_lines, s
 from holt_tui.feed import FeedItem
 from holt_tui.filtering import NO_FILTER, ListFilter
-from holt_tui.messages import ActionDone, PromptCancelled, PromptSubmitted, RowSelected
+from holt_tui.messages import ActionDone, Explained, PromptCancelled, PromptSubmitted, RowSelected
 from holt_tui.model import Change, LiveModel
 from holt_tui.recording import Recorder
 from holt_tui.screens.dialogs import ActionDialog, BreakpointDialog
@@ -126,6 +127,11 @@ class HoltTui(App[None]):
         self._last_clock = -1
         self._rows_drawn_at = -1
         self._drained = 0
+        # "Why not moving" from the debug plane (live attach only): claim id -> reasons, for the selection.
+        self._explained: dict[str, list[str]] = {}
+        self._explained_for: str | None = None
+        self._explain_wanted = False
+        self._explain_running = False
         if not self.config.animations:
             self.animation_level = "none"
 
@@ -237,6 +243,8 @@ class HoltTui(App[None]):
             selected in self.model.artefacts[a].source_artefacts for a in change.new_artefacts)
         if change.claims or change.debug or change.inbox or touches_selection or (change.artefacts and not selected):
             self._stale.update(("inspector", "neighbourhood"))
+            if change.claims or change.debug or change.inbox:
+                self._request_explain()
         if change.artefacts or change.claims:
             self._stale.add("agents")
         if change.events:
@@ -269,7 +277,11 @@ class HoltTui(App[None]):
         now, tz = self.config.clock_ms(), self.config.tz
         match pane:
             case "inspector":
-                lines = inspector_lines(self.model, self.selected_artefact, self._payloads, now, tz)
+                selected = self.selected_artefact
+                explained = None
+                if self._live_explain:
+                    explained = self._explained if self._explained_for == selected else {}
+                lines = inspector_lines(self.model, selected, self._payloads, now, tz, explained)
                 self.query_one("#inspector-view", TextLines).show(lines, keep_scroll=keep_scroll)
             case "neighbourhood":
                 lines = neighbourhood_lines(self.model, self.selected_artefact)
@@ -393,11 +405,13 @@ class HoltTui(App[None]):
 
     def _selection_changed(self) -> None:
         self._stale.update(("inspector", "neighbourhood"))
+        self._request_explain()
         self._refresh_active_pane(keep_scroll=False)
         self._render_status()
         self.refresh_bindings()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._request_explain()
         self._refresh_active_pane(keep_scroll=False)
         self.refresh_bindings()
 
@@ -417,6 +431,51 @@ class HoltTui(App[None]):
         self.action_log.append(Text(f"{stamp} {message.action}: {s(message.message, 200)}", style=style))
         self.notify(s(message.message, 200), title=message.action, severity="information" if message.ok else "error")
         self._render_debugger()
+
+    # ------------------------------------------------------------------------------------------ explain
+
+    @property
+    def _live_explain(self) -> bool:
+        return not self.replay and "explain" in self.sources.debug.capabilities()
+
+    def _request_explain(self) -> None:
+        """Ask the debug plane why the selection's open claims are not moving, off the UI path.
+
+        One worker at a time: requests made while it runs collapse into one more round, so a burst of claim
+        changes costs at most two explains and a key press never waits for Redis.
+        """
+        if not self._live_explain or self._active_pane() != "inspector":
+            return
+        self._explain_wanted = True
+        if not self._explain_running:
+            self._explain_running = True
+            self.run_worker(self._explain_rounds(), name="explain", group="explain", exit_on_error=False)
+
+    async def _explain_rounds(self) -> None:
+        try:
+            while self._explain_wanted:
+                self._explain_wanted = False
+                selected = self.selected_artefact
+                if selected is None:
+                    continue
+                claims = [st.claim.id for st in self.model.claims_of(selected) if st.claim.status.is_open]
+                reasons: dict[str, list[str]] = {}
+                for claim_id in claims:
+                    try:
+                        reasons[claim_id] = await self.sources.debug.explain(claim_id)
+                    except (HoltError, RedisError, OSError) as err:
+                        reasons[claim_id] = [f"cannot ask the debug plane: {err}"]
+                self.post_message(Explained(selected, reasons))
+        finally:
+            self._explain_running = False
+
+    def on_explained(self, message: Explained) -> None:
+        if message.artefact_id != self.selected_artefact:
+            return  # the selection moved on; its own round is on the way
+        self._explained = message.reasons
+        self._explained_for = message.artefact_id
+        self._stale.add("inspector")
+        self._refresh_active_pane(keep_scroll=True)
 
     def _refocus(self, target: str | None) -> None:
         if target:

@@ -29,7 +29,7 @@ from holt_tui.feed import FeedItem
 from holt_tui.reader import Reader
 from holt_tui.screens.dialogs import BreakpointDialog
 from holt_tui.sources import attach_sources
-from holt_tui.widgets.views import BreakpointsList, InboxList
+from holt_tui.widgets.views import BreakpointsList, InboxList, TextLines
 from tests.debughelp import changed, claim_revs, goal, recipe_engine, wait_held
 from tests.engine import Engine, wait_for_artefact, wait_settled
 from tests.hitl_support import agent, config_text, hitl_engine, runs, wait_request
@@ -67,6 +67,10 @@ async def goto(pilot: Pilot[Any], app: HoltTui, artefact_id: str) -> None:
 
 async def in_control(app: HoltTui) -> None:
     await until(lambda: app.lease.held and app.model.connection == "live", what="control and a live connection")
+
+
+def inspector_text(app: HoltTui) -> str:
+    return "\n".join(t.plain for t in app.query_one("#inspector-view", TextLines).items)
 
 
 def action_log(app: HoltTui) -> str:
@@ -230,6 +234,14 @@ async def test_breakpoint_step_continue_terminate_and_inject_from_the_keyboard(
                 await asyncio.sleep(0.1)
                 assert await claim_revs(bb) == after
             phase_before = (await bb.get_claim(claim_id)).phase_state
+
+            # The inspector's "why not moving" is the debug plane's explanation (not the model's own guess).
+            await goto(pilot, app, draft)
+            await pilot.press("1")
+            await until(lambda: "• held: " in inspector_text(app) and "stepping this claim" in inspector_text(app),
+                        what="the explanation in the inspector")
+            assert "held by the debugger" not in inspector_text(app)
+            await pilot.press("7")
 
             # c carries it out and runs on to the breakpoint's next hit.
             await until(lambda: any(h.id == step_held.hold_id for h in app.model.debug.held), what="the step hold")
