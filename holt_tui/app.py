@@ -86,9 +86,9 @@ class HoltTui(App[None]):
         Binding("p", "resume", "Resume", id="debug.resume"),
         Binding("b", "breakpoint", "Break", id="debug.breakpoint"),
         # The breakpoints panel (Debug tab): add with conditions, enable/disable and delete the selected one.
-        Binding("B", "add_breakpoint", "Add break", id="debug.add_breakpoint"),
-        Binding("e", "toggle_breakpoint_enabled", "En/disable", id="debug.toggle_breakpoint"),
-        Binding("d", "delete_breakpoint", "Delete break", id="debug.delete_breakpoint"),
+        Binding("B", "add_breakpoint", "Add bp", id="debug.add_breakpoint"),
+        Binding("e", "toggle_breakpoint_enabled", "On/off", id="debug.toggle_breakpoint"),
+        Binding("d", "delete_breakpoint", "Delete", id="debug.delete_breakpoint"),
         Binding("a", "answer", "Answer", id="inbox.answer"),
         Binding("r", "reject", "Reject", id="inbox.reject"),
         Binding("i", "inject", "Review", id="action.inject"),

@@ -35,6 +35,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("audit", "show_pane('audit')", "Show the audit tail (5)"),
     Command("inbox", "show_pane('inbox')", "Show questions and approvals (6)"),
     Command("debugger", "show_pane('debugger')", "Show held decisions and breakpoints (7)", ("debug",)),
+    Command("actions", "show_pane('debugger')", "Show the log of this session's actions (Debug tab)",
+            ("action-log",)),
     Command("step", "step", "Carry out the held decision and hold the next (s / n)", ("s", "n", "next")),
     Command("continue", "continue_decision", "Carry out the held decision and run on (c)", ("c",)),
     Command("skip", "skip", "Drop the held decision; the claim stays as it is (K)"),
