@@ -306,7 +306,8 @@ async def test_breakpoint_step_continue_terminate_and_inject_from_the_keyboard(
 
 def footer_actions(app: HoltTui) -> dict[str, str]:
     """key -> action of every binding the footer shows now (enabled or not)."""
-    return {key: b.binding.action for key, b in app.screen.active_bindings.items() if b.binding.show}
+    return {key: b.binding.action.removeprefix("app.") for key, b in app.screen.active_bindings.items()
+            if b.binding.show}
 
 
 async def test_breakpoints_panel_add_enable_delete_and_pause_resume(tmp_path: Path, redis_url: str, instance: str,
