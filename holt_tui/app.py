@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
+from redis.exceptions import RedisError
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -21,17 +22,18 @@ from textual.widget import Widget
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from holt_core.errors import HoltError
+from holt_tui.breakpoint_form import BreakpointForm
 from holt_tui.commands import COMMANDS, ActionsProvider, Command, find_command
 from holt_tui.config import TuiConfig
 from holt_tui.display import PayloadCache, clock, held_lines, inspector_lines, neighbourhood_lines, s
 from holt_tui.feed import FeedItem
 from holt_tui.filtering import NO_FILTER, ListFilter
-from holt_tui.messages import ActionDone, PromptCancelled, PromptSubmitted, RowSelected
+from holt_tui.messages import ActionDone, Explained, PromptCancelled, PromptSubmitted, RowSelected
 from holt_tui.model import Change, LiveModel
 from holt_tui.recording import Recorder
-from holt_tui.screens.dialogs import ActionDialog
+from holt_tui.screens.dialogs import ActionDialog, BreakpointDialog
 from holt_tui.screens.help import HelpScreen
-from holt_tui.sources import ActionResult, HeldDecision, InboxItem, LeaseState, Sources, null_sources
+from holt_tui.sources import ActionResult, Breakpoint, HeldDecision, InboxItem, LeaseState, Sources, null_sources
 from holt_tui.widgets.lines import LineList
 from holt_tui.widgets.prompt import PromptBar
 from holt_tui.widgets.views import (
@@ -47,8 +49,9 @@ from holt_tui.widgets.views import (
 PANES = ("inspector", "neighbourhood", "agents", "events", "audit", "inbox", "debugger")
 # Control actions, the capability each needs from the debug source ("inbox" = the inbox source).
 CONTROL: dict[str, str] = {
-    "step": "step", "continue_decision": "continue", "skip": "skip", "pause": "pause",
-    "breakpoint": "breakpoint", "inject": "inject_review", "terminate": "terminate",
+    "step": "step", "continue_decision": "continue", "skip": "skip", "pause": "pause", "resume": "resume",
+    "breakpoint": "breakpoint", "add_breakpoint": "breakpoint", "toggle_breakpoint_enabled": "breakpoint",
+    "delete_breakpoint": "breakpoint", "inject": "inject_review", "terminate": "terminate",
     "answer": "inbox", "reject": "inbox",
 }
 FeedStarter = Callable[[Callable[[FeedItem], None]], Awaitable[None]]
@@ -78,8 +81,14 @@ class HoltTui(App[None]):
         Binding("c", "continue_decision", "Continue", id="debug.continue"),
         # Shift+K, not k: k moves up in every list, and a scroll key must never drop a decision.
         Binding("K", "skip", "Skip", id="debug.skip"),
+        # One key, two bindings: the footer shows whichever applies now (check_action hides the other).
         Binding("p", "pause", "Pause", id="debug.pause"),
+        Binding("p", "resume", "Resume", id="debug.resume"),
         Binding("b", "breakpoint", "Break", id="debug.breakpoint"),
+        # The breakpoints panel (Debug tab): add with conditions, enable/disable and delete the selected one.
+        Binding("B", "add_breakpoint", "Add bp", id="debug.add_breakpoint"),
+        Binding("e", "toggle_breakpoint_enabled", "On/off", id="debug.toggle_breakpoint"),
+        Binding("d", "delete_breakpoint", "Delete", id="debug.delete_breakpoint"),
         Binding("a", "answer", "Answer", id="inbox.answer"),
         Binding("r", "reject", "Reject", id="inbox.reject"),
         Binding("i", "inject", "Review", id="action.inject"),
@@ -118,6 +127,11 @@ class HoltTui(App[None]):
         self._last_clock = -1
         self._rows_drawn_at = -1
         self._drained = 0
+        # "Why not moving" from the debug plane (live attach only): claim id -> reasons, for the selection.
+        self._explained: dict[str, list[str]] = {}
+        self._explained_for: str | None = None
+        self._explain_wanted = False
+        self._explain_running = False
         if not self.config.animations:
             self.animation_level = "none"
 
@@ -151,6 +165,7 @@ class HoltTui(App[None]):
                     yield TextLines(id="held")
                     yield Static("Breakpoints", id="breakpoints-title")
                     yield BreakpointsList(id="breakpoints")
+                    yield Static("Actions (this session)", id="actions-title")
                     yield TextLines(id="action-log")
         yield PromptBar(id="prompt")
         yield Footer()
@@ -228,6 +243,8 @@ class HoltTui(App[None]):
             selected in self.model.artefacts[a].source_artefacts for a in change.new_artefacts)
         if change.claims or change.debug or change.inbox or touches_selection or (change.artefacts and not selected):
             self._stale.update(("inspector", "neighbourhood"))
+            if change.claims or change.debug or change.inbox:
+                self._request_explain()
         if change.artefacts or change.claims:
             self._stale.add("agents")
         if change.events:
@@ -260,7 +277,11 @@ class HoltTui(App[None]):
         now, tz = self.config.clock_ms(), self.config.tz
         match pane:
             case "inspector":
-                lines = inspector_lines(self.model, self.selected_artefact, self._payloads, now, tz)
+                selected = self.selected_artefact
+                explained = None
+                if self._live_explain:
+                    explained = self._explained if self._explained_for == selected else {}
+                lines = inspector_lines(self.model, selected, self._payloads, now, tz, explained)
                 self.query_one("#inspector-view", TextLines).show(lines, keep_scroll=keep_scroll)
             case "neighbourhood":
                 lines = neighbourhood_lines(self.model, self.selected_artefact)
@@ -337,8 +358,11 @@ class HoltTui(App[None]):
         held = d.held[0] if d.held else None
         self.query_one("#held", TextLines).show(held_lines(held, self.config.clock_ms()))
         self.query_one(BreakpointsList).set_items(list(d.breakpoints))
-        log = self.action_log or [Text("actions you take appear here", style="dim italic")]
-        self.query_one("#action-log", TextLines).show(log[-50:])
+        log = self.action_log or [Text("actions you take in this session appear here, with their result",
+                                       style="dim italic")]
+        view = self.query_one("#action-log", TextLines)
+        view.show(log, keep_scroll=True)  # every action of the session; the newest stays in view
+        view.scroll_end(animate=False, immediate=True)
 
     def _render_inbox(self) -> None:
         inbox = self.model.inbox
@@ -371,6 +395,8 @@ class HoltTui(App[None]):
             if self.following and message.key != self._follow_key:
                 self.following = False
             self._selection_changed()
+        elif message.list_id == "breakpoints":
+            self.refresh_bindings()
         elif message.list_id == "inbox-list":
             self._render_inbox_detail()
             self.refresh_bindings()
@@ -379,11 +405,13 @@ class HoltTui(App[None]):
 
     def _selection_changed(self) -> None:
         self._stale.update(("inspector", "neighbourhood"))
+        self._request_explain()
         self._refresh_active_pane(keep_scroll=False)
         self._render_status()
         self.refresh_bindings()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._request_explain()
         self._refresh_active_pane(keep_scroll=False)
         self.refresh_bindings()
 
@@ -403,6 +431,51 @@ class HoltTui(App[None]):
         self.action_log.append(Text(f"{stamp} {message.action}: {s(message.message, 200)}", style=style))
         self.notify(s(message.message, 200), title=message.action, severity="information" if message.ok else "error")
         self._render_debugger()
+
+    # ------------------------------------------------------------------------------------------ explain
+
+    @property
+    def _live_explain(self) -> bool:
+        return not self.replay and "explain" in self.sources.debug.capabilities()
+
+    def _request_explain(self) -> None:
+        """Ask the debug plane why the selection's open claims are not moving, off the UI path.
+
+        One worker at a time: requests made while it runs collapse into one more round, so a burst of claim
+        changes costs at most two explains and a key press never waits for Redis.
+        """
+        if not self._live_explain or self._active_pane() != "inspector":
+            return
+        self._explain_wanted = True
+        if not self._explain_running:
+            self._explain_running = True
+            self.run_worker(self._explain_rounds(), name="explain", group="explain", exit_on_error=False)
+
+    async def _explain_rounds(self) -> None:
+        try:
+            while self._explain_wanted:
+                self._explain_wanted = False
+                selected = self.selected_artefact
+                if selected is None:
+                    continue
+                claims = [st.claim.id for st in self.model.claims_of(selected) if st.claim.status.is_open]
+                reasons: dict[str, list[str]] = {}
+                for claim_id in claims:
+                    try:
+                        reasons[claim_id] = await self.sources.debug.explain(claim_id)
+                    except (HoltError, RedisError, OSError) as err:
+                        reasons[claim_id] = [f"cannot ask the debug plane: {err}"]
+                self.post_message(Explained(selected, reasons))
+        finally:
+            self._explain_running = False
+
+    def on_explained(self, message: Explained) -> None:
+        if message.artefact_id != self.selected_artefact:
+            return  # the selection moved on; its own round is on the way
+        self._explained = message.reasons
+        self._explained_for = message.artefact_id
+        self._stale.add("inspector")
+        self._refresh_active_pane(keep_scroll=True)
 
     def _refocus(self, target: str | None) -> None:
         if target:
@@ -543,6 +616,16 @@ class HoltTui(App[None]):
             supported = need in self.sources.debug.capabilities()
         if not supported:
             return False  # hidden: this instance cannot do it at all
+        match action:  # hidden where they do not apply
+            case "add_breakpoint" | "toggle_breakpoint_enabled" | "delete_breakpoint":
+                if self._active_pane() != "debugger":
+                    return False
+                if action != "add_breakpoint" and self._selected_breakpoint() is None:
+                    return False
+            case "pause" if self.model.debug.full_control:
+                return False
+            case "resume" if not self.model.debug.full_control:
+                return False
         if self.read_only:
             return None  # shown, disabled: it exists, but this session may not act
         match action:
@@ -572,12 +655,12 @@ class HoltTui(App[None]):
     def action_step(self) -> None:
         held = self._held()
         if held is not None:
-            self._call("step", self.sources.debug.step(held.id))
+            self._call(f"step {_held_label(held)}", self.sources.debug.step(held.id))
 
     def action_continue_decision(self) -> None:
         held = self._held()
         if held is not None:
-            self._call("continue", self.sources.debug.continue_(held.id))
+            self._call(f"continue {_held_label(held)}", self.sources.debug.continue_(held.id))
 
     def action_skip(self) -> None:
         held = self._held()
@@ -586,21 +669,56 @@ class HoltTui(App[None]):
 
         def done(text: str | None) -> None:
             if text is not None:
-                self._call("skip", self.sources.debug.skip(held.id))
+                self._call(f"skip {_held_label(held)}", self.sources.debug.skip(held.id))
 
         self.push_screen(ActionDialog(f"Skip the held decision: {s(held.would, 80)}?",
                                       "The claim stays as it is; nothing is carried out."), done)
 
     def action_pause(self) -> None:
-        if self.model.debug.full_control:
-            self._call("resume", self.sources.debug.resume())
-        else:
-            self._call("pause", self.sources.debug.pause())
+        self._call("pause", self.sources.debug.pause())
+
+    def action_resume(self) -> None:
+        self._call("resume", self.sources.debug.resume())
+
+    def _selected_breakpoint(self) -> Breakpoint | None:
+        item: Breakpoint | None = self.query_one(BreakpointsList).current_item
+        return item
+
+    def action_add_breakpoint(self) -> None:
+        a = self.selected_artefact
+        glob = self.model.artefacts[a].type if a is not None and a in self.model.artefacts else "*"
+
+        def added(form: BreakpointForm | None) -> None:
+            if form is not None:
+                self._call(f"add breakpoint {s(form.type_glob, 40)}",
+                           self.sources.debug.add_breakpoint(form.type_glob, form.conditions, form.action))
+
+        self.push_screen(BreakpointDialog(glob), added)
+
+    def action_toggle_breakpoint_enabled(self) -> None:
+        bp = self._selected_breakpoint()
+        if bp is not None:
+            verb = "disable" if bp.enabled else "enable"
+            self._call(f"{verb} breakpoint {s(bp.id, 20)}",
+                       self.sources.debug.set_breakpoint_enabled(bp.id, not bp.enabled))
+
+    def action_delete_breakpoint(self) -> None:
+        bp = self._selected_breakpoint()
+        if bp is None:
+            return
+
+        def confirmed(text: str | None) -> None:
+            if text is not None:
+                self._call(f"delete breakpoint {s(bp.id, 20)}", self.sources.debug.delete_breakpoint(bp.id))
+
+        self.push_screen(ActionDialog(f"Delete breakpoint {s(bp.id, 20)} on {s(bp.type_glob, 40)}?",
+                                      "Decisions it already holds stay held."), confirmed)
 
     def action_breakpoint(self) -> None:
         a = self.selected_artefact
         if a is not None and a in self.model.artefacts:
-            self._call("breakpoint", self.sources.debug.toggle_breakpoint(self.model.artefacts[a].type))
+            glob = self.model.artefacts[a].type
+            self._call(f"break {s(glob, 40)}", self.sources.debug.toggle_breakpoint(glob))
 
     def action_answer(self) -> None:
         item = self._inbox_item()
@@ -609,13 +727,13 @@ class HoltTui(App[None]):
         if item.kind == "question":
             def answered(text: str | None) -> None:
                 if text:
-                    self._call("answer", self.sources.inbox.answer(item.id, text))
+                    self._call(f"answer {item.id[:8]}", self.sources.inbox.answer(item.id, text))
 
             self.push_screen(ActionDialog(f"Answer: {s(item.title, 80)}", "", "Your answer:"), answered)
         else:
             def approved(text: str | None) -> None:
                 if text is not None:
-                    self._call("approve", self.sources.inbox.approve(item.id, text))
+                    self._call(f"approve {item.id[:8]}", self.sources.inbox.approve(item.id, text))
 
             self.push_screen(ActionDialog(f"Approve: {s(item.title, 80)}", f"risk {s(item.risk, 10)}",
                                           "Justification" + (" (required):" if item.needs_justification else ":")),
@@ -628,7 +746,7 @@ class HoltTui(App[None]):
 
         def rejected(text: str | None) -> None:
             if text:
-                self._call("reject", self.sources.inbox.reject(item.id, text))
+                self._call(f"reject {item.id[:8]}", self.sources.inbox.reject(item.id, text))
 
         self.push_screen(ActionDialog(f"Reject: {s(item.title, 80)}", "", "Reason (passed back to the agent):"),
                          rejected)
@@ -641,7 +759,7 @@ class HoltTui(App[None]):
 
         def injected(text: str | None) -> None:
             if text is not None:
-                self._call("inject review", self.sources.debug.inject_review(a, text.strip() or "{}"))
+                self._call(f"review {a[:8]}", self.sources.debug.inject_review(a, text.strip() or "{}"))
 
         self.push_screen(ActionDialog(f"Inject a review on {s(art.type, 40)} v{art.version} ({a[:8]})",
                                       "Empty (or {}) approves; any other text is feedback and starts rework.",
@@ -654,7 +772,7 @@ class HoltTui(App[None]):
 
         def terminated(text: str | None) -> None:
             if text:
-                self._call("terminate", self.sources.debug.terminate(claim, text))
+                self._call(f"terminate {claim[:8]}", self.sources.debug.terminate(claim, text))
 
         self.push_screen(ActionDialog(f"Terminate claim {claim[:8]}?", "The claim ends; agents are not granted it.",
                                       "Reason:"), terminated)
@@ -663,6 +781,10 @@ class HoltTui(App[None]):
         self.lease = await self.sources.debug.acquire_lease()
         self._render_status()
         self.refresh_bindings()
+
+
+def _held_label(held: HeldDecision) -> str:
+    return f"{s(held.kind, 30)} {(held.claim_id or held.artefact_id)[:8]}"
 
 
 def pane_widgets(app: HoltTui) -> dict[str, Widget]:

@@ -20,6 +20,7 @@ from holt_core.debug.client import DebugClient
 from holt_core.errors import HoltError
 from holt_core.hitl.client import HitlClient, OpenItem
 from holt_core.hitl.models import RequestKind
+from holt_tui.breakpoint_form import CONDITION_ALIASES, CONDITION_NAMES
 from holt_tui.sources import (
     CAPABILITIES,
     ActionResult,
@@ -32,13 +33,6 @@ from holt_tui.sources import (
 )
 
 T = TypeVar("T")
-
-_CONDITION_FIELDS = ("structural_type", "produced_by_role", "granted_role", "claim_status", "decision_kind",
-                     "hit_condition")
-# Short names accepted from the breakpoint dialog and the command line.
-_CONDITION_ALIASES = {"role": "produced_by_role", "status": "claim_status", "kind": "decision_kind",
-                      "structural": "structural_type", "granted": "granted_role", "hit": "hit_condition"}
-
 
 async def _attempt(work: Awaitable[T], done: str) -> ActionResult:
     try:
@@ -216,8 +210,8 @@ class CoreDebugSource:
     async def add_breakpoint(self, type_glob: str, conditions: dict[str, str], action: str) -> ActionResult:
         fields: dict[str, str] = {}
         for name, value in conditions.items():
-            key = _CONDITION_ALIASES.get(name, name)
-            if key not in _CONDITION_FIELDS:
+            key = CONDITION_ALIASES.get(name, name)
+            if key not in CONDITION_NAMES:
                 return ActionResult(False, f"unknown breakpoint condition {name!r}")
             fields[key] = value
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import datetime, tzinfo
 
 from rich.text import Text
@@ -144,7 +145,8 @@ def _kv(key: str, value: str, style: str = "") -> Text:
     return t
 
 
-def _claim_lines(model: LiveModel, st: ClaimState, now_ms: int) -> list[Text]:
+def _claim_lines(model: LiveModel, st: ClaimState, now_ms: int,
+                 explained: Mapping[str, list[str]] | None = None) -> list[Text]:
     c = st.claim
     out = [_kv("claim", c.id), _kv("status", c.status.value, _STATUS_STYLE.get(c.status.value, ""))]
     if c.phase_state is not None:
@@ -168,8 +170,13 @@ def _claim_lines(model: LiveModel, st: ClaimState, now_ms: int) -> list[Text]:
     if c.additional_context_ids:
         out.append(_kv("context", ", ".join(i[:8] for i in c.additional_context_ids)))
     if c.status.is_open:
-        out.append(Text("why not moving", style="dim"))
-        out.extend(Text(f"  • {s(r, 200)}", style="yellow") for r in model.why_not_moving(st))
+        # Live: the debug plane's explanation (it sees holds, queues, running tools); until it arrives, and in
+        # replay or offline, what the model itself can tell.
+        reasons = explained.get(c.id) if explained is not None else None
+        out.append(Text("why not moving" + (" (asking the orchestrator's view...)" if explained is not None
+                                            and reasons is None else ""), style="dim"))
+        for r in reasons if reasons is not None else model.why_not_moving(st):
+            out.append(Text(f"  • {s(r, 200)}", style="yellow"))
     return out
 
 
@@ -190,7 +197,8 @@ def context_chain(model: LiveModel, a: Artefact, limit: int = 12) -> list[Artefa
 
 
 def inspector_lines(model: LiveModel, artefact_id: str | None, cache: PayloadCache, now_ms: int,
-                    tz: tzinfo) -> list[Text]:
+                    tz: tzinfo, explained: Mapping[str, list[str]] | None = None) -> list[Text]:
+    """``explained``: claim id -> reasons from the debug plane (live attach); None uses the model's own."""
     if artefact_id is None or artefact_id not in model.artefacts:
         return [Text("select an artefact to inspect it", style="dim italic")]
     a = model.artefacts[artefact_id]
@@ -218,7 +226,7 @@ def inspector_lines(model: LiveModel, artefact_id: str | None, cache: PayloadCac
     if not claims:
         out.append(Text("no claim on this artefact", style="dim"))
     for st in claims:
-        out.extend(_claim_lines(model, st, now_ms))
+        out.extend(_claim_lines(model, st, now_ms, explained))
         out.append(Text(""))
     pretty = cache.pretty(a)
     out.append(Text(""))

@@ -39,3 +39,12 @@ class ActionDone(Message):
         self.action = action
         self.ok = ok
         self.message = message
+
+
+class Explained(Message):
+    """The debug plane's "why is this not moving" for the open claims of ``artefact_id`` (a worker asked)."""
+
+    def __init__(self, artefact_id: str, reasons: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.artefact_id = artefact_id
+        self.reasons = reasons

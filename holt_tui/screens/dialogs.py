@@ -8,7 +8,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, TextArea
+from textual.widgets import Button, Checkbox, Input, Label, TextArea
+
+from holt_core.errors import HoltError
+from holt_tui.breakpoint_form import BreakpointForm, parse_conditions
 
 
 class ActionDialog(ModalScreen[str | None]):
@@ -61,6 +64,66 @@ class ActionDialog(ModalScreen[str | None]):
     def action_confirm(self) -> None:
         text = self.query_one(TextArea).text if self.text_label is not None else ""
         self.dismiss(text)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class BreakpointDialog(ModalScreen[BreakpointForm | None]):
+    """Add a breakpoint: a type glob, conditions (``role=Drafter kind=grant_review``) and hold or stop."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
+        Binding("ctrl+s", "confirm", "Confirm", id="dialog.confirm"),
+    ]
+    DEFAULT_CSS = """
+    BreakpointDialog { align: center middle; }
+    BreakpointDialog > Vertical { width: 80%; max-width: 90; height: auto; border: thick $warning;
+                                  background: $panel; padding: 1 2; }
+    BreakpointDialog Horizontal { height: auto; margin-top: 1; }
+    BreakpointDialog Button { margin-right: 2; }
+    BreakpointDialog #bp-error { color: $error; }
+    """
+
+    def __init__(self, type_glob: str = "*") -> None:
+        super().__init__()
+        self.type_glob = type_glob
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Add a breakpoint", markup=False)
+            yield Label("Artefact type (Go glob, * for any):", markup=False)
+            yield Input(self.type_glob, id="bp-type")
+            yield Label("Conditions, name=value separated by spaces (role, granted, status, kind, structural, "
+                        "hit), e.g. kind=grant_review granted=Formatter hit='>=2':", markup=False)
+            yield Input("", id="bp-conditions")
+            yield Checkbox("stop: put the whole instance under full control when it hits", id="bp-stop")
+            yield Label("", id="bp-error", markup=False)
+            with Horizontal():
+                yield Button("Add (ctrl+s)", variant="warning", id="confirm")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#bp-type", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_confirm()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "confirm":
+            self.action_confirm()
+        else:
+            self.action_cancel()
+
+    def action_confirm(self) -> None:
+        try:
+            conditions = parse_conditions(self.query_one("#bp-conditions", Input).value)
+        except HoltError as err:
+            self.query_one("#bp-error", Label).update(err.message)
+            return
+        glob = self.query_one("#bp-type", Input).value.strip() or "*"
+        action = "stop" if self.query_one("#bp-stop", Checkbox).value else "hold"
+        self.dismiss(BreakpointForm(glob, conditions, action))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

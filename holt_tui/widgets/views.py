@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import tzinfo
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
 
 from holt_core.audit import AuditRecord
 from holt_tui.display import (
@@ -167,7 +168,14 @@ class InboxList(LineList):
 
 
 class BreakpointsList(LineList):
-    empty_text = "no breakpoints (b on an artefact adds one on its type)"
+    empty_text = "no breakpoints (b on an artefact adds one on its type, B adds one with conditions)"
+    # Also bound on the app (Debug tab); bound here too so that, with the list focused, the footer shows
+    # them first instead of cutting them off at its end. The app's check_action decides when they apply.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("B", "app.add_breakpoint", "Add bp", id="breakpoints.add"),
+        Binding("e", "app.toggle_breakpoint_enabled", "On/off", id="breakpoints.toggle"),
+        Binding("d", "app.delete_breakpoint", "Delete", id="breakpoints.delete"),
+    ]
 
     def item_key(self, item: Breakpoint) -> str:
         return item.id

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from holt_tui.app import HoltTui
 from holt_tui.config import TuiConfig
 from holt_tui.feed import FeedItem
-from holt_tui.sources import Sources
+from holt_tui.sources import CAPABILITIES, NullDebugSource, NullInboxSource, Sources
 
 
 def fed_app(items: list[FeedItem], *, instance: str = "recipe", replay: bool = False, read_only: bool = False,
@@ -17,3 +17,14 @@ def fed_app(items: list[FeedItem], *, instance: str = "recipe", replay: bool = F
             sink(item)
 
     return HoltTui(instance, start, config=TuiConfig.frozen(), replay=replay, read_only=read_only, sources=sources)
+
+
+class ControlCapableDebug(NullDebugSource):
+    """A debug source that claims every capability (for snapshots of the control keys; it changes nothing)."""
+
+    def capabilities(self) -> frozenset[str]:
+        return CAPABILITIES
+
+
+def control_sources() -> Sources:
+    return Sources(NullInboxSource(), ControlCapableDebug())

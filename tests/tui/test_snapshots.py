@@ -9,7 +9,8 @@ from textual.pilot import Pilot
 
 from holt_tui.app import HoltTui
 from holt_tui.recording import load_recording
-from tests.tui.apps import fed_app
+from holt_tui.widgets.views import BreakpointsList
+from tests.tui.apps import control_sources, fed_app
 from tests.tui.fixtures import (
     empty_instance,
     live_workflow,
@@ -83,6 +84,19 @@ def test_inbox_with_question_and_approval(snap_compare: Any) -> None:
 def test_held_decision_and_breakpoints(snap_compare: Any) -> None:
     assert snap_compare(fed_app(with_hitl_and_debug()), terminal_size=WIDE, press=["_", "7", "_"],
                         run_before=settle)
+
+
+def test_breakpoints_panel_keys(snap_compare: Any) -> None:
+    # A breakpoint selected in the Debug tab: the footer offers B (add), e (enable/disable), d (delete).
+    async def select_breakpoint(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("7")
+        pilot.app.query_one(BreakpointsList).focus()
+        await pilot.press("j")
+        await settle(pilot)
+
+    app = fed_app(with_hitl_and_debug(), sources=control_sources())
+    assert snap_compare(app, terminal_size=WIDE, run_before=select_breakpoint)
 
 
 def test_replay_of_a_recording(snap_compare: Any, tmp_path: Path) -> None:
