@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from holt_core.config import parse_config
 from holt_core.debug.client import DebugClient
 from holt_core.debug.held import HeldDecision
 from holt_core.models import Artefact, StructuralType, new_id
-from tests.engine import EXAMPLES, Engine, make_workspace, python_agents
+from tests.engine import EXAMPLES, Engine, make_workspace, poll, python_agents
 
 RECIPE = EXAMPLES / "recipe" / "holt.yml"
 
@@ -37,18 +36,6 @@ async def goal(bb: Blackboard, text: str, type_: str = "GoalDefined") -> Artefac
     return await bb.create_artefact(Artefact(id=ident, logical_id=new_id(), version=1,
                                              structural_type=StructuralType.STANDARD, type=type_, payload=text,
                                              source_artefacts=[], produced_by_role="user"))
-
-
-async def poll(check: Callable[[], object], within: float = 30.0, what: str = "condition") -> None:
-    """Poll Redis-backed state until ``check`` (sync or async) is truthy."""
-    async with asyncio.timeout(within):
-        while True:
-            value = check()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return
-            await asyncio.sleep(0.05)
 
 
 async def wait_held(client: DebugClient, predicate: Callable[[HeldDecision], bool], within: float = 30.0,

@@ -10,6 +10,7 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,6 +105,20 @@ class Engine:
         goal_artefact = Artefact(id=ident, logical_id=new_id(), version=1, structural_type=StructuralType.STANDARD,
                                  type="GoalDefined", payload=goal, source_artefacts=[], produced_by_role="user")
         return await self.boards[0].create_artefact(goal_artefact)
+
+
+async def poll(check: Callable[[], object], within: float = 30.0, what: str = "condition") -> None:
+    """Poll until ``check`` (sync or async) is truthy; an AssertionError naming ``what`` after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 async def wait_for_artefact(

@@ -7,7 +7,6 @@ presses keys only, then checks the effect on the blackboard, the request store a
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,7 +30,7 @@ from holt_tui.screens.dialogs import BreakpointDialog
 from holt_tui.sources import attach_sources
 from holt_tui.widgets.views import BreakpointsList, InboxList, TextLines
 from tests.debughelp import changed, claim_revs, goal, recipe_engine, wait_held
-from tests.engine import Engine, wait_for_artefact, wait_settled
+from tests.engine import Engine, poll, wait_for_artefact, wait_settled
 from tests.hitl_support import agent, config_text, hitl_engine, runs, wait_request
 from tests.tui.test_live_attach import registered, until
 
@@ -415,8 +414,4 @@ async def _full_control(client: DebugClient, expected: bool) -> bool:
 
 
 async def until_async(check: Callable[[], Any], what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+    await poll(check, within, what)

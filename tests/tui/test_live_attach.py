@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from holt_tui.reader import Reader
 from holt_tui.recording import Recorder, load_recording
 from holt_tui.sources import null_sources
 from holt_tui.widgets.views import ArtefactGraph, TextLines
-from tests.engine import Engine
+from tests.engine import Engine, poll
 from tests.test_engine_e2e import recipe_engine
 from tests.tui.screen import screen_text
 
@@ -33,12 +32,7 @@ def live_app(redis_url: str, instance: str, *, recorder: Recorder | None = None)
     return HoltTui(instance, start, config=config, sources=sources, recorder=recorder)
 
 
-async def until(check: Callable[[], bool], within: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+until = poll  # the tests' one poller, under the name these UI tests use
 
 
 async def registered(engine: Engine, bb: Blackboard) -> None:

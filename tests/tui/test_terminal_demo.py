@@ -20,6 +20,7 @@ from holt_core.config import parse_config
 from holt_core.debug.client import DebugClient
 from holt_core.models import StructuralType
 from tests.clirun import holt
+from tests.debughelp import wait_held
 from tests.engine import EXAMPLES, Engine, make_workspace, python_agents, wait_for_artefact
 from tests.tui.test_live_attach import registered
 from tests.tui.test_safety_and_cli import HOLT_TUI
@@ -81,17 +82,7 @@ async def test_answer_and_breakpoint_from_the_keyboard(tmp_path: Path, redis_url
         assert answer.payload == "spelt flour" and answer.produced_by_role == "human:tester"
         assert answer.source_artefacts[0] == question.id
 
-        debug = DebugClient(bb, "observer")
-        held: list[str] = []
-
-        async def formatter_grant_held() -> bool:
-            held[:] = [h.decision.summary for h in await debug.held()]
-            return any("Formatter" in s for s in held)
-
-        deadline = time.monotonic() + 30
-        while not await formatter_grant_held():
-            assert time.monotonic() < deadline, f"the Formatter's grant was never held: {held}"
-            await asyncio.sleep(0.1)
+        await wait_held(DebugClient(bb, "observer"), lambda h: "Formatter" in h.decision.summary)
         assert not [a for a in (await bb.list_artefacts()).artefacts if a.type == "FormattedRecipe"]
 
         keys("7")
