@@ -86,6 +86,18 @@ def _owner_is_dead(owner: str) -> bool:
     return not pid_alive(int(pid_text))
 
 
+async def clear_dead_lock(bb: Blackboard) -> bool:
+    """Remove the instance lock if its holder is provably gone (a SIGKILLed orchestrator cannot release it).
+
+    Guarded on the owner token, so a lock taken meanwhile by a new orchestrator is never removed.
+    """
+    owner = await bb.redis.get(bb.keys.lock_owner)
+    if not owner or not _owner_is_dead(str(owner)):
+        return False
+    tx = Tx().require_value(bb.keys.lock_owner, str(owner)).delete(bb.keys.lock_owner).delete(bb.keys.lock)
+    return (await bb.run(tx)).ok
+
+
 def human_feedback_claim_id(review_id: str) -> str:
     """The feedback claim an injected review starts has an id derived from the review: replays create it once."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"holt:human-review:{review_id}"))
@@ -225,16 +237,18 @@ class Orchestrator:
                         continue
                     self.dispatch(str(msg["channel"]), str(msg["data"]))
         finally:
-            heartbeat.cancel()
-            for task in (sweeper, control):
-                if task is not None:
-                    task.cancel()
-            for timer in self._timers.values():
-                timer.cancel()
-            await self.hitl.stop()
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self.release_lock()
+            try:
+                heartbeat.cancel()
+                for task in (sweeper, control):
+                    if task is not None:
+                        task.cancel()
+                for timer in self._timers.values():
+                    timer.cancel()
+                await self.hitl.stop()
+                if self._tasks:
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
+            finally:
+                await self.release_lock()  # whatever failed above, the lock is let go
         if lost.is_set():
             raise HoltError("lost the instance lock to another orchestrator; stopping")
 

@@ -44,7 +44,7 @@ from holt_core.instances import (
 from holt_core.keys import Keys, validate_instance_name
 from holt_core.logs import configure
 from holt_core.models import Artefact, StructuralType, new_id, now_ms
-from holt_core.orchestrator import Orchestrator, WorkerLauncher
+from holt_core.orchestrator import Orchestrator, WorkerLauncher, clear_dead_lock
 from holt_core.processes import pid_alive
 from holt_core.pup import Pup, run_worker
 from holt_core.render import ArtefactItem, live_item, watch_lines
@@ -397,10 +397,9 @@ async def _down(url: str, name: str | None) -> str:
             raise NotFound(f"instance '{instance}' not found", hint="holt list shows the registered instances")
         if is_holt_process(record.supervisor_pid):
             log_dir = Path(record.log_dir) if record.log_dir else None
-            killed = await asyncio.to_thread(_stop_supervisor, record.supervisor_pid, log_dir, DOWN_TIMEOUT_S, None)
-            if killed:
-                keys = Keys(instance)
-                await redis.delete(keys.lock, keys.lock_owner)  # its orchestrator could not release them
+            await asyncio.to_thread(_stop_supervisor, record.supervisor_pid, log_dir, DOWN_TIMEOUT_S, None)
+            # An orchestrator killed on the way down (by us or its supervisor) could not release its lock.
+            await clear_dead_lock(Blackboard(redis, instance))
         await _unregister_if(redis, record)
         return instance
 
