@@ -18,6 +18,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
@@ -137,6 +138,11 @@ class HoltTui(App[None]):
 
     # ------------------------------------------------------------------------------------------ layout
 
+    @property
+    def _main(self) -> Screen[object]:
+        """The main screen: the 10 Hz drain and the actions keep updating it while a dialog is on top."""
+        return self.screen_stack[0]
+
     def compose(self) -> ComposeResult:
         now, tz = self.config.clock_ms, self.config.tz
         yield Static(id="header", markup=False)
@@ -172,13 +178,13 @@ class HoltTui(App[None]):
 
     def on_mount(self) -> None:
         self.theme = self.config.theme
-        prompt = self.query_one(PromptBar)
+        prompt = self._main.query_one(PromptBar)
         prompt.cursor_blink = self.config.cursor_blink
         prompt.display = False
         self._render_status()
         self._render_debugger()
         self._render_inbox()
-        self.query_one(ArtefactGraph).focus()
+        self._main.query_one(ArtefactGraph).focus()
         self.run_worker(self._start_feed(self.push), name="feed", group="feed", exit_on_error=False)
         self.set_interval(self.config.drain_interval_s, self.drain, name="drain")
         if not self.read_only:
@@ -223,7 +229,7 @@ class HoltTui(App[None]):
             gc.freeze()
 
     def apply_change(self, change: Change) -> None:
-        graph = self.query_one(ArtefactGraph)
+        graph = self._main.query_one(ArtefactGraph)
         if change.artefacts or change.claims or change.debug:
             had_rows = bool(graph.items)
             # Ages in rows tick, so drawn rows are dropped at least every 10 s; otherwise only on claim changes.
@@ -264,10 +270,10 @@ class HoltTui(App[None]):
 
     @property
     def selected_artefact(self) -> str | None:
-        return self.query_one(ArtefactGraph).artefact_id
+        return self._main.query_one(ArtefactGraph).artefact_id
 
     def _active_pane(self) -> str:
-        return self.query_one(TabbedContent).active or "inspector"
+        return self._main.query_one(TabbedContent).active or "inspector"
 
     def _refresh_active_pane(self, *, keep_scroll: bool) -> None:
         pane = self._active_pane()
@@ -282,16 +288,16 @@ class HoltTui(App[None]):
                 if self._live_explain:
                     explained = self._explained if self._explained_for == selected else {}
                 lines = inspector_lines(self.model, selected, self._payloads, now, tz, explained)
-                self.query_one("#inspector-view", TextLines).show(lines, keep_scroll=keep_scroll)
+                self._main.query_one("#inspector-view", TextLines).show(lines, keep_scroll=keep_scroll)
             case "neighbourhood":
                 lines = neighbourhood_lines(self.model, self.selected_artefact)
-                self.query_one("#neighbourhood-view", TextLines).show(lines, keep_scroll=keep_scroll)
+                self._main.query_one("#neighbourhood-view", TextLines).show(lines, keep_scroll=keep_scroll)
             case "agents":
-                self.query_one(AgentsList).set_items(self.model.agents())
+                self._main.query_one(AgentsList).set_items(self.model.agents())
             case "events":
-                self.query_one(EventLog).set_items(list(self.model.events))
+                self._main.query_one(EventLog).set_items(list(self.model.events))
             case "audit":
-                self.query_one(AuditTail).set_items(list(self.model.audit))
+                self._main.query_one(AuditTail).set_items(list(self.model.audit))
 
     def _mode_text(self) -> tuple[str, str]:
         if self.replay:
@@ -327,8 +333,8 @@ class HoltTui(App[None]):
             t.append(f" │ ✉ {waiting} waiting", style="bold yellow")
         now = self.config.clock_ms()
         t.append(f" │ {s(self.config.host, 30)} {clock(now, self.config.tz)}", style="dim")
-        self.query_one("#header", Static).update(t)
-        notice = self.query_one("#notice", Static)
+        self._main.query_one("#header", Static).update(t)
+        notice = self._main.query_one("#notice", Static)
         text = ""
         if m.connection == "lost":
             text = f"✗ connection to Redis lost ({s(m.connection_detail, 80)}): reconnecting, then resyncing..."
@@ -339,14 +345,14 @@ class HoltTui(App[None]):
         status = Text(f"follow: {'on' if self.following else 'off'}", style="bold green" if self.following else "")
         if self.new_count and not self.following:
             status.append(f" │ {self.new_count} new (f follows)", style="bold yellow")
-        graph = self.query_one(ArtefactGraph)
+        graph = self._main.query_one(ArtefactGraph)
         if graph.filter.is_active:
             status.append(f" │ filter: {s(graph.filter.source, 40)} ({len(graph.items)} rows)", style="cyan")
-        self.query_one("#graph-status", Static).update(status)
+        self._main.query_one("#graph-status", Static).update(status)
 
     def _render_debugger(self) -> None:
         d = self.model.debug
-        status = self.query_one("#debug-status", Static)
+        status = self._main.query_one("#debug-status", Static)
         if not d.supported:
             status.update("Debugger: this instance has no debugging control plane yet. Keys s/n step, c continue, "
                           "K skip, p pause, b breakpoint work once it has.")
@@ -356,36 +362,36 @@ class HoltTui(App[None]):
                           f" │ lease: {s(d.lease_holder or 'nobody', 30)} │ {len(d.held)} held │ "
                           f"{len(d.breakpoints)} breakpoints")
         held = d.held[0] if d.held else None
-        self.query_one("#held", TextLines).show(held_lines(held, self.config.clock_ms()))
-        self.query_one(BreakpointsList).set_items(list(d.breakpoints))
+        self._main.query_one("#held", TextLines).show(held_lines(held, self.config.clock_ms()))
+        self._main.query_one(BreakpointsList).set_items(list(d.breakpoints))
         log = self.action_log or [Text("actions you take in this session appear here, with their result",
                                        style="dim italic")]
-        view = self.query_one("#action-log", TextLines)
+        view = self._main.query_one("#action-log", TextLines)
         view.show(log, keep_scroll=True)  # every action of the session; the newest stays in view
         view.scroll_end(animate=False, immediate=True)
 
     def _render_inbox(self) -> None:
         inbox = self.model.inbox
-        status = self.query_one("#inbox-status", Static)
+        status = self._main.query_one("#inbox-status", Static)
         waiting = [i for i in inbox.items if i.status == "open"]
         if not inbox.supported:
             status.update("Inbox: this instance has no human-in-the-loop plane yet. a answers/approves, r rejects "
                           "once it has.")
         else:
             status.update(f"Inbox: {len(waiting)} waiting (oldest first) │ a answer/approve │ r reject")
-        lst = self.query_one(InboxList)
+        lst = self._main.query_one(InboxList)
         lst.set_items(list(inbox.items))
         self._render_inbox_detail()
 
     def _render_inbox_detail(self) -> None:
-        item: InboxItem | None = self.query_one(InboxList).current_item
+        item: InboxItem | None = self._main.query_one(InboxList).current_item
         lines = [Text("select a request to read it", style="dim italic")] if item is None else [
             Text(f"{item.kind}: {s(item.title, 200)}", style="bold"),
             Text(f"from {s(item.requester, 60)} · claim {item.claim_id[:8]} · artefact {item.artefact_id[:8]}"
                  + (f" · risk {s(item.risk, 10)}" if item.risk else ""), style="dim"),
             *[Text(line) for line in s(item.body, 4000).split("␊")[:50]],
         ]
-        self.query_one("#inbox-detail", TextLines).show(lines)
+        self._main.query_one("#inbox-detail", TextLines).show(lines)
 
     # ------------------------------------------------------------------------------------------ events
 
@@ -479,11 +485,11 @@ class HoltTui(App[None]):
 
     def _refocus(self, target: str | None) -> None:
         if target:
-            widgets = self.query(f"#{target}")
+            widgets = self._main.query(f"#{target}")
             if widgets:
                 widgets.first().focus()
                 return
-        self.query_one(ArtefactGraph).focus()
+        self._main.query_one(ArtefactGraph).focus()
 
     # ------------------------------------------------------------------------------------------ navigation
 
@@ -491,7 +497,7 @@ class HoltTui(App[None]):
         focused = self.focused
         if isinstance(focused, LineList) and focused.id not in ("help-text",):
             return focused
-        return self.query_one(ArtefactGraph)
+        return self._main.query_one(ArtefactGraph)
 
     def action_help(self) -> None:
         rows: list[tuple[str, str, bool]] = []
@@ -511,19 +517,19 @@ class HoltTui(App[None]):
         self.push_screen(HelpScreen(rows))
 
     def action_command_line(self) -> None:
-        self.query_one(PromptBar).open("command", self.focused.id if self.focused else None)
+        self._main.query_one(PromptBar).open("command", self.focused.id if self.focused else None)
 
     def action_filter(self) -> None:
         target = self._focused_list()
-        self.query_one(PromptBar).open("filter", target.id, target.filter.source)
+        self._main.query_one(PromptBar).open("filter", target.id, target.filter.source)
 
     def action_clear_filter(self) -> None:
         self._focused_list().set_filter(NO_FILTER)
         self._render_status()
 
     def _apply_filter(self, text: str, target: str | None) -> None:
-        widgets = self.query(f"#{target}") if target else None
-        lst = widgets.first() if widgets else self.query_one(ArtefactGraph)
+        widgets = self._main.query(f"#{target}") if target else None
+        lst = widgets.first() if widgets else self._main.query_one(ArtefactGraph)
         if not isinstance(lst, LineList):
             return
         try:
@@ -543,7 +549,7 @@ class HoltTui(App[None]):
             newest = self.model.newest_artefact()
             if newest is not None:
                 self._follow_key = newest
-                self.query_one(ArtefactGraph).select_key(newest)
+                self._main.query_one(ArtefactGraph).select_key(newest)
         self._render_status()
 
     def action_dismiss_notice(self) -> None:
@@ -551,7 +557,7 @@ class HoltTui(App[None]):
         self._render_status()
 
     def action_show_pane(self, pane: str) -> None:
-        self.query_one(TabbedContent).active = pane
+        self._main.query_one(TabbedContent).active = pane
         self._refresh_active_pane(keep_scroll=False)
 
     def run_command_line(self, text: str) -> None:
@@ -571,7 +577,7 @@ class HoltTui(App[None]):
             if len(match) != 1:
                 self.notify(f"goto: {len(match)} artefacts match {s(rest, 40)!r}", severity="error")
                 return
-            graph = self.query_one(ArtefactGraph)
+            graph = self._main.query_one(ArtefactGraph)
             if not graph.select_key(match[0]):
                 self.notify("goto: that artefact is hidden by the filter", severity="warning")
             return
@@ -594,7 +600,7 @@ class HoltTui(App[None]):
         return d[0] if d else None
 
     def _inbox_item(self) -> InboxItem | None:
-        item: InboxItem | None = self.query_one(InboxList).current_item
+        item: InboxItem | None = self._main.query_one(InboxList).current_item
         return item if item is not None and item.status == "open" else None
 
     def _open_claim_of_selected(self) -> str | None:
@@ -681,7 +687,7 @@ class HoltTui(App[None]):
         self._call("resume", self.sources.debug.resume())
 
     def _selected_breakpoint(self) -> Breakpoint | None:
-        item: Breakpoint | None = self.query_one(BreakpointsList).current_item
+        item: Breakpoint | None = self._main.query_one(BreakpointsList).current_item
         return item
 
     def action_add_breakpoint(self) -> None:
