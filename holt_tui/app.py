@@ -206,6 +206,9 @@ class HoltTui(App[None]):
 
     def drain(self) -> None:
         """Apply everything that arrived since the last tick as one batch of keyed changes."""
+        if not self.is_running:
+            # Shutting down: Textual prunes the screens before it stops the app's timers.
+            return
         now_s = self.config.clock_ms() // 1000
         if not self.feed:
             if now_s != self._last_clock:
@@ -432,6 +435,8 @@ class HoltTui(App[None]):
         self._refocus(message.target)
 
     def on_action_done(self, message: ActionDone) -> None:
+        if not self.is_running:
+            return  # a worker finished while the app shuts down: there is no screen to show it on
         style = "green" if message.ok else "red"
         stamp = clock(self.config.clock_ms(), self.config.tz)
         self.action_log.append(Text(f"{stamp} {message.action}: {s(message.message, 200)}", style=style))
@@ -476,7 +481,7 @@ class HoltTui(App[None]):
             self._explain_running = False
 
     def on_explained(self, message: Explained) -> None:
-        if message.artefact_id != self.selected_artefact:
+        if not self.is_running or message.artefact_id != self.selected_artefact:
             return  # the selection moved on; its own round is on the way
         self._explained = message.reasons
         self._explained_for = message.artefact_id
@@ -785,6 +790,8 @@ class HoltTui(App[None]):
 
     async def _take_lease(self) -> None:
         self.lease = await self.sources.debug.acquire_lease()
+        if not self.is_running:
+            return
         self._render_status()
         self.refresh_bindings()
 

@@ -18,8 +18,11 @@ from holt_core.sanitise import has_unsafe
 from holt_tui.config import TuiConfig
 from holt_tui.display import PayloadCache, inspector_lines
 from holt_tui.feed import ScanPage
+from holt_tui.messages import ActionDone
 from holt_tui.model import LiveModel
 from holt_tui.widgets.views import ArtefactGraph, TextLines
+from tests.tui.apps import fed_app
+from tests.tui.fixtures import live_workflow
 from tests.tui.test_live_attach import live_app, until
 
 HOLT_TUI = str(Path(sys.executable).parent / "holt-tui")
@@ -149,3 +152,18 @@ async def test_installed_holt_tui_in_a_real_terminal(cli_env: dict[str, str], in
     finally:
         _tmux_kill(socket)
     assert recording.read_text().count('"kind":"artefact"') >= 1
+
+
+async def test_feed_items_and_results_arriving_during_shutdown_are_dropped_not_raised() -> None:
+    # Textual prunes the screens before it stops the app's timers and message queue, so the 10 Hz drain and
+    # worker results can run against an app with no main screen; they must not crash the exit.
+
+    items = live_workflow()
+    app = fed_app(items)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert app.model.artefacts
+    assert not app.is_running and not app.screen_stack
+    app.push(items[-1])
+    app.drain()
+    app.on_action_done(ActionDone("step", True, "late"))
