@@ -522,7 +522,7 @@ class Orchestrator:
                 and artefact.source_artefacts:
             await self._on_human_review(artefact, replay=replay)
             return
-        disposition = await self.hitl.intercept(artefact)
+        disposition = await self.hitl.intercept(artefact, live=not replay)
         if disposition == Disposition.HELD:  # a question, answer, decision or plan awaiting approval
             return
         steps: list[Awaitable[None]] = []
@@ -764,7 +764,7 @@ class Orchestrator:
             winner = granted[0]
             agent = self.config.agents.get(winner)
             if agent is not None and agent.is_controller and self.workers is not None:
-                limit = agent.worker.max_concurrent if agent.worker else 1
+                limit = self._worker_limit(winner)
                 if len(self._active_workers[winner]) >= limit:
                     decision = self._decision(
                         DecisionKind.QUEUE_GRANT, claim, rt.target,
@@ -815,17 +815,50 @@ class Orchestrator:
                 "claim_id": claim.id, "agent_name": agent_name, "grant_type": grant_type, "agent_image_id": "",
             })
             tx.publish(self.keys.workflow_events, event.to_json())
-        if not (await self.bb.run(tx)).ok:
+        # Worker slots are taken before the write: grants of other claims plan and write concurrently, so a
+        # count checked at planning time alone would let them all through (more workers than max_concurrent).
+        # Full by now: False, and the caller re-plans, which queues the grant.
+        taken = self._reserve_workers(claim.id, launch)
+        if taken is None:
+            return False
+        try:
+            ok = (await self.bb.run(tx)).ok
+        except BaseException:
+            self._release_workers(claim.id, taken)
+            raise
+        if not ok:
+            self._release_workers(claim.id, taken)
             return False
         self._commit(rt, new, note)
         rt.outputs.clear()
         rt.failures.clear()
         self.log.info(f"{phase.value}_phase_granted", claim_id=claim.id, agents=granted, bids=all_bids)
         for role in launch:
-            self._active_workers[role].add(claim.id)
             assert self.workers is not None
             self.workers.launch(role, claim.id, self._worker_exited)
         return True
+
+    def _worker_limit(self, role: str) -> int:
+        agent = self.config.agents.get(role)
+        return agent.worker.max_concurrent if agent is not None and agent.worker else 1
+
+    def _reserve_workers(self, claim_id: str, roles: list[str]) -> list[str] | None:
+        """Take a worker slot of each role for the claim; the roles newly taken, or None when one is full."""
+        taken: list[str] = []
+        for role in roles:
+            active = self._active_workers[role]
+            if claim_id in active:
+                continue
+            if len(active) >= self._worker_limit(role):
+                self._release_workers(claim_id, taken)
+                return None
+            active.add(claim_id)
+            taken.append(role)
+        return taken
+
+    def _release_workers(self, claim_id: str, roles: list[str]) -> None:
+        for role in roles:
+            self._active_workers[role].discard(claim_id)
 
     async def _apply_queue(self, rt: ClaimRuntime, role: str, all_bids: dict[str, str], extra: Tx | None) -> bool:
         claim = rt.claim
@@ -850,7 +883,7 @@ class Orchestrator:
         agent = self.config.agents.get(role)
         if agent is None or not agent.is_controller:
             return
-        while len(self._active_workers[role]) < (agent.worker.max_concurrent if agent.worker else 1):
+        while len(self._active_workers[role]) < self._worker_limit(role):
             rows = await self.bb.redis.zrange(self.keys.grant_queue(role), 0, 0)
             if not rows:
                 return
