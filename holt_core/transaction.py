@@ -14,6 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from holt_core.models import dumps
 
@@ -191,10 +192,7 @@ class TxRunner:
                 keys, spec, _ = batch[0]
                 results: list[Any] = [await self._script(keys=keys, args=[spec])]
             else:
-                pipe = self._redis.pipeline(transaction=False)
-                for keys, spec, _ in batch:
-                    await self._script(keys=keys, args=[spec], client=pipe)
-                results = await pipe.execute(raise_on_error=False)
+                results = await self._pipelined(batch)
         except BaseException as exc:  # every waiter must hear of the failure
             for _, _, future in batch:
                 if not future.done():
@@ -209,6 +207,27 @@ class TxRunner:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+
+    async def _pipelined(self, batch: list[tuple[list[str], str, asyncio.Future[Any]]]) -> list[Any]:
+        # EVALSHA straight on the pipeline: a Script object on a pipeline costs a SCRIPT EXISTS round trip
+        # before every execute. An emptied script cache (SCRIPT FLUSH, a restarted Redis) fails only the
+        # scripts, and NOSCRIPT means nothing of them ran, so they run again once it is loaded.
+        items = [(keys, spec) for keys, spec, _ in batch]
+        results = await self._evalsha_all(self._script.sha, items)
+        redo = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if redo:
+            self._script.sha = await self._redis.script_load(_LUA)
+            again = await self._evalsha_all(self._script.sha, [items[i] for i in redo])
+            for i, result in zip(redo, again, strict=True):
+                results[i] = result
+        return results
+
+    async def _evalsha_all(self, sha: str, items: list[tuple[list[str], str]]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for keys, spec in items:
+            pipe.evalsha(sha, len(keys), *keys, spec)
+        return list(await pipe.execute(raise_on_error=False))
 
 
 # Strong references to flushes in flight (the event loop keeps only weak ones).

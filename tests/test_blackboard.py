@@ -211,6 +211,25 @@ async def test_transaction_guard_failure_writes_nothing(bb: Blackboard) -> None:
     assert await bb.redis.exists(bb.keys.lock) == 0
 
 
+async def test_transactions_of_one_tick_share_a_round_trip_and_survive_a_flushed_script_cache(
+        bb: Blackboard) -> None:
+    async def script_calls() -> int:
+        stats = await bb.redis.info("commandstats")
+        return sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_script"))
+
+    keys = [bb.keys.artefact(new_id()) for _ in range(4)]
+    await bb.run(Tx().set(keys[0], "warm"))  # the script is loaded
+    before = await script_calls()
+    results = await asyncio.gather(*(bb.run(Tx().require_value(k, None).set(k, "a")) for k in keys[1:3]))
+    assert all(r.ok for r in results)
+    assert await script_calls() == before  # no SCRIPT EXISTS / LOAD around a pipelined batch
+    await bb.redis.script_flush()
+    results = await asyncio.gather(*(bb.run(Tx().require_value(k, None).set(k, "b")) for k in keys))
+    # NOSCRIPT ran nothing, so after the reload each runs once: the fresh keys are written, the rest refused.
+    assert [r.ok for r in results] == [False, False, False, True]
+    assert [await bb.redis.get(k) for k in keys] == ["warm", "a", "a", "b"]
+
+
 async def test_payload_that_is_not_utf8_reads_safely(bb: Blackboard, redis_url: str) -> None:
     ident = new_id()
     raw_client = connect_redis(redis_url)

@@ -21,6 +21,17 @@ async def test_question_answered_from_cli_resumes_the_asker(tmp_path: Path, redi
                                                             bb: Blackboard, cli_env: dict[str, str]) -> None:
     engine = hitl_engine(tmp_path, redis_url, instance, ASKER)
     await engine.start()
+    # Live artefacts are told apart from memory (each HITL artefact is announced ahead of itself), not by a
+    # read of hitl:artefacts per artefact; count the reads to show it.
+    store = engine.orchestrator.hitl.store
+    lookups: list[str] = []
+    read = store.request_for_artefact
+
+    async def counted(artefact_id: str) -> str | None:
+        lookups.append(artefact_id)
+        return await read(artefact_id)
+
+    store.request_for_artefact = counted  # type: ignore[method-assign]
     try:
         # questions --wait is started before any question exists and returns when one appears.
         waiter = await asyncio.create_subprocess_exec(
@@ -51,6 +62,7 @@ async def test_question_answered_from_cli_resumes_the_asker(tmp_path: Path, redi
     finally:
         await engine.close()
 
+    assert lookups == []
     assert terminal.payload == "asked Which database should we use?; answer was: PostgreSQL"
     assert terminal.produced_by_role == "Asker"
     # The re-run saw the Question and the Answer in its context chain.

@@ -19,6 +19,7 @@ from holt_core.decisions import Decision, DecisionGate, DecisionKind
 from holt_core.errors import HoltError
 from holt_core.hitl.deadlines import DeadlineSweeper
 from holt_core.hitl.models import (
+    ArtefactOfRequest,
     Effect,
     GateSource,
     HitlRequest,
@@ -126,6 +127,14 @@ class HitlCoordinator:
     # ================================================================== events
 
     def on_event(self, data: str) -> None:
+        if '"artefact_id"' in data and '"kind"' not in data:
+            # Taken in synchronously: the artefact's own event comes next on this subscription.
+            try:
+                owned = ArtefactOfRequest.model_validate_json(data)
+            except ValueError:
+                return
+            self.artefacts[owned.artefact_id] = owned.request_id
+            return
         try:
             change = RequestChange.model_validate_json(data)
         except ValueError:
@@ -156,9 +165,11 @@ class HitlCoordinator:
 
     # ================================================================== hook 1: artefacts
 
-    async def intercept(self, artefact: Artefact) -> Disposition:
+    async def intercept(self, artefact: Artefact, *, live: bool = False) -> Disposition:
+        """What the artefact is to the orchestrator. ``live``: it came on the subscription that announced
+        every HITL artefact before it (``ArtefactOfRequest``), so memory is complete and Redis is not asked."""
         request_id = self.artefacts.get(artefact.id)
-        if request_id is None and not self._bulk:
+        if request_id is None and not self._bulk and not live:
             request_id = await self.store.request_for_artefact(artefact.id)
         if request_id is None:
             if artefact.version > 1:

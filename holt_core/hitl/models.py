@@ -195,6 +195,20 @@ def plan_digest(action: str, target: str, plan: Any, payload: str) -> str:
     return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+class ArtefactOfRequest(BaseModel):
+    """Also on ``hitl:events``: an artefact the HITL engine owns (a question, answer, decision or held plan).
+
+    Published in the same write as the artefact and before its artefact event, so the orchestrator knows
+    the artefact is not ordinary work from memory when the artefact arrives (one subscription, in order).
+    """
+
+    artefact_id: str
+    request_id: str
+
+    def to_json(self) -> str:
+        return dumps(self.model_dump(mode="json"))
+
+
 class RequestChange(BaseModel):
     """What the ``hitl:events`` channel carries: enough to decide whether to re-read the request."""
 

@@ -20,6 +20,7 @@ from holt_core.errors import HoltError, InvalidInput, NotFound
 from holt_core.hitl.models import (
     Answer,
     Approval,
+    ArtefactOfRequest,
     Effect,
     GateSource,
     HitlRequest,
@@ -274,10 +275,15 @@ class RequestStore:
 
     def _artefact(self, tx: Tx, request_id: str, artefact: Artefact, *, thread: bool = False) -> Artefact:
         artefact, atx = self.bb.artefact_tx(artefact, add_to_thread=thread)
-        # Registered before the artefact event goes out, so the orchestrator knows it is ours when it arrives.
-        tx.hset(self.keys.hitl_artefacts, {artefact.id: request_id})
+        self._own(tx, artefact.id, request_id)
         tx.extend(atx)
         return artefact
+
+    def _own(self, tx: Tx, artefact_id: str, request_id: str) -> None:
+        """Register an artefact as the HITL engine's, ahead of its artefact event in the same write: the
+        orchestrator then knows it is ours when it arrives, without a read per artefact."""
+        tx.hset(self.keys.hitl_artefacts, {artefact_id: request_id})
+        tx.publish(self.keys.hitl_events, ArtefactOfRequest(artefact_id=artefact_id, request_id=request_id).to_json())
 
     def _decision_artefact(self, tx: Tx, req: HitlRequest, outcome: str, by_role: str,
                            **fields: Any) -> Artefact:
@@ -519,6 +525,10 @@ class RequestStore:
             expire_after_s=level.expire_after or 0.0, on_expire=level.on_expire,
         )
         tx = Tx()
+        if source == GateSource.TOOL and not level.auto_approve:
+            # Held: registered in the same step as the plan artefact (which is in ``extra``), so it never
+            # counts as output unapproved.
+            self._own(tx, artefact.id, req.id)
         if extra is not None:
             tx.extend(extra)
         if level.auto_approve:
@@ -533,9 +543,6 @@ class RequestStore:
                         details={"risk": risk, "action": action, "target": target, "digest": digest,
                                  "artefact_id": artefact.id, "claim_id": req.claim_id})
             return await self._create(step, dedupe=dedupe)
-        if source == GateSource.TOOL:
-            # Held: registered in the same step as the plan artefact, so it never counts as output unapproved.
-            tx.hset(self.keys.hitl_artefacts, {artefact.id: req.id})
         req.scheduled, req.deadline_ms = self._human_clock(tx, req, now)
         step = Step(new=req, action="approval_requested", operator=requester.role, tx=tx, change="created",
                     details={"risk": risk, "action": action, "target": target, "digest": digest,
