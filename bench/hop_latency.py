@@ -98,7 +98,9 @@ def orchestrator_process(url: str, instance: str, polling: bool, ready: Any, sto
 
     import logging
 
-    logging.getLogger("holt").setLevel(logging.WARNING)
+    from holt_core.logs import configure
+
+    configure(level=logging.WARNING)  # warnings and errors as JSON lines on stderr, as holt writes them
     profile_to = os.environ.get("HOLT_BENCH_PROFILE")  # a path: cProfile stats (CPU time) of the orchestrator
     if not profile_to:
         _run(main())
@@ -110,11 +112,13 @@ def orchestrator_process(url: str, instance: str, polling: bool, ready: Any, sto
     prof.dump_stats(profile_to)
 
 
-def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready: Any, stop: Any) -> None:
+def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready: Any, stop: Any,
+                  cpu: Any) -> None:
     """One no-op agent per process (as real pups are): bid on every claim; the Worker answers grants."""
 
     async def main() -> None:
         bb = Blackboard(connect_redis(url), instance)
+        baseline = time.process_time()
         keys = bb.keys
         bid_type = BidType(bid)
         tasks: set[asyncio.Task[None]] = set()
@@ -151,8 +155,18 @@ def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready
                 else:
                     spawn(work(GrantNotification.model_validate_json(data).claim_id))
         await bb.close()
+        with cpu.get_lock():
+            cpu.value += time.process_time() - baseline
 
-    _run(main())
+    profile_to = os.environ.get("HOLT_BENCH_PROFILE_AGENT")  # a path: cProfile stats (CPU time) of the Worker
+    if not profile_to or role != "Worker":
+        _run(main())
+        return
+    import cProfile
+
+    with cProfile.Profile(time.process_time) as prof:
+        _run(main())
+    prof.dump_stats(profile_to)
 
 
 async def scenario(url: str, chains: int, hops: int, polling: bool, gate: str = "debug") -> dict[str, float]:
@@ -160,6 +174,7 @@ async def scenario(url: str, chains: int, hops: int, polling: bool, gate: str = 
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     cpu = ctx.Value("d", 0.0)
+    agents_cpu = ctx.Value("d", 0.0)
     procs = []
     readies = []
     orch_ready = ctx.Event()
@@ -168,7 +183,7 @@ async def scenario(url: str, chains: int, hops: int, polling: bool, gate: str = 
     readies.append(orch_ready)
     for role, bid in (("Worker", "exclusive"), ("WatcherA", "ignore"), ("WatcherB", "ignore")):
         ready = ctx.Event()
-        procs.append(ctx.Process(target=agent_process, args=(url, instance, role, bid, hops, ready, stop)))
+        procs.append(ctx.Process(target=agent_process, args=(url, instance, role, bid, hops, ready, stop, agents_cpu)))
         readies.append(ready)
     for proc in procs:
         proc.start()
@@ -211,6 +226,7 @@ async def scenario(url: str, chains: int, hops: int, polling: bool, gate: str = 
         "p99_ms": deltas[min(len(deltas) - 1, int(len(deltas) * 0.99))],
         "hops_per_s": len(deltas) / elapsed,
         "orch_cpu_ms_per_hop": cpu.value * 1000 / len(deltas),
+        "agents_cpu_ms_per_hop": agents_cpu.value * 1000 / len(deltas),
         "hops": len(deltas),
     }
 
@@ -241,9 +257,10 @@ async def main() -> None:
             runs.append(await scenario(url, chains, hops, polling, args.gate))
         results[name] = runs
         med = {k: statistics.median(r[k] for r in runs)
-               for k in ("p50_ms", "p99_ms", "hops_per_s", "orch_cpu_ms_per_hop")}
+               for k in ("p50_ms", "p99_ms", "hops_per_s", "orch_cpu_ms_per_hop", "agents_cpu_ms_per_hop")}
         print(f"{name:32s} runs={len(runs)} hop p50={med['p50_ms']:.2f} ms  p99={med['p99_ms']:.2f} ms  "
-              f"throughput={med['hops_per_s']:.0f} hops/s  orchestrator CPU={med['orch_cpu_ms_per_hop']:.2f} ms/hop",
+              f"throughput={med['hops_per_s']:.0f} hops/s  CPU/hop: orchestrator={med['orch_cpu_ms_per_hop']:.2f} ms "
+              f"3 agents={med['agents_cpu_ms_per_hop']:.2f} ms",
               flush=True)
     if args.event_only:
         return
