@@ -63,7 +63,7 @@ def _run(coro: Any) -> None:
 class PollingOrchestrator(Orchestrator):
     """Bids are found by reading each waiting claim's bids hash every 100 ms (the Go approach)."""
 
-    async def on_bid(self, data: dict[str, Any]) -> None:
+    def on_bid(self, data: dict[str, Any]) -> None:
         return None
 
     async def poll(self, stop: asyncio.Event) -> None:

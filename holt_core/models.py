@@ -40,6 +40,11 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+def _list_json(items: list[str]) -> str:
+    # Most lists in a claim are empty, and claims are written several times a hop.
+    return dumps(items) if items else "[]"
+
+
 class StructuralType(StrEnum):
     STANDARD = "Standard"
     REVIEW = "Review"
@@ -395,10 +400,10 @@ class Claim(_Record):
             "id": self.id,
             "artefact_id": self.artefact_id,
             "status": self.status.value,
-            "granted_review_agents": dumps(self.granted_review_agents),
-            "granted_parallel_agents": dumps(self.granted_parallel_agents),
+            "granted_review_agents": _list_json(self.granted_review_agents),
+            "granted_parallel_agents": _list_json(self.granted_parallel_agents),
             "granted_exclusive_agent": self.granted_exclusive_agent,
-            "additional_context_ids": dumps(self.additional_context_ids),
+            "additional_context_ids": _list_json(self.additional_context_ids),
             "termination_reason": self.termination_reason,
             "phase_state": dumps(self.phase_state.model_dump(mode="json")) if self.phase_state else "",
             "grant_queue": dumps(self.grant_queue.model_dump(mode="json")) if self.grant_queue else "",
