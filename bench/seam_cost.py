@@ -36,17 +36,21 @@ async def main() -> None:
     args = parser.parse_args()
     url = resolve_redis_url(start=True)
     for chains, metric, label in ((1, "p50_ms", "hop p50 (ms)"), (args.chains, "hops_per_s", "hops/s")):
-        got: dict[str, list[float]] = {"open": [], "debug": []}
+        got: dict[str, list[dict[str, float]]] = {"open": [], "debug": []}
         for i in range(args.pairs):
             order = ("open", "debug") if i % 2 == 0 else ("debug", "open")  # ABBA
             for gate in order:
-                got[gate].append((await scenario(url, chains, args.hops, False, gate))[metric])
-        med = {gate: statistics.median(v) for gate, v in got.items()}
-        print(f"{chains:2d} chain(s), {label}: open={med['open']:.2f} debug={med['debug']:.2f} "
-              f"ratio debug/open={med['debug'] / med['open']:.3f}  run-to-run spread of open: "
-              f"+-{_spread(got['open']) * 100:.1f}%  (open {[round(v, 2) for v in got['open']]}, "
-              f"debug {[round(v, 2) for v in got['debug']]})", flush=True)
-
+                got[gate].append(await scenario(url, chains, args.hops, False, gate))
+        for key, name in ((metric, label), ("orch_cpu_ms_per_hop", "orchestrator CPU (ms/hop)")):
+            values = {gate: [r[key] for r in runs] for gate, runs in got.items()}
+            med = {gate: statistics.median(v) for gate, v in values.items()}
+            pairs = zip(values["open"], values["debug"], strict=True)
+            slower = sum((d > o) == (key != "hops_per_s") for o, d in pairs)  # fewer hops/s is worse
+            spread = _spread(values["open"]) * 100
+            print(f"{chains:2d} chain(s), {name}: open={med['open']:.2f} debug={med['debug']:.2f} "
+                  f"ratio debug/open={med['debug'] / med['open']:.3f}; spread of open +-{spread:.1f}%; "
+                  f"debug worse in {slower}/{args.pairs} pairs  (open {[round(v, 2) for v in values['open']]}, "
+                  f"debug {[round(v, 2) for v in values['debug']]})", flush=True)
 
 if __name__ == "__main__":
     asyncio.run(main())
