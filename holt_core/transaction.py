@@ -173,20 +173,18 @@ class TxRunner:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
-            loop.call_soon(self._flush)
+            # The task's first step runs after this tick's other callbacks, so it takes the whole batch.
+            task = asyncio.ensure_future(self._send_pending())
+            _IN_FLIGHT.add(task)
+            task.add_done_callback(_IN_FLIGHT.discard)
         self._pending.append((tx.keys, spec, future))
         failed = int(await future)
         if failed:
             return TxResult(ok=False, failed_guard=failed - 1)
         return TxResult(ok=True)
 
-    def _flush(self) -> None:
+    async def _send_pending(self) -> None:
         batch, self._pending = self._pending, []
-        task = asyncio.ensure_future(self._send(batch))
-        _IN_FLIGHT.add(task)
-        task.add_done_callback(_IN_FLIGHT.discard)
-
-    async def _send(self, batch: list[tuple[list[str], str, asyncio.Future[Any]]]) -> None:
         try:
             if len(batch) == 1:
                 keys, spec, _ = batch[0]
