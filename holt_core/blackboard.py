@@ -6,13 +6,16 @@ atomic step (see ``transaction``), after the data.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from holt_core.audit import AuditTrail
 from holt_core.errors import (
@@ -286,18 +289,46 @@ class Blackboard:
         try:
             await pubsub.subscribe(*channels)
             # Wait for the server's confirmations: after this, nothing published is missed.
-            pending = set(channels)
-            while pending:
-                msg = await pubsub.get_message(timeout=10.0)
-                if msg is None:
-                    raise RedisUnavailable(f"Redis did not confirm the subscription to {sorted(pending)}")
-                if msg["type"] == "subscribe":
-                    pending.discard(str(msg["channel"]))
+            await _confirmed(pubsub, channels, None)
             yield pubsub
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.unsubscribe()
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def _confirmed(pubsub: PubSub, channels: Iterable[str], deliver: Callable[[str, str], None] | None) -> None:
+    pending = set(channels)
+    while pending:
+        msg = await pubsub.get_message(timeout=10.0)
+        if msg is None:
+            raise RedisUnavailable(f"Redis did not confirm the subscription to {sorted(pending)}")
+        if msg["type"] == "subscribe":
+            pending.discard(str(msg["channel"]))
+        elif msg["type"] == "message" and deliver is not None:
+            deliver(str(msg["channel"]), str(msg["data"]))
+
+
+async def resubscribe(pubsub: PubSub, channels: Sequence[str], deliver: Callable[[str, str], None], *,
+                      within_s: float = 60.0) -> None:
+    """Bring back a subscription whose connection dropped: Redis closes a subscriber that lags too far behind
+    (``client-output-buffer-limit pubsub``, a burst of huge artefacts) or restarts. Reconnects with backoff
+    and returns once every channel is confirmed again, so a catch-up read made afterwards misses nothing;
+    messages that arrive meanwhile go to ``deliver``. What was published during the gap is lost to this
+    subscriber: the caller reads it back from the data."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    delay = 0.05
+    while True:
+        try:
+            await pubsub.connect()  # type: ignore[no-untyped-call]  # re-subscribes on the new connection
+            await _confirmed(pubsub, channels, deliver)
+            return
+        except (RedisConnectionError, RedisTimeoutError, OSError, RedisUnavailable):
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 async def next_message(pubsub: PubSub, wait_s: float | None = None) -> tuple[str, str] | None:

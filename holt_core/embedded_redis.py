@@ -345,6 +345,10 @@ class EmbeddedRedis:
             "--appendfsync", "everysec",
             "--daemonize", "no",
             "--logfile", str(self._log_file),
+            # Artefact events carry the whole payload (up to 10 MiB of tool output): the default pub/sub
+            # limit (32 MB) drops a subscriber after three of them arrive at once. Subscribers come back
+            # and read the gap from the data, but a drop costs a catch-up, so leave room for bursts.
+            "--client-output-buffer-limit", "pubsub 256mb 64mb 60",
         ]  # fmt: skip
         try:
             proc = subprocess.Popen(

@@ -25,7 +25,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from holt_core.blackboard import Blackboard
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from holt_core.blackboard import Blackboard, resubscribe
 from holt_core.config import Config
 from holt_core.debug.gate import DebugGate
 from holt_core.debug.held import DETAIL_FROM_QUEUE, DETAIL_HUMAN_REVIEW
@@ -216,8 +219,8 @@ class Orchestrator:
         sweeper: asyncio.Task[None] | None = None
         control: asyncio.Task[None] | None = None
         try:
-            async with self.bb.subscribe(self.keys.artefact_events, self.keys.workflow_events,
-                                         *self.hitl.channels) as sub:
+            channels = [self.keys.artefact_events, self.keys.workflow_events, *self.hitl.channels]
+            async with self.bb.subscribe(*channels) as sub:
                 # Subscribed first, then recover: nothing published from here on is missed.
                 self._swept_to_ms = now_ms()
                 await self.hitl.load()
@@ -233,7 +236,11 @@ class Orchestrator:
                 self.ready.set()
                 self.log.info("orchestrator_ready", claims_open=len(self.claims))
                 while not stop.is_set() and not lost.is_set():
-                    msg = await sub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                    try:
+                        msg = await sub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                    except RedisConnectionError as exc:
+                        await self._resubscribed(sub, channels, exc)
+                        continue
                     if msg is None:
                         continue
                     self.dispatch(str(msg["channel"]), str(msg["data"]))
@@ -252,6 +259,14 @@ class Orchestrator:
                 await self.release_lock()  # whatever failed above, the lock is let go
         if lost.is_set():
             raise HoltError("lost the instance lock to another orchestrator; stopping")
+
+    async def _resubscribed(self, sub: PubSub, channels: list[str], exc: Exception) -> None:
+        """The subscription dropped (Redis closed a lagging subscriber, or restarted): back on it, then the
+        safety sweep reads back what was published in the gap (artefacts and bids; both idempotent)."""
+        self.log.warning("subscription_lost", error=str(exc))
+        await resubscribe(sub, channels, self.dispatch)
+        await self.sweep()
+        self.log.info("subscription_restored")
 
     async def _sweep_forever(self) -> None:
         while True:

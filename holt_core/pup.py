@@ -18,7 +18,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from holt_core.blackboard import Blackboard
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from holt_core.blackboard import Blackboard, resubscribe
 from holt_core.config import AgentConfig, Config
 from holt_core.errors import HoltError, MalformedRecord, NotFound
 from holt_core.hitl.agent import AgentHitl, is_peer_claim
@@ -80,7 +82,15 @@ class Pup:
                 self.ready.set()
                 self.log.info("pup_ready", agent_name=self.name, controller=self.agent.is_controller)
                 while not stop.is_set():
-                    msg = await sub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                    try:
+                        msg = await sub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                    except RedisConnectionError as exc:
+                        # Redis closed a lagging subscriber or restarted: back on the channels, then bid on
+                        # and run what was announced in the gap.
+                        self.log.warning("subscription_lost", agent_name=self.name, error=str(exc))
+                        await resubscribe(sub, channels, self._dispatch)
+                        await self.catch_up()
+                        continue
                     if msg is None:
                         continue
                     self._dispatch(str(msg["channel"]), str(msg["data"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from holt_core.blackboard import Blackboard
 from holt_core.config import parse_config
 from holt_core.models import Artefact, ClaimStatus, StructuralType, new_id, now_ms
-from tests.engine import Engine, make_workspace, wait_for_artefact, wait_settled
+from tests.engine import Engine, make_workspace, poll, wait_for_artefact, wait_settled
 
 PY = sys.executable
 
@@ -252,3 +253,32 @@ async def test_a_lost_grant_notification_is_resent_by_the_sweep(
     finally:
         await engine.close()
     assert done.source_artefacts == [goal.id]
+
+
+async def test_subscribers_dropped_by_redis_come_back_and_nothing_is_lost(
+    tmp_path: Path, redis_url: str, instance: str, bb: Blackboard, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="holt")
+    ws = make_workspace(tmp_path, files={"holt.yml": config_text(), "worker.py": WORKER})
+    engine = Engine(redis_url, instance, ws, parse_config(config_text()))
+    await engine.start_orchestrator()
+    await engine.start_pups()
+    try:
+        # Redis closes every subscriber, as it does to one that lags past client-output-buffer-limit (a burst
+        # of huge artefacts) or on a restart; goals are written while the orchestrator and the pup are away.
+        assert await bb.redis.client_kill_filter(_type="pubsub") >= 2
+        goals = [await engine.forage(f"goal {n}") for n in range(3)]
+
+        async def terminals() -> list[Artefact]:
+            return [a for a in (await bb.list_artefacts()).artefacts if a.structural_type == StructuralType.TERMINAL]
+
+        async def all_done() -> bool:
+            return len(await terminals()) == len(goals)
+
+        await poll(all_done, what="every goal's Terminal artefact")
+        done = await terminals()
+    finally:
+        await engine.close()
+    assert sorted(a.payload for a in done) == sorted(g.payload for g in goals)
+    lost = {(r.name, r.getMessage()) for r in caplog.records if r.getMessage() == "subscription_lost"}
+    assert lost == {("holt.orchestrator", "subscription_lost"), ("holt.pup", "subscription_lost")}
