@@ -50,6 +50,10 @@ def connect_redis(url: str) -> Redis:
         # Payloads written by other clients may not be valid UTF-8; never crash on them.
         encoding_errors="replace",
         health_check_interval=30,
+        # RESP2: redis-py 8 defaults to RESP3, where every pub/sub message also goes through a push
+        # handler that formats the whole message into a debug string (a 10 MiB artefact event is copied
+        # per subscriber, whatever the log level). Holt uses nothing RESP3-only.
+        protocol=2,
     )
 
 

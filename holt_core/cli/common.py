@@ -70,6 +70,7 @@ def redis_client(url: str, *, decode: bool = True, client_name: str | None = Non
         socket_connect_timeout=5,
         health_check_interval=30,
         client_name=client_name,
+        protocol=2,  # as connect_redis: no per-message debug formatting of pub/sub payloads
     )
 
 
