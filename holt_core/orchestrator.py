@@ -265,16 +265,19 @@ class Orchestrator:
         safety sweep reads back what was published in the gap (artefacts and bids; both idempotent)."""
         self.log.warning("subscription_lost", error=str(exc))
         await resubscribe(sub, channels, self.dispatch)
-        await self.sweep()
+        await self._sweep_once()
         self.log.info("subscription_restored")
 
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self.sweep_interval_s)
-            try:
-                await self.sweep()
-            except Exception as exc:  # a failed sweep is retried next time; it must never stop the loop
-                self.log.error("error", message="safety sweep failed", error=repr(exc))
+            await self._sweep_once()
+
+    async def _sweep_once(self) -> None:
+        try:
+            await self.sweep()
+        except Exception as exc:  # a failed sweep is retried next time; it must never stop the loop
+            self.log.error("error", message="safety sweep failed", error=repr(exc))
 
     async def sweep(self) -> None:
         """Safety net for pub/sub events lost on a reconnect (off the critical path, idempotent).
