@@ -41,6 +41,7 @@ from holt_core.instances import InstanceRecord, get_record, register
 from holt_core.keys import INSTANCES, Keys, validate_instance_name
 from holt_core.logs import EventLogger, JsonFormatter, configure
 from holt_core.processes import pid_alive
+from holt_core.waiting import wait_set
 
 ENV_SUPERVISOR_PID = "HOLT_SUPERVISOR_PID"
 ORCHESTRATOR = "orchestrator"
@@ -234,8 +235,7 @@ class Supervisor:
                 await self._release_dead_lock()
             self._note(child, "child_exited", logging.WARNING, pid=child.state.pid, exit_code=code,
                        uptime_s=round(uptime, 1), restart_in_s=delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            await wait_set(stop, delay)
             delay = min(delay * 2, BACKOFF_MAX_S)
             if not stop.is_set():
                 self._note(child, "child_restarting", logging.WARNING, restarts=child.state.starts)

@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 
 from holt_core.blackboard import Blackboard
+from holt_core.hitl.deadlines import DeadlineSweeper
 from holt_core.hitl.models import RequestKind, RequestStatus
+from holt_core.hitl.policy import HitlPolicy
+from holt_core.hitl.requests import RequestStore
+from holt_core.logs import EventLogger
 from holt_core.models import ClaimStatus, StructuralType
 from tests.clirun import holt as holt_cli
 from tests.engine import wait_for_artefact, wait_settled
@@ -173,3 +177,21 @@ async def test_sigkill_with_question_and_approval_pending_then_restart(
     assert [r.action for r in records if r.subject == approval.id].count("expired") == 1
     assert [r.action for r in records if r.subject == question.id].count("question_answered") == 1
     assert (await bb.audit.verify()).ok
+
+
+
+async def test_a_halted_sweeper_ends_on_its_own(bb: Blackboard) -> None:
+    # Shutdown must not depend on the cancellation reaching the sweeper's loop: halt() alone ends it, here
+    # halted once its first cycle has run (otherwise it loops for ever, looking again every second).
+    cycled = asyncio.Event()
+
+    async def on_cycle() -> None:
+        cycled.set()
+
+    sweeper = DeadlineSweeper(RequestStore(bb, HitlPolicy()), log=EventLogger("test", bb.instance),
+                              on_cycle=on_cycle)
+    running = asyncio.create_task(sweeper.run())
+    await asyncio.wait_for(cycled.wait(), 5)
+    sweeper.halt()
+    await asyncio.wait_for(running, 5)
+    assert not running.cancelled() and running.exception() is None

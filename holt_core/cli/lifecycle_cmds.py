@@ -62,6 +62,7 @@ from holt_core.supervisor import (
     supervise,
     supervisor_argv,
 )
+from holt_core.waiting import wait_set
 
 T = TypeVar("T")
 
@@ -827,8 +828,7 @@ async def _stop_when_orphaned(supervisor_pid: int, stop: asyncio.Event) -> None:
         if os.getppid() != supervisor_pid:
             stop.set()
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), _PARENT_CHECK_S)
+        await wait_set(stop, _PARENT_CHECK_S)
 
 
 # ---------------------------------------------------------------------------------------------

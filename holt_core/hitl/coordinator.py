@@ -89,6 +89,7 @@ class HitlCoordinator:
         self._spawn(self.notifier.run())
 
     async def stop(self) -> None:
+        self.sweeper.halt()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

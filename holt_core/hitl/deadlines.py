@@ -8,7 +8,6 @@ so it races a human answer fairly and firing the same step twice changes nothing
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 from holt_core.errors import HoltError
@@ -16,6 +15,7 @@ from holt_core.hitl.requests import RequestStore
 from holt_core.identity import SYSTEM_TIMEOUT
 from holt_core.logs import EventLogger
 from holt_core.models import now_ms
+from holt_core.waiting import wait_set
 
 MAX_SLEEP_S = 1.0  # other processes add deadlines too: look again at least this often
 HOUSEKEEPING_S = 10.0
@@ -32,13 +32,20 @@ class DeadlineSweeper:
         self._wake = asyncio.Event()
         self._on_cycle = on_cycle
         self._last_housekeeping = 0.0
+        self._halted = False
 
     def wake(self) -> None:
         self._wake.set()
 
+    def halt(self) -> None:
+        """Stop at the next turn of the loop. Cancelling alone was seen to leave this loop running when the
+        orchestrator stopped right after an event (the cancellation lost on the way), hanging its shutdown."""
+        self._halted = True
+        self._wake.set()
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._halted:
             try:
                 await self.fire_due()
                 if self._on_cycle is not None and loop.time() - self._last_housekeeping >= HOUSEKEEPING_S:
@@ -50,9 +57,10 @@ class DeadlineSweeper:
             except Exception as exc:  # a failed sweep is retried; it must never stop the loop
                 self.log.error("error", message="deadline sweep failed", error=repr(exc))
                 delay = MAX_SLEEP_S
+            if self._halted:
+                return
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await wait_set(self._wake, delay)
 
     async def _until_next(self) -> float:
         rows = await self.redis.zrange(self.keys.hitl_deadlines, 0, 0, withscores=True)
