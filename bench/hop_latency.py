@@ -48,8 +48,16 @@ agents:
 """
 
 
-def _run(coro: Any) -> None:
-    """Run a process's main loop the way holt runs it (uvloop when installed, unless HOLT_BENCH_LOOP=asyncio)."""
+def _run(coro: Any, *, profile_to: str | None = None) -> None:
+    """Run a process's main loop the way holt runs it (uvloop when installed, unless HOLT_BENCH_LOOP=asyncio);
+    with ``profile_to``, under cProfile counting CPU time (not time spent waiting for Redis), stats there."""
+    if profile_to:
+        import cProfile
+
+        with cProfile.Profile(time.process_time) as prof:
+            _run(coro)
+        prof.dump_stats(profile_to)
+        return
     try:
         import uvloop
     except ImportError:
@@ -101,15 +109,7 @@ def orchestrator_process(url: str, instance: str, polling: bool, ready: Any, sto
     from holt_core.logs import configure
 
     configure(level=logging.WARNING)  # warnings and errors as JSON lines on stderr, as holt writes them
-    profile_to = os.environ.get("HOLT_BENCH_PROFILE")  # a path: cProfile stats (CPU time) of the orchestrator
-    if not profile_to:
-        _run(main())
-        return
-    import cProfile
-
-    with cProfile.Profile(time.process_time) as prof:  # CPU, not time spent waiting for Redis
-        _run(main())
-    prof.dump_stats(profile_to)
+    _run(main(), profile_to=os.environ.get("HOLT_BENCH_PROFILE"))  # a path: a profile of the orchestrator
 
 
 def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready: Any, stop: Any,
@@ -158,15 +158,8 @@ def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready
         with cpu.get_lock():
             cpu.value += time.process_time() - baseline
 
-    profile_to = os.environ.get("HOLT_BENCH_PROFILE_AGENT")  # a path: cProfile stats (CPU time) of the Worker
-    if not profile_to or role != "Worker":
-        _run(main())
-        return
-    import cProfile
-
-    with cProfile.Profile(time.process_time) as prof:
-        _run(main())
-    prof.dump_stats(profile_to)
+    # HOLT_BENCH_PROFILE_AGENT: a path for a profile of the Worker.
+    _run(main(), profile_to=os.environ.get("HOLT_BENCH_PROFILE_AGENT") if role == "Worker" else None)
 
 
 async def scenario(url: str, chains: int, hops: int, polling: bool, gate: str = "debug") -> dict[str, float]:

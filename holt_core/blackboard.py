@@ -42,19 +42,21 @@ _SCAN_COUNT = 1000
 _BATCH = 500
 
 
-def connect_redis(url: str) -> Redis:
-    """A redis.asyncio client configured the way every Holt process uses it."""
-    return Redis.from_url(
-        url,
-        decode_responses=True,
+def connect_redis(url: str, *, decode: bool = True, **options: Any) -> Redis:
+    """A redis.asyncio client configured the way every Holt process uses it; ``options`` add to that
+    (the CLI's retry and connect timeout) or override it."""
+    settings: dict[str, Any] = {
+        "decode_responses": decode,
         # Payloads written by other clients may not be valid UTF-8; never crash on them.
-        encoding_errors="replace",
-        health_check_interval=30,
+        "encoding_errors": "replace",
+        "health_check_interval": 30,
         # RESP2: redis-py 8 defaults to RESP3, where every pub/sub message also goes through a push
         # handler that formats the whole message into a debug string (a 10 MiB artefact event is copied
         # per subscriber, whatever the log level). Holt uses nothing RESP3-only.
-        protocol=2,
-    )
+        "protocol": 2,
+    }
+    settings.update(options)
+    return Redis.from_url(url, **settings)
 
 
 @dataclass

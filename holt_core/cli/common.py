@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from holt_core.blackboard import Blackboard
+from holt_core.blackboard import Blackboard, connect_redis
 from holt_core.embedded_redis import resolve_redis_url
 from holt_core.errors import HoltError, RedisUnavailable
 from holt_core.instances import resolve_instance
@@ -62,16 +62,8 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 def redis_client(url: str, *, decode: bool = True, client_name: str | None = None) -> Redis:
     # No automatic retries: redis-py would otherwise reconnect a dropped subscription behind our back
     # and the events published meanwhile would be lost without a word.
-    return Redis.from_url(
-        url,
-        decode_responses=decode,
-        encoding_errors="replace",
-        retry=Retry(NoBackoff(), 0),
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        client_name=client_name,
-        protocol=2,  # as connect_redis: no per-message debug formatting of pub/sub payloads
-    )
+    return connect_redis(url, decode=decode, retry=Retry(NoBackoff(), 0), socket_connect_timeout=5,
+                         client_name=client_name)
 
 
 def connection_failed(exc: Exception) -> RedisUnavailable:
