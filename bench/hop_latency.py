@@ -158,8 +158,9 @@ def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready
         with cpu.get_lock():
             cpu.value += time.process_time() - baseline
 
-    # HOLT_BENCH_PROFILE_AGENT: a path for a profile of the Worker.
-    _run(main(), profile_to=os.environ.get("HOLT_BENCH_PROFILE_AGENT") if role == "Worker" else None)
+    # HOLT_BENCH_PROFILE_AGENT: a path for a profile of the Worker (or of HOLT_BENCH_PROFILE_ROLE).
+    profiled = role == os.environ.get("HOLT_BENCH_PROFILE_ROLE", "Worker")
+    _run(main(), profile_to=os.environ.get("HOLT_BENCH_PROFILE_AGENT") if profiled else None)
 
 
 async def scenario(url: str, chains: int, hops: int, polling: bool, gate: str = "debug") -> dict[str, float]:

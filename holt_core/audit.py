@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from holt_core.keys import Keys
 from holt_core.models import now_ms
+from holt_core.redis_wire import CommandWire
 from holt_core.transaction import Tx, TxResult, TxRunner
 
 AUDIT_KEY_ENV = "HOLT_AUDIT_KEY"
@@ -131,7 +132,7 @@ class AuditTrail:
         self._r: Any = redis
         self.keys = keys
         self.key = key if key is not None else audit_key_from_env()
-        self._runner = runner or TxRunner(redis)
+        self._runner = runner or TxRunner(CommandWire(redis))
 
     async def head(self) -> AuditHead:
         return AuditHead.parse(await self._r.get(self.keys.audit_head))

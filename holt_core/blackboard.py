@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -35,6 +34,7 @@ from holt_core.models import (
     WorkflowEventType,
     now_ms,
 )
+from holt_core.redis_wire import CommandWire, Subscription
 from holt_core.transaction import Tx, TxResult, TxRunner
 
 MIN_SHORT_ID = 6
@@ -66,20 +66,27 @@ class ArtefactListing:
 
 
 class Blackboard:
-    """One instance's blackboard on one Redis connection pool."""
+    """One instance's blackboard: the reads and writes of every hop on one lean connection (``redis_wire``),
+    everything else through the redis-py client it is given."""
 
     def __init__(self, redis: Redis, instance: str) -> None:
         self.redis = redis
         self.keys = Keys(instance)
         self.instance = instance
-        self._tx = TxRunner(redis)
+        self.wire = CommandWire(redis)
+        self._tx = TxRunner(self.wire)
         self.audit = AuditTrail(redis, self.keys, runner=self._tx)
 
     @classmethod
     def from_url(cls, url: str, instance: str) -> Blackboard:
         return cls(connect_redis(url), instance)
 
+    def release(self) -> None:
+        """Close this blackboard's own connection (the redis-py client is the caller's to close)."""
+        self.wire.close()
+
     async def close(self) -> None:
+        self.release()
         await self.redis.aclose()
 
     async def run(self, tx: Tx) -> TxResult:
@@ -120,7 +127,7 @@ class Blackboard:
 
     async def get_artefact(self, artefact_id: str) -> Artefact:
         key = self.keys.artefact(artefact_id)
-        raw = await self.redis.hgetall(key)
+        raw = _hash(await self.wire.call("HGETALL", key))
         if not raw:
             raise NotFound(f"artefact with ID '{artefact_id}' not found")
         return Artefact.from_hash(raw, key)
@@ -135,10 +142,11 @@ class Blackboard:
         """HGETALL of many keys, pipelined in batches (one round trip per batch)."""
         out: list[dict[str, str]] = []
         for start in range(0, len(keys), _BATCH):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key in keys[start : start + _BATCH]:
-                    pipe.hgetall(key)
-                out.extend(await pipe.execute())
+            replies = await self.wire.call_many([("HGETALL", key) for key in keys[start : start + _BATCH]])
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+                out.append(_hash(reply))
         return out
 
     async def artefact_exists(self, artefact_id: str) -> bool:
@@ -233,7 +241,7 @@ class Blackboard:
 
     async def get_claim(self, claim_id: str) -> Claim:
         key = self.keys.claim(claim_id)
-        raw = await self.redis.hgetall(key)
+        raw = _hash(await self.wire.call("HGETALL", key))
         if not raw:
             raise NotFound(f"claim with ID '{claim_id}' not found")
         return Claim.from_hash(raw, key)
@@ -280,8 +288,7 @@ class Blackboard:
         return await self.hgetall_many([self.keys.bids(c) for c in claim_ids])
 
     async def get_bids(self, claim_id: str) -> dict[str, str]:
-        raw = await self.redis.hgetall(self.keys.bids(claim_id))
-        return {str(k): str(v) for k, v in raw.items()}
+        return _hash(await self.wire.call("HGETALL", self.keys.bids(claim_id)))
 
     # ------------------------------------------------------------------ events
 
@@ -289,9 +296,9 @@ class Blackboard:
         await self.redis.publish(self.keys.workflow_events, event.to_json())
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, *channels: str) -> AsyncIterator[PubSub]:
+    async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:
         """A pub/sub connection subscribed to ``channels`` (confirmed before the body runs)."""
-        pubsub = self.redis.pubsub()
+        pubsub = Subscription(self.redis)
         try:
             await pubsub.subscribe(*channels)
             # Wait for the server's confirmations: after this, nothing published is missed.
@@ -300,10 +307,16 @@ class Blackboard:
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.unsubscribe()
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
 
 
-async def _confirmed(pubsub: PubSub, channels: Iterable[str], deliver: Callable[[str, str], None] | None) -> None:
+def _hash(reply: list[str]) -> dict[str, str]:
+    """An HGETALL reply (RESP2: names and values in turn) as a dict."""
+    values = iter(reply)
+    return dict(zip(values, values, strict=True))
+
+
+async def _confirmed(pubsub: Subscription, channels: Iterable[str], deliver: Callable[[str, str], None] | None) -> None:
     pending = set(channels)
     while pending:
         msg = await pubsub.get_message(timeout=10.0)
@@ -315,7 +328,7 @@ async def _confirmed(pubsub: PubSub, channels: Iterable[str], deliver: Callable[
             deliver(str(msg["channel"]), str(msg["data"]))
 
 
-async def resubscribe(pubsub: PubSub, channels: Sequence[str], deliver: Callable[[str, str], None], *,
+async def resubscribe(pubsub: Subscription, channels: Sequence[str], deliver: Callable[[str, str], None], *,
                       within_s: float = 60.0) -> None:
     """Bring back a subscription whose connection dropped: Redis closes a subscriber that lags too far behind
     (``client-output-buffer-limit pubsub``, a burst of huge artefacts) or restarts. Reconnects with backoff
@@ -327,7 +340,7 @@ async def resubscribe(pubsub: PubSub, channels: Sequence[str], deliver: Callable
     delay = 0.05
     while True:
         try:
-            await pubsub.connect()  # type: ignore[no-untyped-call]  # re-subscribes on the new connection
+            await pubsub.connect()  # re-subscribes on the new connection
             await _confirmed(pubsub, channels, deliver)
             return
         except (RedisConnectionError, RedisTimeoutError, OSError, RedisUnavailable):
@@ -337,7 +350,7 @@ async def resubscribe(pubsub: PubSub, channels: Sequence[str], deliver: Callable
             delay = min(delay * 2, 2.0)
 
 
-async def next_message(pubsub: PubSub, wait_s: float | None = None) -> tuple[str, str] | None:
+async def next_message(pubsub: Subscription, wait_s: float | None = None) -> tuple[str, str] | None:
     """The next (channel, data) from a subscription, or None on timeout."""
     msg: dict[str, Any] | None = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait_s)
     if msg is None:

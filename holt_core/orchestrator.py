@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from holt_core.blackboard import Blackboard, resubscribe
@@ -55,6 +54,7 @@ from holt_core.models import (
     now_ms,
 )
 from holt_core.processes import pid_alive
+from holt_core.redis_wire import Subscription
 from holt_core.transaction import Tx
 
 # Extra claim-hash fields (Go readers ignore them).
@@ -260,7 +260,7 @@ class Orchestrator:
         if lost.is_set():
             raise HoltError("lost the instance lock to another orchestrator; stopping")
 
-    async def _resubscribed(self, sub: PubSub, channels: list[str], exc: Exception) -> None:
+    async def _resubscribed(self, sub: Subscription, channels: list[str], exc: Exception) -> None:
         """The subscription dropped (Redis closed a lagging subscriber, or restarted): back on it, then the
         safety sweep reads back what was published in the gap (artefacts and bids; both idempotent)."""
         self.log.warning("subscription_lost", error=str(exc))

@@ -12,11 +12,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from holt_core.models import dumps
+from holt_core.redis_wire import CommandWire, script_sha
 
 # Guards run first and return the 1-based index of the first one that fails; then ops run in order.
 # Values travel as strings so Lua never reformats a number (1.7e12 would become "1.73e+12").
@@ -155,15 +154,15 @@ class TxResult:
 
 
 class TxRunner:
-    """Runs Tx batches on one Redis connection pool (the script is loaded once, then EVALSHA).
+    """Runs Tx batches on one lean Redis connection (the script is loaded once, then EVALSHA).
 
     Transactions submitted in the same event-loop tick go to Redis as one pipeline: each is still its own
     atomic script, but a burst of them (16 workflows hopping at once) costs one round trip, not one each.
     """
 
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-        self._script: AsyncScript = redis.register_script(_LUA)
+    def __init__(self, wire: CommandWire) -> None:
+        self._wire = wire
+        self._sha = script_sha(_LUA)
         self._pending: list[tuple[list[str], str, asyncio.Future[Any]]] = []
 
     async def run(self, tx: Tx) -> TxResult:
@@ -186,11 +185,7 @@ class TxRunner:
     async def _send_pending(self) -> None:
         batch, self._pending = self._pending, []
         try:
-            if len(batch) == 1:
-                keys, spec, _ = batch[0]
-                results: list[Any] = [await self._script(keys=keys, args=[spec])]
-            else:
-                results = await self._pipelined(batch)
+            results = await self._pipelined(batch)
         except BaseException as exc:  # every waiter must hear of the failure
             for _, _, future in batch:
                 if not future.done():
@@ -208,24 +203,20 @@ class TxRunner:
 
 
     async def _pipelined(self, batch: list[tuple[list[str], str, asyncio.Future[Any]]]) -> list[Any]:
-        # EVALSHA straight on the pipeline: a Script object on a pipeline costs a SCRIPT EXISTS round trip
-        # before every execute. An emptied script cache (SCRIPT FLUSH, a restarted Redis) fails only the
-        # scripts, and NOSCRIPT means nothing of them ran, so they run again once it is loaded.
+        # EVALSHA without asking first: an emptied script cache (SCRIPT FLUSH, a restarted Redis) fails only
+        # the scripts, and NOSCRIPT means nothing of them ran, so they run again once it is loaded.
         items = [(keys, spec) for keys, spec, _ in batch]
-        results = await self._evalsha_all(self._script.sha, items)
+        results = await self._evalsha_all(items)
         redo = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if redo:
-            self._script.sha = await self._redis.script_load(_LUA)
-            again = await self._evalsha_all(self._script.sha, [items[i] for i in redo])
+            await self._wire.call("SCRIPT", "LOAD", _LUA)
+            again = await self._evalsha_all([items[i] for i in redo])
             for i, result in zip(redo, again, strict=True):
                 results[i] = result
         return results
 
-    async def _evalsha_all(self, sha: str, items: list[tuple[list[str], str]]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for keys, spec in items:
-            pipe.evalsha(sha, len(keys), *keys, spec)
-        return list(await pipe.execute(raise_on_error=False))
+    async def _evalsha_all(self, items: list[tuple[list[str], str]]) -> list[Any]:
+        return await self._wire.call_many([["EVALSHA", self._sha, len(keys), *keys, spec] for keys, spec in items])
 
 
 # Strong references to flushes in flight (the event loop keeps only weak ones).

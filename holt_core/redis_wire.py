@@ -1,0 +1,310 @@
+"""Redis on a lean wire: the per-hop commands and every subscription, without redis-py's per-call layers.
+
+redis-py sets up each connection (address, TLS, AUTH, database, RESP2): its configuration is the only one.
+After that handshake the socket is taken over by a small asyncio protocol that writes RESP2 commands and
+parses replies with hiredis as bytes arrive. Measured on this project's machine, a redis-py 8 command costs
+about 45 us of CPU beyond the socket work (connection pool, retry wrapper, observability hooks, per-command
+argument checks) and a buffered pub/sub message 16 us against 1 us here; an orchestration hop makes about a
+dozen of each across its processes (docs/performance.md).
+
+Replies come back in the order commands were written, so commands from many tasks share one connection
+and are pipelined for free. A lost connection fails what is in flight with redis-py's ConnectionError; a
+command is then retried by the client's redis-py retry policy (none for the CLI). A subscription is never
+re-established behind the caller's back: it raises, and the caller re-subscribes and reads back the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import hiredis
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# A subscriber that heard nothing for this long pings, so a dead connection is noticed (as redis-py does).
+HEALTH_CHECK_S = 30.0
+
+Message = dict[str, Any]
+
+
+def encode_command(args: Sequence[str | bytes | int | float]) -> bytes:
+    """A RESP2 command: an array of bulk strings."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n" % len(data))
+        out.append(data)
+        out.append(b"\r\n")
+    return b"".join(out)
+
+
+def script_sha(script: str) -> str:
+    """The SHA1 Redis files a Lua script under (EVALSHA's argument)."""
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+def _reply_error(text: str) -> ResponseError:
+    if text.startswith("NOSCRIPT"):
+        return NoScriptError(text)
+    return ResponseError(text)
+
+
+async def _handshaken(redis: Redis) -> AbstractConnection:
+    """A new connection, set up by redis-py exactly as the client's own would be."""
+    conn: AbstractConnection = redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+    await conn.connect()  # type: ignore[no-untyped-call]
+    return conn
+
+
+class _Wire(asyncio.Protocol):
+    """Bytes in, parsed replies out; what to do with each reply is the subclass's business."""
+
+    def __init__(self, conn: AbstractConnection) -> None:
+        self._conn = conn  # kept: redis-py's objects own the socket's lifetime otherwise
+        writer = conn._writer  # the handshaken stream is the one thing taken over
+        if writer is None:
+            raise RedisConnectionError("the connection closed during its handshake")
+        self._transport: asyncio.Transport = writer.transport  # type: ignore[assignment]
+        self._reader = hiredis.Reader(encoding="utf-8", errors="replace", replyError=_reply_error)
+        self.lost: BaseException | None = None
+        self._transport.set_protocol(self)
+
+    def write(self, data: bytes) -> None:
+        if self.lost is not None or self._transport.is_closing():
+            raise RedisConnectionError("Connection closed by server.")
+        self._transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while (reply := self._reader.gets()) is not False:
+            self._reply(reply)
+
+    def _reply(self, reply: Any) -> None:
+        raise NotImplementedError
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = RedisConnectionError(f"Connection closed: {exc}" if exc else "Connection closed by server.")
+        self._closed()
+
+    def _closed(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+class _CommandWire(_Wire):
+    def __init__(self, conn: AbstractConnection) -> None:
+        super().__init__(conn)
+        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+
+    def _reply(self, reply: Any) -> None:
+        future = self.waiting.popleft()
+        if not future.done():  # a caller that was cancelled no longer listens
+            future.set_result(reply)
+
+    def _closed(self) -> None:
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(self.lost or RedisConnectionError("Connection closed by server."))
+
+
+class CommandWire:
+    """Commands to Redis on one dedicated connection, made on first use and again after it is lost."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._wire: _CommandWire | None = None
+        self._connecting: asyncio.Lock | None = None
+
+    async def call(self, *args: str | bytes | int | float) -> Any:
+        """One command's reply; an error reply raises (ResponseError, NoScriptError)."""
+        reply = (await self.call_many([args]))[0]
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    async def call_many(self, commands: Sequence[Sequence[str | bytes | int | float]]) -> list[Any]:
+        """Pipelined: one write, one reply each, in order; error replies are returned, not raised."""
+        if not commands:
+            return []
+        payload = b"".join(encode_command(c) for c in commands)
+        try:
+            return await self._send(payload, len(commands))
+        except (RedisConnectionError, RedisTimeoutError, OSError) as first:
+            retry = self._redis.get_retry()
+            if retry is None or retry.get_retries() == 0:
+                raise _as_connection_error(first) from None
+            return await retry.call_with_retry(lambda: self._send(payload, len(commands)), self._dropped)
+
+    async def _send(self, payload: bytes, count: int) -> list[Any]:
+        wire = self._wire
+        if wire is None or wire.lost is not None:
+            wire = await self._connect()
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in range(count)]
+        wire.write(payload)
+        wire.waiting.extend(futures)
+        if count == 1:
+            return [await futures[0]]
+        return [await f for f in futures]
+
+    async def _dropped(self, _error: BaseException) -> None:
+        if self._wire is not None:
+            self._wire.close()
+            self._wire = None
+
+    async def _connect(self) -> _CommandWire:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._wire is None or self._wire.lost is not None:
+                self._wire = _CommandWire(await _handshaken(self._redis))
+            return self._wire
+
+    def close(self) -> None:
+        if self._wire is not None:
+            self._wire.close()
+            self._wire = None
+
+
+def _as_connection_error(exc: BaseException) -> BaseException:
+    return exc if isinstance(exc, (RedisConnectionError, RedisTimeoutError)) else RedisConnectionError(str(exc))
+
+
+class _PushWire(_Wire):
+    def __init__(self, conn: AbstractConnection, on_push: Callable[[Any], None], on_lost: Callable[[], None]) -> None:
+        super().__init__(conn)
+        self._on_push = on_push
+        self._on_lost = on_lost
+
+    def _reply(self, reply: Any) -> None:
+        self._on_push(reply)
+
+    def _closed(self) -> None:
+        self._on_lost()
+
+
+class Subscription:
+    """A pub/sub connection with the part of redis-py's PubSub interface Holt uses.
+
+    ``get_message`` returns ``{"type", "channel", "data", "pattern"}`` dicts as redis-py does (strings,
+    decoded as UTF-8 with replacement), or None once ``timeout`` passes; it raises redis-py's
+    ConnectionError once the connection is gone. ``connect`` makes a new connection and subscribes it
+    to the same channels again.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._wire: _PushWire | None = None
+        self._queue: collections.deque[Any] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.channels: dict[str, None] = {}
+        self._heard = 0.0
+
+    # ---------------------------------------------------------------- connection
+
+    async def connect(self) -> None:
+        if self._wire is not None and self._wire.lost is None:
+            return
+        self._queue.clear()
+        self._wire = _PushWire(await _handshaken(self._redis), self._pushed, self._wake)
+        self._heard = asyncio.get_running_loop().time()
+        if self.channels:
+            self._wire.write(encode_command(["SUBSCRIBE", *self.channels]))
+
+    async def subscribe(self, *channels: str) -> None:
+        await self.connect()
+        assert self._wire is not None
+        self.channels.update(dict.fromkeys(channels))
+        self._wire.write(encode_command(["SUBSCRIBE", *channels]))
+
+    async def unsubscribe(self) -> None:
+        self.channels.clear()
+        if self._wire is not None and self._wire.lost is None:
+            self._wire.write(encode_command(["UNSUBSCRIBE"]))
+
+    async def aclose(self) -> None:
+        if self._wire is not None:
+            self._wire.close()
+        self._wire = None
+        self._queue.clear()
+
+    # ---------------------------------------------------------------- messages
+
+    def _pushed(self, reply: Any) -> None:
+        self._queue.append(reply)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get_message(  # redis-py's PubSub signature, which every caller uses
+        self,
+        ignore_subscribe_messages: bool = False,
+        timeout: float | None = 0.0,  # noqa: ASYNC109
+    ) -> Message | None:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            while self._queue:
+                message = _message(self._queue.popleft())
+                self._heard = loop.time()
+                if message is None or (ignore_subscribe_messages and message["type"] != "message"
+                                       and message["type"] != "pmessage"):
+                    continue
+                return message
+            wire = self._wire
+            if wire is None:
+                raise RedisConnectionError("not subscribed: the subscription is closed")
+            if wire.lost is not None:
+                raise wire.lost
+            now = loop.time()
+            if deadline is not None and now >= deadline:
+                return None
+            if now - self._heard >= HEALTH_CHECK_S:
+                self._heard = now
+                wire.write(encode_command(["PING"]))
+            await self._wait(loop, None if deadline is None else deadline - now)
+
+    async def _wait(self, loop: asyncio.AbstractEventLoop, delay: float | None) -> None:
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(min(delay, HEALTH_CHECK_S) if delay is not None else HEALTH_CHECK_S,
+                                _settle, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _message(reply: Any) -> Message | None:
+    """A pub/sub push as redis-py's PubSub presents it; None for anything else."""
+    if not isinstance(reply, list) or not reply:
+        return None
+    kind = reply[0]
+    if kind == "message" and len(reply) == 3:
+        return {"type": kind, "pattern": None, "channel": reply[1], "data": reply[2]}
+    if kind == "pmessage" and len(reply) == 4:
+        return {"type": kind, "pattern": reply[1], "channel": reply[2], "data": reply[3]}
+    if kind in ("subscribe", "unsubscribe", "psubscribe", "punsubscribe") and len(reply) == 3:
+        return {"type": kind, "pattern": None, "channel": reply[1], "data": reply[2]}
+    if kind == "pong":
+        return {"type": kind, "pattern": None, "channel": None, "data": reply[1] if len(reply) > 1 else ""}
+    return None
