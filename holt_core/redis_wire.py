@@ -38,10 +38,8 @@ def encode_command(args: Sequence[str | bytes | int | float]) -> bytes:
     """A RESP2 command: an array of bulk strings."""
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        out.append(b"$%d\r\n" % len(data))
-        out.append(data)
-        out.append(b"\r\n")
+        data = arg.encode() if type(arg) is str else arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(out)
 
 
