@@ -9,7 +9,7 @@ dozen of each across its processes (docs/performance.md).
 
 Replies come back in the order commands were written, so commands from many tasks share one connection
 and are pipelined for free. A lost connection fails what is in flight with redis-py's ConnectionError; a
-command is then retried by the client's redis-py retry policy (none for the CLI). A subscription is never
+command is then retried only if the client was given a redis-py retry policy (Holt's are not). A subscription is never
 re-established behind the caller's back: it raises, and the caller re-subscribes and reads back the gap.
 """
 
@@ -24,6 +24,7 @@ from typing import Any
 import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -138,7 +139,8 @@ class CommandWire:
         try:
             return await self._send(payload, len(commands))
         except (RedisConnectionError, RedisTimeoutError, OSError) as first:
-            retry = self._redis.get_retry()
+            # The retry policy the client's own connections are given (none unless configured).
+            retry: Retry | None = self._redis.connection_pool.connection_kwargs.get("retry")
             if retry is None or retry.get_retries() == 0:
                 raise _as_connection_error(first) from None
             return await retry.call_with_retry(lambda: self._send(payload, len(commands)), self._dropped)
