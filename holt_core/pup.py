@@ -179,19 +179,23 @@ class Pup:
     # ================================================================== bidding
 
     async def _bid(self, claim: Claim) -> None:
-        try:
-            target = await self.bb.get_artefact(claim.artefact_id)
-        except (NotFound, MalformedRecord) as exc:
-            # Still bid: a silent agent would stall the claim until the bid timeout.
-            self.log.warning("bid_target_unreadable", claim_id=claim.id, error=str(exc))
-            await self.bb.set_bid(claim.id, self.name, BidType.IGNORE)
-            return
-        bid = await self.decide_bid(target)
+        if not self.agent.bid_script:
+            bid = self._static_bid() or BidType.IGNORE  # no read of the target: nothing looks at it
+        else:
+            try:
+                bid = await self.decide_bid(await self.bb.get_artefact(claim.artefact_id))
+            except (NotFound, MalformedRecord) as exc:
+                # Still bid: a silent agent would stall the claim until the bid timeout.
+                self.log.warning("bid_target_unreadable", claim_id=claim.id, error=str(exc))
+                bid = BidType.IGNORE
         await self.bb.set_bid(claim.id, self.name, bid)
         self.log.info("bid_submitted", claim_id=claim.id, agent_name=self.name, bid_type=bid.value)
 
+    def _static_bid(self) -> BidType | None:
+        return BidType(self.agent.bidding_strategy) if self.agent.bidding_strategy else None
+
     async def decide_bid(self, target: Artefact) -> BidType:
-        static = BidType(self.agent.bidding_strategy) if self.agent.bidding_strategy else None
+        static = self._static_bid()
         if not self.agent.bid_script:
             return static or BidType.IGNORE
         try:
