@@ -35,9 +35,13 @@ def is_uuid(text: str) -> bool:
     return bool(_UUID.match(text))
 
 
+# One encoder for the process: json.dumps with non-default settings builds a new one on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(obj: Any) -> str:
     """Compact JSON, UTF-8 kept as is (Go accepts it; escapes are only needed for control characters)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(obj)
 
 
 def _list_json(items: list[str]) -> str:
