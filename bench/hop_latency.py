@@ -124,9 +124,15 @@ def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready
         bid_type = BidType(bid)
         tasks: set[asyncio.Task[None]] = set()
 
-        async def work(claim_id: str) -> None:
-            claim = await bb.get_claim(claim_id)
-            target = await bb.get_artefact(claim.artefact_id)
+        async def work(grant: GrantNotification) -> None:
+            # As the pup does: one pipelined read when the notification names the target, else two.
+            if grant.artefact_id:
+                claim, target = await bb.get_claim_and_artefact(grant.claim_id, grant.artefact_id)
+                if claim.artefact_id != target.id:  # the claim is the authority
+                    target = await bb.get_artefact(claim.artefact_id)
+            else:
+                claim = await bb.get_claim(grant.claim_id)
+                target = await bb.get_artefact(claim.artefact_id)
             chain, step = target.payload.split(":", 1)
             n = int(step) + 1
             ident = new_id()
@@ -158,7 +164,7 @@ def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready
                     if claim.status != ClaimStatus.PENDING_ASSIGNMENT:
                         spawn(bb.set_bid(claim.id, role, bid_type))
                 else:
-                    spawn(work(GrantNotification.model_validate_json(data).claim_id))
+                    spawn(work(GrantNotification.model_validate_json(data)))
         await watcher
         await bb.close()
         with cpu.get_lock():

@@ -246,6 +246,24 @@ class Blackboard:
             raise NotFound(f"claim with ID '{claim_id}' not found")
         return Claim.from_hash(raw, key)
 
+    async def get_claim_and_artefact(self, claim_id: str, artefact_id: str) -> tuple[Claim, Artefact]:
+        """A claim and an artefact (its target, when the caller knows the id) in one round trip.
+
+        Raises as get_claim and get_artefact do; the claim's errors come first."""
+        claim_key, artefact_key = self.keys.claim(claim_id), self.keys.artefact(artefact_id)
+        claim_reply, artefact_reply = await self.wire.call_many([("HGETALL", claim_key), ("HGETALL", artefact_key)])
+        for reply in (claim_reply, artefact_reply):
+            if isinstance(reply, Exception):
+                raise reply
+        claim_raw = _hash(claim_reply)
+        if not claim_raw:
+            raise NotFound(f"claim with ID '{claim_id}' not found")
+        claim = Claim.from_hash(claim_raw, claim_key)
+        artefact_raw = _hash(artefact_reply)
+        if not artefact_raw:
+            raise NotFound(f"artefact with ID '{artefact_id}' not found")
+        return claim, Artefact.from_hash(artefact_raw, artefact_key)
+
     async def claim_id_for_artefact(self, artefact_id: str) -> str | None:
         value = await self.redis.get(self.keys.claim_by_artefact(artefact_id))
         return str(value) if value else None

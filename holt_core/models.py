@@ -492,14 +492,28 @@ def feedback_excerpt(payload: str, limit: int = 200) -> str:
 
 
 class GrantNotification(_Record):
-    """Published on ``holt:{inst}:agent:{name}:events``; keys sorted as Go writes them."""
+    """Published on ``holt:{inst}:agent:{name}:events``; keys sorted as Go writes them.
+
+    ``artefact_id`` (the claim's target) is a Python addition: a pup that gets it reads the claim and its
+    target in one round trip. Go pups ignore it; notifications without it (the Go orchestrator's) still parse.
+    """
 
     claim_id: str
     claim_type: Phase | str
     event_type: str = "grant"
+    artefact_id: str = ""
+
+    @field_validator("artefact_id", mode="before")
+    @classmethod
+    def _artefact_id(cls, v: Any) -> Any:
+        # Only a hint: a value that is not a string must not cost the grant itself.
+        return v if isinstance(v, str) else ""
 
     def to_json(self) -> str:
-        return dumps({"claim_id": self.claim_id, "claim_type": str(self.claim_type), "event_type": self.event_type})
+        body = {"claim_id": self.claim_id, "claim_type": str(self.claim_type), "event_type": self.event_type}
+        if self.artefact_id:
+            body = {"artefact_id": self.artefact_id, **body}
+        return dumps(body)
 
 
 class WorkflowEventType(StrEnum):

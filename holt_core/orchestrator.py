@@ -343,7 +343,8 @@ class Orchestrator:
             if lease:
                 continue  # running or done: its output is on its way
             tx.publish(self.keys.agent_events(role),
-                       GrantNotification(claim_id=rt.claim.id, claim_type=grant_type).to_json())
+                       GrantNotification(claim_id=rt.claim.id, claim_type=grant_type,
+                                         artefact_id=rt.claim.artefact_id).to_json())
             self.log.warning("stale_grant_resent", claim_id=rt.claim.id, agent_name=role)
         await self.bb.run(tx)
 
@@ -837,7 +838,8 @@ class Orchestrator:
                 launch.append(agent_name)
             else:
                 tx.publish(self.keys.agent_events(agent_name),
-                           GrantNotification(claim_id=claim.id, claim_type=grant_type).to_json())
+                           GrantNotification(claim_id=claim.id, claim_type=grant_type,
+                                             artefact_id=claim.artefact_id).to_json())
             event = WorkflowEvent(event=WorkflowEventType.CLAIM_GRANTED, data={
                 "claim_id": claim.id, "agent_name": agent_name, "grant_type": grant_type, "agent_image_id": "",
             })
@@ -966,7 +968,8 @@ class Orchestrator:
                     self.workers.launch(role, rt.claim.id, self._worker_exited)
             else:
                 tx.publish(self.keys.agent_events(role),
-                           GrantNotification(claim_id=rt.claim.id, claim_type=grant_type).to_json())
+                           GrantNotification(claim_id=rt.claim.id, claim_type=grant_type,
+                                             artefact_id=rt.claim.artefact_id).to_json())
         if pending:
             await self.bb.run(tx)
             self.log.info("grant_resent", claim_id=rt.claim.id, agents=[r for r, _ in pending])
@@ -1098,7 +1101,8 @@ class Orchestrator:
         agent = self.config.agents[producer]
         if not (agent.is_controller and self.workers is not None):
             tx.publish(self.keys.agent_events(producer),
-                       GrantNotification(claim_id=fb.id, claim_type="exclusive").to_json())
+                       GrantNotification(claim_id=fb.id, claim_type="exclusive",
+                                         artefact_id=fb.artefact_id).to_json())
         return fb
 
     def _feedback_claim_started(self, fb: Claim, target: Artefact, producer: str, original_claim_id: str) -> None:

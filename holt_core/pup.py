@@ -3,7 +3,8 @@
 Differences from the Go pup, on purpose: bidding never stops while a tool runs; the tool is told the
 real grant type; a bid script has a timeout; on start the pup catches up (bids on open claims it has not
 bid on, runs grants it holds whose output is missing); an execution lease makes a repeated grant
-harmless; a feedback claim is never bid on by a controller.
+harmless; a feedback claim is never bid on by a controller. A grant whose notification names the target
+(``artefact_id``, which the Python orchestrator adds) is read with its target in one round trip.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ class Pup:
         self.workspace = workspace
         self.log = log or EventLogger("pup", bb.instance)
         self.hitl = AgentHitl(bb, config, agent_name)
-        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        # (claim id, claim type, the target's id if the notification named it, else "")
+        self._queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._queued: set[str] = set()
         self.ready = asyncio.Event()
@@ -118,7 +120,8 @@ class Pup:
                 return
             if claim.status == ClaimStatus.PENDING_ASSIGNMENT:
                 if claim.granted_exclusive_agent == self.name and not self.agent.is_controller:
-                    self._enqueue(claim.id, "exclusive")
+                    # The event carries the claim, so its target is known too (the claim is re-read anyway).
+                    self._enqueue(claim.id, "exclusive", claim.artefact_id)
                 return
             self._spawn(self._bid(claim))
         else:
@@ -128,19 +131,19 @@ class Pup:
                 self.log.warning("malformed_grant", data=data[:200])
                 return
             if grant.event_type == "grant":
-                self._enqueue(grant.claim_id, str(grant.claim_type))
+                self._enqueue(grant.claim_id, str(grant.claim_type), grant.artefact_id)
 
-    def _enqueue(self, claim_id: str, claim_type: str) -> None:
+    def _enqueue(self, claim_id: str, claim_type: str, artefact_id: str = "") -> None:
         if claim_id in self._queued:
             return
         self._queued.add(claim_id)
-        self._queue.put_nowait((claim_id, claim_type))
+        self._queue.put_nowait((claim_id, claim_type, artefact_id))
 
     async def _executor(self) -> None:
         while True:
-            claim_id, claim_type = await self._queue.get()
+            claim_id, claim_type, artefact_id = await self._queue.get()
             try:
-                await self.execute(claim_id, claim_type)
+                await self.execute(claim_id, claim_type, artefact_id=artefact_id)
             except Exception as exc:  # the executor never dies; the failure is logged
                 self.log.error("error", message="execution failed", claim_id=claim_id, error=repr(exc))
             finally:
@@ -218,13 +221,15 @@ class Pup:
 
     # ================================================================== execution
 
-    async def execute(self, claim_id: str, claim_type: str, *, command: list[str] | None = None) -> Artefact | None:
-        """Run the tool for one grant and write its result (or a Failure). None if not ours to run."""
-        try:
-            claim = await self.bb.get_claim(claim_id)
-        except (NotFound, MalformedRecord) as exc:
-            self.log.warning("grant_unreadable", claim_id=claim_id, error=str(exc))
+    async def execute(self, claim_id: str, claim_type: str, *, command: list[str] | None = None,
+                      artefact_id: str = "") -> Artefact | None:
+        """Run the tool for one grant and write its result (or a Failure). None if not ours to run.
+
+        ``artefact_id``: the target named by the grant notification, read together with the claim."""
+        read = await self._read_grant(claim_id, artefact_id)
+        if read is None:
             return None
+        claim, target = read
         if self.name not in claim.granted_agents:
             self.log.warning("grant_not_ours", claim_id=claim_id)
             return None
@@ -234,22 +239,49 @@ class Pup:
             return None
         refresher = asyncio.create_task(self._refresh_lease(lease))
         try:
-            result = await self._execute(claim, claim_type, command or list(self.agent.command))
+            result = await self._execute(claim, claim_type, command or list(self.agent.command), target)
         finally:
             refresher.cancel()
         await self.bb.redis.set(lease, f"done:{result.id if result else ''}")
         return result
+
+    async def _read_grant(self, claim_id: str, artefact_id: str) -> tuple[Claim, Artefact | None] | None:
+        """The claim and, when the notification named it, its target (one round trip); None if the claim is
+        unreadable. A target read early is safe to use after the lease is taken: artefacts are immutable."""
+        target: Artefact | None = None
+        try:
+            if not artefact_id:
+                claim = await self.bb.get_claim(claim_id)
+            else:
+                try:
+                    claim, target = await self.bb.get_claim_and_artefact(claim_id, artefact_id)
+                except (NotFound, MalformedRecord):
+                    # Read the claim alone: an unreadable claim is dropped as before, and an unreadable
+                    # target is re-read by _execute after the lease, where it becomes the Failure artefact.
+                    claim = await self.bb.get_claim(claim_id)
+        except (NotFound, MalformedRecord) as exc:
+            self.log.warning("grant_unreadable", claim_id=claim_id, error=str(exc))
+            return None
+        if artefact_id and claim.artefact_id != artefact_id:
+            # The claim is the authority on its target; the notification only saves a round trip.
+            self.log.warning("grant_target_mismatch", claim_id=claim_id, notified_artefact_id=artefact_id,
+                             artefact_id=claim.artefact_id)
+            target = None
+        return claim, target
 
     async def _refresh_lease(self, lease: str) -> None:
         while True:
             await asyncio.sleep(LEASE_REFRESH_S)
             await self.bb.redis.expire(lease, LEASE_TTL_S)
 
-    async def _execute(self, claim: Claim, claim_type: str, command: list[str]) -> Artefact | None:
-        try:
-            target = await self.bb.get_artefact(claim.artefact_id)
-        except (NotFound, MalformedRecord) as exc:
-            return await self._failure(claim, ToolFailure(f"failed to read target artefact: {exc}", exit_code=-1))
+    async def _execute(self, claim: Claim, claim_type: str, command: list[str],
+                       target: Artefact | None = None) -> Artefact | None:
+        if target is None:
+            try:
+                target = await self.bb.get_artefact(claim.artefact_id)
+            except (NotFound, MalformedRecord) as exc:
+                return await self._failure(claim, ToolFailure(f"failed to read target artefact: {exc}",
+                                                              exit_code=-1))
         chain = await self.context_chain(target, claim.additional_context_ids)
         # A re-run after a question or a decision sees the Question and its Answer (or the decision).
         asked = {a.id for a in chain}

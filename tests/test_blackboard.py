@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 
 from holt_core.blackboard import Blackboard, connect_redis, next_message
-from holt_core.errors import AlreadyExists, AmbiguousId, InvalidInput, NotFound
+from holt_core.errors import AlreadyExists, AmbiguousId, InvalidInput, MalformedRecord, NotFound
 from holt_core.models import (
     Artefact,
     BidType,
@@ -178,6 +179,32 @@ async def test_claims_bids_and_index(bb: Blackboard) -> None:
     assert await bb.get_bids(claim.id) == {"Coder": "exclusive"}
     with pytest.raises(AlreadyExists):
         await bb.create_claim(claim)
+
+
+async def test_claim_and_artefact_read_together(bb: Blackboard) -> None:
+    art = await bb.create_artefact(artefact())
+    claim = await bb.create_claim(Claim(id=new_id(), artefact_id=art.id, status=ClaimStatus.PENDING_EXCLUSIVE,
+                                        granted_exclusive_agent="Coder"))
+    assert await bb.get_claim_and_artefact(claim.id, art.id) == (claim, art)
+
+
+async def test_claim_and_artefact_read_together_report_what_is_missing(bb: Blackboard) -> None:
+    art = await bb.create_artefact(artefact())
+    claim = await bb.create_claim(Claim(id=new_id(), artefact_id=art.id, status=ClaimStatus.PENDING_REVIEW))
+    missing = new_id()
+    # The same errors (and messages) as reading each on its own; the claim's come first.
+    with pytest.raises(NotFound, match=f"^claim with ID '{missing}' not found$"):
+        await bb.get_claim_and_artefact(missing, art.id)
+    with pytest.raises(NotFound, match=f"^artefact with ID '{missing}' not found$"):
+        await bb.get_claim_and_artefact(claim.id, missing)
+    with pytest.raises(NotFound, match=r"^claim with ID"):
+        await bb.get_claim_and_artefact(missing, new_id())
+    await bb.redis.hset(bb.keys.artefact(art.id), "version", "not a number")
+    with pytest.raises(MalformedRecord, match=re.escape(bb.keys.artefact(art.id))):
+        await bb.get_claim_and_artefact(claim.id, art.id)
+    await bb.redis.hset(bb.keys.claim(claim.id), "status", "pending_consensus")
+    with pytest.raises(MalformedRecord, match=re.escape(bb.keys.claim(claim.id))):
+        await bb.get_claim_and_artefact(claim.id, art.id)
 
 
 async def test_claim_update_compare_and_set(bb: Blackboard) -> None:

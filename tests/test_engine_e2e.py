@@ -7,7 +7,7 @@ from pathlib import Path
 
 from holt_core.blackboard import Blackboard
 from holt_core.config import parse_config
-from holt_core.models import ClaimStatus, StructuralType
+from holt_core.models import ClaimStatus, GrantNotification, StructuralType
 from tests.engine import Engine, make_workspace, python_agents, wait_for_artefact, wait_settled
 
 RECIPE = Path(__file__).resolve().parent.parent / "examples" / "recipe" / "holt.yml"
@@ -26,13 +26,19 @@ async def test_recipe_runs_through_every_phase_to_terminal(tmp_path: Path, redis
     engine = await recipe_engine(tmp_path, redis_url, instance)
     await engine.start()
     events: list[dict[str, object]] = []
+    grants: list[tuple[str, GrantNotification]] = []  # (agent, notification)
+    agent_channels = {bb.keys.agent_events(name): name for name in engine.config.agents}
     try:
-        async with bb.subscribe(bb.keys.workflow_events) as sub:
+        async with bb.subscribe(bb.keys.workflow_events, *agent_channels) as sub:
             goal = await engine.forage("Sourdough bread")
             terminal = await wait_for_artefact(bb, lambda a: a.structural_type == StructuralType.TERMINAL, 60)
             await wait_settled(bb)
             while (msg := await sub.get_message(ignore_subscribe_messages=True, timeout=0.2)) is not None:
-                events.append(json.loads(str(msg["data"])))
+                if str(msg["channel"]) in agent_channels:
+                    grants.append((agent_channels[str(msg["channel"])],
+                                   GrantNotification.model_validate_json(str(msg["data"]))))
+                else:
+                    events.append(json.loads(str(msg["data"])))
     finally:
         await engine.close()
     names = [e["event"] for e in events]
@@ -72,6 +78,11 @@ async def test_recipe_runs_through_every_phase_to_terminal(tmp_path: Path, redis
     assert v2_claim.granted_review_agents == ["Reviewer"]
     assert v2_claim.granted_parallel_agents == ["Nutritionist"]
     assert v2_claim.granted_exclusive_agent == "Formatter"
+    # Every grant notification names its claim's target (the feedback claim's too), so pups read both at once.
+    targets = {c.id: c.artefact_id for c in claims}
+    assert grants and all(g.artefact_id == targets[g.claim_id] for _, g in grants)
+    fb_claim = next(c for c in claims if c.artefact_id == drafts[0].id and c.status == ClaimStatus.COMPLETE)
+    assert ("Drafter", fb_claim.id, drafts[0].id) in {(a, g.claim_id, g.artefact_id) for a, g in grants}
     failures = [a for a in arts.values() if a.structural_type == StructuralType.FAILURE]
     assert failures == []
     notes_claim = next(c for c in claims if c.artefact_id == by_type["NutritionNotes"][0])

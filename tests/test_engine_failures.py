@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from holt_core.blackboard import Blackboard
+from holt_core.blackboard import Blackboard, next_message
 from holt_core.config import parse_config
-from holt_core.models import Artefact, ClaimStatus, StructuralType, new_id, now_ms
+from holt_core.models import Artefact, BidType, ClaimStatus, GrantNotification, StructuralType, new_id, now_ms
 from tests.engine import Engine, make_workspace, poll, wait_for_artefact, wait_settled
 
 PY = sys.executable
@@ -228,12 +228,15 @@ async def test_a_lost_grant_notification_is_resent_by_the_sweep(
     pup = engine.pups["Worker"]
     deliver = pup._dispatch
     dropped: list[str] = []
+    grants: list[GrantNotification] = []
 
     def deaf_to_the_first_grant(channel: str, data: str) -> None:
-        # As on a pup's reconnect: the grant notification is published while nobody listens.
-        if channel == bb.keys.agent_events("Worker") and not dropped:
-            dropped.append(data)
-            return
+        if channel == bb.keys.agent_events("Worker"):
+            grants.append(GrantNotification.model_validate_json(data))
+            if not dropped:
+                # As on a pup's reconnect: the grant notification is published while nobody listens.
+                dropped.append(data)
+                return
         deliver(channel, data)
 
     pup._dispatch = deaf_to_the_first_grant  # type: ignore[method-assign]
@@ -253,6 +256,38 @@ async def test_a_lost_grant_notification_is_resent_by_the_sweep(
     finally:
         await engine.close()
     assert done.source_artefacts == [goal.id]
+    # The grant and its re-sent copy both name the target.
+    assert len(grants) >= 2 and {(g.claim_id, g.artefact_id) for g in grants} == {(claim_id, goal.id)}
+
+
+async def test_a_restarted_orchestrator_resends_grants_naming_their_targets(
+    tmp_path: Path, redis_url: str, instance: str, bb: Blackboard
+) -> None:
+    ws = make_workspace(tmp_path, files={"holt.yml": config_text(), "worker.py": WORKER})
+    first = Engine(redis_url, instance, ws, parse_config(config_text()))
+    await first.start_orchestrator()  # no pup: the grant stays pending
+    try:
+        async with bb.subscribe(bb.keys.agent_events("Worker")) as sub:
+            goal = await first.forage("fine")
+            claim_id = None
+            while claim_id is None:
+                await asyncio.sleep(0.05)
+                claim_id = await bb.claim_id_for_artefact(goal.id)
+            await bb.set_bid(claim_id, "Worker", BidType.EXCLUSIVE)
+            granted = await next_message(sub, wait_s=10)
+    finally:
+        await first.close()
+    second = Engine(redis_url, instance, ws, parse_config(config_text()))
+    try:
+        async with bb.subscribe(bb.keys.agent_events("Worker")) as sub:
+            await second.start_orchestrator()  # recovery re-sends the grant whose output never came
+            resent = await next_message(sub, wait_s=10)
+    finally:
+        await second.close()
+    for message in (granted, resent):
+        assert message is not None
+        grant = GrantNotification.model_validate_json(message[1])
+        assert (grant.claim_id, grant.claim_type, grant.artefact_id) == (claim_id, "exclusive", goal.id)
 
 
 async def test_subscribers_dropped_by_redis_come_back_and_nothing_is_lost(

@@ -9,7 +9,7 @@ import pytest
 
 from holt_core.blackboard import Blackboard
 from holt_core.hitl.models import RequestKind, RequestStatus
-from holt_core.models import ClaimStatus, StructuralType
+from holt_core.models import ClaimStatus, GrantNotification, StructuralType
 from tests.clirun import holt as holt_cli
 from tests.engine import wait_for_artefact, wait_settled
 from tests.hitl_support import agent, config_text, hitl_engine, runs, start_goal, wait_request
@@ -22,10 +22,14 @@ async def test_peer_question_answered_by_the_producer_agent(tmp_path: Path, redi
                                                            bb: Blackboard) -> None:
     engine = hitl_engine(tmp_path, redis_url, instance, PEERS)
     await engine.start()
+    grants: list[GrantNotification] = []
     try:
-        await start_goal(engine)
-        terminal = await wait_for_artefact(bb, lambda a: a.structural_type == StructuralType.TERMINAL)
-        await wait_settled(bb)
+        async with bb.subscribe(*(bb.keys.agent_events(name) for name in engine.config.agents)) as sub:
+            await start_goal(engine)
+            terminal = await wait_for_artefact(bb, lambda a: a.structural_type == StructuralType.TERMINAL)
+            await wait_settled(bb)
+            while (msg := await sub.get_message(ignore_subscribe_messages=True, timeout=0.2)) is not None:
+                grants.append(GrantNotification.model_validate_json(str(msg["data"])))
     finally:
         await engine.close()
     assert terminal.payload.endswith("answer was: PostgreSQL 16")
@@ -40,6 +44,11 @@ async def test_peer_question_answered_by_the_producer_agent(tmp_path: Path, redi
     peer = next(c for c in claims if c.artefact_id == req.artefact_id)
     assert peer.granted_exclusive_agent == "Architect" and peer.status == ClaimStatus.COMPLETE
     assert all(c.status != ClaimStatus.TERMINATED for c in claims)
+    # Grants from the HITL engine name their targets too: the routed question's and the asker's resumption.
+    targets = {c.id: c.artefact_id for c in claims}
+    assert all(g.artefact_id == targets[g.claim_id] for g in grants)
+    asker = next(c for c in claims if c.granted_exclusive_agent == "Implementer")
+    assert [g.claim_id for g in grants].count(asker.id) >= 2 and peer.id in {g.claim_id for g in grants}
 
 
 async def test_peer_question_the_producer_cannot_answer_reaches_a_human(

@@ -252,6 +252,30 @@ class TestSmallRecords:
         text = GrantNotification(claim_id=A, claim_type=Phase.REVIEW).to_json()
         assert text == '{"claim_id":"' + A + '","claim_type":"review","event_type":"grant"}'
 
+    def test_grant_notification_carries_the_target_first_in_key_order(self) -> None:
+        grant = GrantNotification(claim_id=A, claim_type=Phase.EXCLUSIVE, artefact_id=B)
+        text = grant.to_json()
+        assert text == ('{"artefact_id":"' + B + '","claim_id":"' + A
+                        + '","claim_type":"exclusive","event_type":"grant"}')
+        assert list(json.loads(text)) == sorted(json.loads(text))
+        assert GrantNotification.model_validate_json(text) == grant
+
+    def test_grant_notification_without_target_round_trips_and_omits_it(self) -> None:
+        grant = GrantNotification(claim_id=A, claim_type="claim")
+        assert "artefact_id" not in json.loads(grant.to_json())
+        back = GrantNotification.model_validate_json(grant.to_json())
+        assert back == grant and back.artefact_id == ""
+
+    def test_grant_notification_as_go_writes_it_parses(self) -> None:
+        # The Go orchestrator's notification: no artefact_id; unknown keys from newer writers are ignored.
+        go = '{"claim_id":"' + A + '","claim_type":"review","event_type":"grant"}'
+        grant = GrantNotification.model_validate_json(go)
+        assert (grant.claim_id, grant.claim_type, grant.event_type, grant.artefact_id) == (A, Phase.REVIEW, "grant", "")
+        newer = '{"artefact_id":"' + B + '","claim_id":"' + A + '","claim_type":"claim","event_type":"grant","x":"1"}'
+        assert GrantNotification.model_validate_json(newer).artefact_id == B
+        odd = '{"artefact_id":null,"claim_id":"' + A + '","claim_type":"claim","event_type":"grant"}'
+        assert GrantNotification.model_validate_json(odd).artefact_id == ""  # a bad hint never drops the grant
+
     def test_workflow_event_round_trip_and_null_data(self) -> None:
         ev = WorkflowEvent(event="bid_submitted", data={"claim_id": A, "agent_name": "X", "bid_type": "claim"})
         assert WorkflowEvent.from_json(ev.to_json()) == ev

@@ -229,8 +229,8 @@ class HitlCoordinator:
         agent = self.orch.config.agents[role]
         launch = agent.is_controller and self.orch.workers is not None
         if not launch:
-            tx.publish(self.keys.agent_events(role), GrantNotification(claim_id=claim.id,
-                                                                       claim_type="exclusive").to_json())
+            tx.publish(self.keys.agent_events(role), GrantNotification(
+                claim_id=claim.id, claim_type="exclusive", artefact_id=claim.artefact_id).to_json())
         routed = await self.store.route(req.id, hop_index=len(req.hops) - 1, claim_tx=tx, claim_id=claim.id)
         if routed is None or routed.current_hop is None or routed.current_hop.claim_id != claim.id:
             return  # someone else routed it, or it moved on
@@ -316,7 +316,8 @@ class HitlCoordinator:
             launch = agent is not None and agent.is_controller and self.orch.workers is not None
             if not launch:
                 tx.publish(self.keys.agent_events(role),
-                           GrantNotification(claim_id=claim.id, claim_type=grant_type).to_json())
+                           GrantNotification(claim_id=claim.id, claim_type=grant_type,
+                                             artefact_id=claim.artefact_id).to_json())
             ok = (await self.bb.run(tx)).ok
             await self._after_effect(req, ok)
             if ok:
