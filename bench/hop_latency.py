@@ -50,23 +50,16 @@ agents:
 
 
 def _run(coro: Any, *, profile_to: str | None = None) -> None:
-    """Run a process's main loop the way holt runs it (uvloop when installed, unless HOLT_BENCH_LOOP=asyncio);
-    with ``profile_to``, under cProfile counting CPU time (not time spent waiting for Redis), stats there."""
+    """Run a process's main loop the way holt runs it (plain asyncio); with ``profile_to``, under cProfile
+    counting CPU time (not time spent waiting for Redis), stats there."""
     if profile_to:
         import cProfile
 
         with cProfile.Profile(time.process_time) as prof:
-            _run(coro)
+            asyncio.run(coro)
         prof.dump_stats(profile_to)
         return
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
-    if uvloop is None or os.environ.get("HOLT_BENCH_LOOP") == "asyncio":
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
+    asyncio.run(coro)
 
 
 class PollingOrchestrator(Orchestrator):
