@@ -548,12 +548,16 @@ class Orchestrator:
             return
         steps: list[Awaitable[None]] = []
         if artefact.structural_type in _CLAIMABLE and not known_claim and disposition == Disposition.NORMAL:
-            steps.append(self._create_claim(artefact))
+            # The new claim is what every agent waits for: its write is queued first and goes out on its
+            # own, before the work of closing the claims this artefact answers (which nobody waits for).
+            created = asyncio.ensure_future(self._create_claim(artefact))
+            steps.append(created)
+            await asyncio.sleep(0)  # the claim's write is queued; it is sent before the steps below run
         # Unlike Go, a Terminal output completes the phase it answers, so no claim is left pending.
         for source in artefact.source_artefacts:
             for claim_id in list(self.by_target.get(source, ())):
                 steps.append(self._record_output(claim_id, artefact, replay=replay))
-        # Different claims, so no ordering between them: run together and their writes share one round trip.
+        # Different claims, so no ordering between them.
         if len(steps) == 1:
             await steps[0]
         elif steps:
