@@ -145,19 +145,19 @@ def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         watcher = loop.run_in_executor(None, lambda: (stop.wait(), loop.call_soon_threadsafe(stopping.set)))
+        def dispatch(channel: str, data: str) -> None:
+            if channel == keys.claim_events:
+                claim = Claim.from_json(data)
+                if claim.status != ClaimStatus.PENDING_ASSIGNMENT:
+                    spawn(bb.set_bid(claim.id, role, bid_type))
+            else:
+                spawn(work(GrantNotification.model_validate_json(data)))
+
         async with bb.subscribe(*channels) as sub:
             ready.set()
+            sub.deliver_to(dispatch)  # as the pup does
             while not stopping.is_set():
-                msg = await sub.get_message(ignore_subscribe_messages=True, timeout=0.2)
-                if msg is None:
-                    continue
-                channel, data = str(msg["channel"]), str(msg["data"])
-                if channel == keys.claim_events:
-                    claim = Claim.from_json(data)
-                    if claim.status != ClaimStatus.PENDING_ASSIGNMENT:
-                        spawn(bb.set_bid(claim.id, role, bid_type))
-                else:
-                    spawn(work(GrantNotification.model_validate_json(data)))
+                await sub.get_message(ignore_subscribe_messages=True, timeout=0.2)
         await watcher
         await bb.close()
         with cpu.get_lock():

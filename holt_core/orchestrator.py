@@ -235,15 +235,12 @@ class Orchestrator:
                     control = asyncio.create_task(self.debug.serve(self))
                 self.ready.set()
                 self.log.info("orchestrator_ready", claims_open=len(self.claims))
+                sub.deliver_to(self.dispatch)  # events handled as they arrive, in order
                 while not stop.is_set() and not lost.is_set():
                     try:
-                        msg = await sub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                        await sub.get_message(ignore_subscribe_messages=True, timeout=0.5)
                     except RedisConnectionError as exc:
                         await self._resubscribed(sub, channels, exc)
-                        continue
-                    if msg is None:
-                        continue
-                    self.dispatch(str(msg["channel"]), str(msg["data"]))
         finally:
             try:
                 heartbeat.cancel()

@@ -83,19 +83,16 @@ class Pup:
                 await self.catch_up()
                 self.ready.set()
                 self.log.info("pup_ready", agent_name=self.name, controller=self.agent.is_controller)
+                sub.deliver_to(self._dispatch)  # claims and grants handled as they arrive, in order
                 while not stop.is_set():
                     try:
-                        msg = await sub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                        await sub.get_message(ignore_subscribe_messages=True, timeout=0.5)
                     except RedisConnectionError as exc:
                         # Redis closed a lagging subscriber or restarted: back on the channels, then bid on
                         # and run what was announced in the gap.
                         self.log.warning("subscription_lost", agent_name=self.name, error=str(exc))
                         await resubscribe(sub, channels, self._dispatch)
                         await self.catch_up()
-                        continue
-                    if msg is None:
-                        continue
-                    self._dispatch(str(msg["channel"]), str(msg["data"]))
         finally:
             if executor is not None:
                 executor.cancel()

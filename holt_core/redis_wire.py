@@ -209,6 +209,9 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self.channels: dict[str, None] = {}
         self._heard = 0.0
+        self._callback: Callable[[str, str], None] | None = None
+        self._delivered = 0  # messages handed to the callback (they count as heard)
+        self._failure: Exception | None = None
 
     # ---------------------------------------------------------------- connection
 
@@ -240,7 +243,27 @@ class Subscription:
 
     # ---------------------------------------------------------------- messages
 
+    def deliver_to(self, callback: Callable[[str, str], None]) -> None:
+        """From now on every message goes straight to ``callback(channel, data)`` as it arrives, in order,
+        without a task switch or a timer per message; messages already received go first. ``get_message``
+        then returns only the other replies (confirmations, pongs), and raises what the callback raised."""
+        self._callback = callback
+        queued = list(self._queue)
+        self._queue.clear()
+        for reply in queued:
+            self._pushed(reply)
+
     def _pushed(self, reply: Any) -> None:
+        callback = self._callback
+        if callback is not None and self._failure is None and type(reply) is list and len(reply) == 3 \
+                and reply[0] == "message":
+            self._delivered += 1
+            try:
+                callback(reply[1], reply[2])
+            except Exception as exc:  # the caller's loop learns of it, as if it had called the callback itself
+                self._failure = exc
+                self._wake()
+            return
         self._queue.append(reply)
         self._wake()
 
@@ -256,7 +279,14 @@ class Subscription:
     ) -> Message | None:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        delivered = self._delivered
         while True:
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                self._callback = None  # as a loop that raised would: nothing more is handed over
+                raise failure
+            if self._delivered != delivered:
+                delivered, self._heard = self._delivered, loop.time()
             while self._queue:
                 message = _message(self._queue.popleft())
                 self._heard = loop.time()
