@@ -1,8 +1,10 @@
 """Orchestration hop latency and throughput: artefact -> claim -> 3 bids -> grant -> next artefact.
 
-The orchestrator runs in its own process (as in production); three no-op agents (one bids exclusive, two
-ignore) run in this process and answer a grant by writing the next artefact at once, so the figure is the
-orchestration cost, not a tool's. The "polling" variant collects bids by reading the bids hash every
+Every role runs in its own process, as ``holt up`` runs them: the orchestrator (the real one) and three
+no-op agents (one bids exclusive, two ignore) that speak the pup's protocol through the same blackboard
+client and answer a grant by writing the next artefact at once, so the figure is the orchestration cost,
+not a tool's. Every process logs INFO events as JSON lines into its own file, as under ``holt up``
+(``--quiet-logs``: warnings only). The "polling" variant collects bids by reading the bids hash every
 100 ms, as the Go version does, instead of reacting to bid events.
 
     .venv/bin/python bench/hop_latency.py                 # all scenarios
@@ -20,7 +22,9 @@ import itertools
 import json
 import multiprocessing as mp
 import os
+import shutil
 import statistics
+import tempfile
 import time
 import uuid
 from typing import Any
@@ -29,6 +33,7 @@ from holt_core.blackboard import Blackboard, connect_redis
 from holt_core.config import parse_config
 from holt_core.decisions import OpenGate
 from holt_core.embedded_redis import resolve_redis_url
+from holt_core.logs import EventLogger
 from holt_core.models import Artefact, BidType, Claim, ClaimStatus, GrantNotification, StructuralType, new_id
 from holt_core.orchestrator import Orchestrator
 
@@ -62,6 +67,19 @@ def _run(coro: Any, *, profile_to: str | None = None) -> None:
     asyncio.run(coro)
 
 
+def _logging(log_dir: str | None, name: str) -> None:
+    """As ``holt up`` runs a process: INFO events as JSON lines into its own file; with no ``log_dir``,
+    warnings only (to stderr), to see what the logging itself costs."""
+    import logging
+
+    from holt_core.logs import configure
+
+    if log_dir is None:
+        configure(level=logging.WARNING)
+        return
+    configure(open(os.path.join(log_dir, f"{name}.log"), "a", encoding="utf-8"), level=logging.INFO)
+
+
 class PollingOrchestrator(Orchestrator):
     """Bids are found by reading each waiting claim's bids hash every 100 ms (the Go approach)."""
 
@@ -78,7 +96,7 @@ class PollingOrchestrator(Orchestrator):
 
 
 def orchestrator_process(url: str, instance: str, polling: bool, ready: Any, stop: Any, cpu: Any,
-                         gate: str = "debug") -> None:
+                         gate: str = "debug", log_dir: str | None = None) -> None:
     async def main() -> None:
         bb = Blackboard(connect_redis(url), instance)
         cls = PollingOrchestrator if polling else Orchestrator
@@ -98,20 +116,18 @@ def orchestrator_process(url: str, instance: str, polling: bool, ready: Any, sto
         await bb.close()
         cpu.value = time.process_time() - baseline
 
-    import logging
-
-    from holt_core.logs import configure
-
-    configure(level=logging.WARNING)  # warnings and errors as JSON lines on stderr, as holt writes them
+    _logging(log_dir, "orchestrator")
     _run(main(), profile_to=os.environ.get("HOLT_BENCH_PROFILE"))  # a path: a profile of the orchestrator
 
 
 def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready: Any, stop: Any,
-                  cpu: Any) -> None:
-    """One no-op agent per process (as real pups are): bid on every claim; the Worker answers grants."""
+                  cpu: Any, log_dir: str | None = None) -> None:
+    """One no-op agent per process (as real pups are): bid on every claim; the Worker answers grants.
+    It logs what a pup logs for the same work (bid_submitted; tool_started and tool_succeeded)."""
 
     async def main() -> None:
         bb = Blackboard(connect_redis(url), instance)
+        log = EventLogger("pup", instance)
         baseline = time.process_time()
         keys = bb.keys
         bid_type = BidType(bid)
@@ -126,14 +142,20 @@ def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready
             else:
                 claim = await bb.get_claim(grant.claim_id)
                 target = await bb.get_artefact(claim.artefact_id)
+            log.info("tool_started", claim_id=claim.id, claim_type=grant.claim_type, context=0)
             chain, step = target.payload.split(":", 1)
             n = int(step) + 1
             ident = new_id()
-            await bb.create_artefact(Artefact(
+            made = await bb.create_artefact(Artefact(
                 id=ident, logical_id=ident, version=1,
                 structural_type=StructuralType.TERMINAL if n >= hops else StructuralType.STANDARD,
                 type="Step", payload=f"{chain}:{n}", source_artefacts=[target.id], produced_by_role=role,
             ))
+            log.info("tool_succeeded", claim_id=claim.id, artefact_id=made.id, type=made.type)
+
+        async def bid_on(claim_id: str) -> None:
+            await bb.set_bid(claim_id, role, bid_type)
+            log.info("bid_submitted", claim_id=claim_id, agent_name=role, bid_type=bid_type.value)
 
         def spawn(coro: Any) -> None:
             task = asyncio.ensure_future(coro)
@@ -149,7 +171,7 @@ def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready
             if channel == keys.claim_events:
                 claim = Claim.from_json(data)
                 if claim.status != ClaimStatus.PENDING_ASSIGNMENT:
-                    spawn(bb.set_bid(claim.id, role, bid_type))
+                    spawn(bid_on(claim.id))
             else:
                 spawn(work(GrantNotification.model_validate_json(data)))
 
@@ -164,12 +186,15 @@ def agent_process(url: str, instance: str, role: str, bid: str, hops: int, ready
             cpu.value += time.process_time() - baseline
 
     # HOLT_BENCH_PROFILE_AGENT: a path for a profile of the Worker (or of HOLT_BENCH_PROFILE_ROLE).
+    _logging(log_dir, role)
     profiled = role == os.environ.get("HOLT_BENCH_PROFILE_ROLE", "Worker")
     _run(main(), profile_to=os.environ.get("HOLT_BENCH_PROFILE_AGENT") if profiled else None)
 
 
-async def scenario(url: str, chains: int, hops: int, polling: bool, gate: str = "debug") -> dict[str, float]:
+async def scenario(url: str, chains: int, hops: int, polling: bool, gate: str = "debug",
+                   logs: bool = True) -> dict[str, float]:
     instance = f"bench-{uuid.uuid4().hex[:8]}"
+    log_dir = tempfile.mkdtemp(prefix="holt-bench-logs-") if logs else None
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     cpu = ctx.Value("d", 0.0)
@@ -178,11 +203,12 @@ async def scenario(url: str, chains: int, hops: int, polling: bool, gate: str = 
     readies = []
     orch_ready = ctx.Event()
     procs.append(ctx.Process(target=orchestrator_process,
-                             args=(url, instance, polling, orch_ready, stop, cpu, gate)))
+                             args=(url, instance, polling, orch_ready, stop, cpu, gate, log_dir)))
     readies.append(orch_ready)
     for role, bid in (("Worker", "exclusive"), ("WatcherA", "ignore"), ("WatcherB", "ignore")):
         ready = ctx.Event()
-        procs.append(ctx.Process(target=agent_process, args=(url, instance, role, bid, hops, ready, stop, agents_cpu)))
+        procs.append(ctx.Process(target=agent_process, args=(url, instance, role, bid, hops, ready, stop, agents_cpu,
+                                                                  log_dir)))
         readies.append(ready)
     for proc in procs:
         proc.start()
@@ -218,6 +244,8 @@ async def scenario(url: str, chains: int, hops: int, polling: bool, gate: str = 
         for i in range(0, len(keys), 1000):
             await bb.redis.delete(*keys[i : i + 1000])
         await bb.close()
+        if log_dir is not None:
+            shutil.rmtree(log_dir, ignore_errors=True)
     deltas = sorted(
         (b - a) * 1000 for times in arrivals.values() for a, b in itertools.pairwise(times)
     )
@@ -240,6 +268,8 @@ async def main() -> None:
     parser.add_argument("--gate", choices=["debug", "open"], default="debug",
                         help="debug: the default DebugGate with no breakpoint; open: no gate logic")
     parser.add_argument("--event-only", action="store_true", help="skip the polling variants")
+    parser.add_argument("--quiet-logs", action="store_true",
+                        help="log warnings only (default: INFO events into a file per process, as holt up does)")
     args = parser.parse_args()
     url = resolve_redis_url(start=True)
     rows = [
@@ -254,7 +284,7 @@ async def main() -> None:
     for name, chains, hops, polling in rows:
         runs = []
         for _ in range(args.repeat if not polling else max(1, args.repeat // 2)):
-            runs.append(await scenario(url, chains, hops, polling, args.gate))
+            runs.append(await scenario(url, chains, hops, polling, args.gate, logs=not args.quiet_logs))
         results[name] = runs
         med = {k: statistics.median(r[k] for r in runs)
                for k in ("p50_ms", "p99_ms", "hops_per_s", "orch_cpu_ms_per_hop", "agents_cpu_ms_per_hop")}

@@ -235,7 +235,8 @@ class Orchestrator:
                     control = asyncio.create_task(self.debug.serve(self))
                 self.ready.set()
                 self.log.info("orchestrator_ready", claims_open=len(self.claims))
-                sub.deliver_to(self.dispatch)  # events handled as they arrive, in order
+                # Events handled as they arrive, in order (looked up per message, as a loop would).
+                sub.deliver_to(lambda channel, data: self.dispatch(channel, data))
                 while not stop.is_set() and not lost.is_set():
                     try:
                         await sub.get_message(ignore_subscribe_messages=True, timeout=0.5)

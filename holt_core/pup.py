@@ -83,7 +83,8 @@ class Pup:
                 await self.catch_up()
                 self.ready.set()
                 self.log.info("pup_ready", agent_name=self.name, controller=self.agent.is_controller)
-                sub.deliver_to(self._dispatch)  # claims and grants handled as they arrive, in order
+                # Claims and grants handled as they arrive, in order (looked up per message, as a loop would).
+                sub.deliver_to(lambda channel, data: self._dispatch(channel, data))
                 while not stop.is_set():
                     try:
                         await sub.get_message(ignore_subscribe_messages=True, timeout=0.5)

@@ -153,9 +153,14 @@ class CommandWire:
         futures = [loop.create_future() for _ in range(count)]
         wire.write(payload)
         wire.waiting.extend(futures)
-        if count == 1:
-            return [await futures[0]]
-        return [await f for f in futures]
+        try:
+            if count == 1:
+                return [await futures[0]]
+            return [await f for f in futures]
+        except asyncio.CancelledError:
+            for future in futures:  # their replies still come, in order, and are dropped unread
+                future.cancel()
+            raise
 
     async def _dropped(self, _error: BaseException) -> None:
         if self._wire is not None:

@@ -187,3 +187,38 @@ async def test_a_closed_subscription_says_so(redis_url: str) -> None:
             await sub.get_message(timeout=0.1)
     finally:
         await redis.aclose()
+
+
+async def test_delivery_to_a_callback_keeps_order_and_hands_over_what_was_queued_first(bb: Blackboard) -> None:
+    channel = bb.keys.workflow_events
+    heard: list[str] = []
+    async with bb.subscribe(channel) as sub:
+        await bb.redis.publish(channel, "queued before")
+        await poll(lambda: len(sub._queue) == 1, within=5, what="the message received and queued")
+        sub.deliver_to(lambda _channel, data: heard.append(data))
+        assert heard == ["queued before"]
+        for n in range(50):
+            await bb.redis.publish(channel, f"m{n}")
+        await poll(lambda: len(heard) == 51, within=5, what="every message delivered")
+        assert heard == ["queued before", *(f"m{n}" for n in range(50))]
+        assert await sub.get_message(ignore_subscribe_messages=True, timeout=0.05) is None
+
+
+async def test_what_the_callback_raises_reaches_the_loop_and_stops_delivery(bb: Blackboard) -> None:
+    channel = bb.keys.workflow_events
+    heard: list[str] = []
+
+    def handle(_channel: str, data: str) -> None:
+        heard.append(data)
+        if data == "bad":
+            raise ValueError("handler failed")
+
+    async with bb.subscribe(channel) as sub:
+        sub.deliver_to(handle)
+        await bb.redis.publish(channel, "bad")
+        with pytest.raises(ValueError, match="handler failed"):
+            await sub.get_message(ignore_subscribe_messages=True, timeout=5)
+        await bb.redis.publish(channel, "later")
+        message = await sub.get_message(ignore_subscribe_messages=True, timeout=5)
+        assert message is not None and message["data"] == "later"  # back to the caller, not the callback
+        assert heard == ["bad"]
