@@ -9,8 +9,9 @@ dozen of each across its processes (docs/performance.md).
 
 Replies come back in the order commands were written, so commands from many tasks share one connection
 and are pipelined for free. A lost connection fails what is in flight with redis-py's ConnectionError; a
-command is then retried only if the client was given a redis-py retry policy (Holt's are not). A subscription is never
-re-established behind the caller's back: it raises, and the caller re-subscribes and reads back the gap.
+command is then retried only if the client was given a redis-py retry policy (Holt's are not). A
+subscription is never re-established behind the caller's back: it raises, and the caller re-subscribes
+and reads back the gap.
 """
 
 from __future__ import annotations
@@ -223,7 +224,8 @@ class Subscription:
     async def connect(self) -> None:
         if self._wire is not None and self._wire.lost is None:
             return
-        self._queue.clear()
+        # Messages not yet read are kept; confirmations of the old connection would only mislead.
+        self._queue = collections.deque(r for r in self._queue if _message_type(r) in ("message", "pmessage"))
         self._wire = _PushWire(await _handshaken(self._redis), self._pushed, self._wake)
         self._heard = asyncio.get_running_loop().time()
         if self.channels:
@@ -327,6 +329,10 @@ class Subscription:
 def _settle(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _message_type(reply: Any) -> str | None:
+    return reply[0] if isinstance(reply, list) and reply and isinstance(reply[0], str) else None
 
 
 def _message(reply: Any) -> Message | None:
