@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import calendar
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from holt_core import logs
-from holt_core.logs import EventLogger, configure, flush_logs
+from holt_core.logs import EventLogger, JsonFormatter, configure, flush_logs
 from tests.engine import poll
 
 
@@ -71,3 +73,19 @@ async def test_flush_logs_writes_everything_pending(stream: io.StringIO) -> None
     EventLogger("pup", "inst").info("pup_ready")
     flush_logs()
     assert [line["event_type"] for line in lines(stream)] == ["pup_ready"]
+
+
+async def test_lines_written_in_a_batch_are_the_formatters_lines(stream: io.StringIO) -> None:
+    EventLogger("orchestrator", "inst").info("claim_created", claim_id="c1", note="é\u001b[31m")
+    flush_logs()
+    batch_line = stream.getvalue().splitlines()[0]
+    record = logging.makeLogRecord({"levelno": logging.INFO, "levelname": "INFO", "msg": "claim_created",
+                                    "holt_fields": {"component": "orchestrator", "instance": "inst",
+                                                    "event_type": "claim_created", "claim_id": "c1",
+                                                    "note": "é\u001b[31m"}})
+    record.created = json_time(json.loads(batch_line)["timestamp"])
+    assert batch_line == JsonFormatter().format(record)
+
+
+def json_time(stamp: object) -> float:
+    return calendar.timegm(time.strptime(str(stamp), "%Y-%m-%dT%H:%M:%SZ"))
