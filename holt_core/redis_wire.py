@@ -76,6 +76,9 @@ class _Wire(asyncio.Protocol):
         self.lost: BaseException | None = None
         self._transport.set_protocol(self)
 
+    def closing(self) -> bool:
+        return self._transport.is_closing()
+
     def write(self, data: bytes) -> None:
         if self.lost is not None or self._transport.is_closing():
             raise RedisConnectionError("Connection closed by server.")
@@ -162,6 +165,18 @@ class CommandWire:
             for future in futures:  # their replies still come, in order, and are dropped unread
                 future.cancel()
             raise
+
+    def send_nowait(self, commands: Sequence[Sequence[str | bytes | int | float]],
+                    futures: Sequence[asyncio.Future[Any]]) -> bool:
+        """Write at once on a live connection; each future gets its command's reply (error replies as values,
+        a lost connection as the exception). False, with nothing written, if there is no live connection:
+        then use ``call_many``, which connects (and retries as the client is configured to)."""
+        wire = self._wire
+        if wire is None or wire.lost is not None or wire.closing():
+            return False
+        wire.write(b"".join(encode_command(c) for c in commands))
+        wire.waiting.extend(futures)
+        return True
 
     async def _dropped(self, _error: BaseException) -> None:
         if self._wire is not None:

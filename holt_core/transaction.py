@@ -169,54 +169,58 @@ class TxRunner:
         if not tx.ops and not tx.guards:
             return TxResult(ok=True)
         spec = dumps({"g": tx.guards, "o": tx.ops})
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if not self._pending:
-            # The task's first step runs after this tick's other callbacks, so it takes the whole batch.
-            task = asyncio.ensure_future(self._send_pending())
-            _IN_FLIGHT.add(task)
-            task.add_done_callback(_IN_FLIGHT.discard)
-        self._pending.append((tx.keys, spec, future))
-        failed = int(await future)
-        if failed:
-            return TxResult(ok=False, failed_guard=failed - 1)
-        return TxResult(ok=True)
+        for _ in range(2):
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[Any] = loop.create_future()
+            if not self._pending:
+                # After this tick's other callbacks, so the batch takes every Tx submitted in the tick.
+                loop.call_soon(self._flush)
+            self._pending.append((tx.keys, spec, future))
+            reply = await future
+            if isinstance(reply, NoScriptError):
+                # The script cache was emptied (SCRIPT FLUSH, a restarted Redis); nothing of the script ran.
+                await self._wire.call("SCRIPT", "LOAD", _LUA)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            failed = int(reply)
+            return TxResult(ok=False, failed_guard=failed - 1) if failed else TxResult(ok=True)
+        raise NoScriptError("the Tx script could not be loaded into Redis")
 
-    async def _send_pending(self) -> None:
+    def _flush(self) -> None:
         batch, self._pending = self._pending, []
+        if not batch:
+            return
+        commands: list[list[str | int]] = [["EVALSHA", self._sha, len(keys), *keys, spec] for keys, spec, _ in batch]
+        futures = [future for _, _, future in batch]
         try:
-            results = await self._pipelined(batch)
+            # On a live connection the batch is written here and now: no task, no extra turn of the loop.
+            if self._wire.send_nowait(commands, futures):
+                return
+        except Exception as exc:  # the connection went away under the write: every waiter hears of it
+            _fail(futures, exc)
+            return
+        task = asyncio.ensure_future(self._connect_and_send(commands, futures))
+        _IN_FLIGHT.add(task)
+        task.add_done_callback(_IN_FLIGHT.discard)
+
+    async def _connect_and_send(self, commands: list[list[str | int]], futures: list[asyncio.Future[Any]]) -> None:
+        try:
+            replies = await self._wire.call_many(commands)
         except BaseException as exc:  # every waiter must hear of the failure
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            _fail(futures, exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, _, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        for future, reply in zip(futures, replies, strict=True):
+            if not future.done():
+                future.set_result(reply)
 
 
-    async def _pipelined(self, batch: list[tuple[list[str], str, asyncio.Future[Any]]]) -> list[Any]:
-        # EVALSHA without asking first: an emptied script cache (SCRIPT FLUSH, a restarted Redis) fails only
-        # the scripts, and NOSCRIPT means nothing of them ran, so they run again once it is loaded.
-        items = [(keys, spec) for keys, spec, _ in batch]
-        results = await self._evalsha_all(items)
-        redo = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if redo:
-            await self._wire.call("SCRIPT", "LOAD", _LUA)
-            again = await self._evalsha_all([items[i] for i in redo])
-            for i, result in zip(redo, again, strict=True):
-                results[i] = result
-        return results
-
-    async def _evalsha_all(self, items: list[tuple[list[str], str]]) -> list[Any]:
-        return await self._wire.call_many([["EVALSHA", self._sha, len(keys), *keys, spec] for keys, spec in items])
+def _fail(futures: list[asyncio.Future[Any]], exc: BaseException) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(exc)
 
 
 # Strong references to flushes in flight (the event loop keeps only weak ones).
