@@ -259,6 +259,21 @@ async def scenario(url: str, chains: int, hops: int, polling: bool, gate: str = 
     }
 
 
+def reference_loop_ms() -> float:
+    """The machine's speed right now: a fixed pure-Python loop, median of 5, in ms (lower is faster).
+    This machine's CPU speed drifts by tens of percent within minutes; figures are comparable only
+    between runs whose reference times are close."""
+
+    def once() -> float:
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i * i % 7
+        return (time.perf_counter() - started) * 1000
+
+    return statistics.median(once() for _ in range(5))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hops", type=int, default=300, help="hops per chain (event-driven runs)")
@@ -281,6 +296,7 @@ async def main() -> None:
     if args.event_only:
         rows = rows[:2]
     results: dict[str, list[dict[str, float]]] = {}
+    print(f"reference loop before: {reference_loop_ms():.1f} ms", flush=True)
     for name, chains, hops, polling in rows:
         runs = []
         for _ in range(args.repeat if not polling else max(1, args.repeat // 2)):
@@ -292,6 +308,7 @@ async def main() -> None:
               f"throughput={med['hops_per_s']:.0f} hops/s  CPU/hop: orchestrator={med['orch_cpu_ms_per_hop']:.2f} ms "
               f"3 agents={med['agents_cpu_ms_per_hop']:.2f} ms",
               flush=True)
+    print(f"reference loop after: {reference_loop_ms():.1f} ms", flush=True)
     if args.event_only:
         return
     ev1 = statistics.median(r["p50_ms"] for r in results["event-driven, 1 chain"])
