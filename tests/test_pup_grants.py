@@ -109,29 +109,23 @@ def done(a: Artefact) -> bool:
     return a.produced_by_role == "Worker"
 
 
-async def test_a_grant_naming_its_target_reads_claim_and_target_in_one_round_trip(
-    running: Pup, bb: Blackboard, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("names_target", [True, False], ids=["names-target", "as-go-sends-it"])
+async def test_how_a_grant_is_read_depends_on_whether_it_names_the_target(
+    running: Pup, bb: Blackboard, monkeypatch: pytest.MonkeyPatch, names_target: bool
 ) -> None:
     reads = Reads(running.bb, monkeypatch)
     target = await goal(bb)
     claim = await granted(bb, target.id)
-    await notify(bb, GrantNotification(claim_id=claim.id, claim_type="exclusive", artefact_id=target.id).to_json())
+    if names_target:
+        await notify(bb, GrantNotification(claim_id=claim.id, claim_type="exclusive", artefact_id=target.id).to_json())
+    else:
+        await notify(bb, '{"claim_id":"' + claim.id + '","claim_type":"exclusive","event_type":"grant"}')
     result = await wait_for_artefact(bb, done)
     assert result.payload == target.id and result.source_artefacts == [target.id]
-    assert reads.calls == [("get_claim_and_artefact", claim.id, target.id)]  # nothing read on its own
-    await lease_done(bb, claim.id, result.id)
-
-
-async def test_a_grant_without_its_target_as_go_sends_it_reads_claim_then_target(
-    running: Pup, bb: Blackboard, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    reads = Reads(running.bb, monkeypatch)
-    target = await goal(bb)
-    claim = await granted(bb, target.id)
-    await notify(bb, '{"claim_id":"' + claim.id + '","claim_type":"exclusive","event_type":"grant"}')
-    result = await wait_for_artefact(bb, done)
-    assert result.payload == target.id and result.source_artefacts == [target.id]
-    assert reads.calls == [("get_claim", claim.id), ("get_artefact", target.id)]
+    if names_target:
+        assert reads.calls == [("get_claim_and_artefact", claim.id, target.id)]  # one round trip
+    else:
+        assert reads.calls == [("get_claim", claim.id), ("get_artefact", target.id)]
     await lease_done(bb, claim.id, result.id)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -17,6 +18,17 @@ from holt_core.blackboard import Blackboard, connect_redis, resubscribe
 from holt_core.redis_wire import CommandWire, Subscription, encode_command
 from holt_core.transaction import Tx
 from tests.engine import poll
+
+
+@pytest.fixture
+async def wire(redis_url: str) -> AsyncIterator[CommandWire]:
+    redis = connect_redis(redis_url)
+    lane = CommandWire(redis)
+    try:
+        yield lane
+    finally:
+        lane.close()
+        await redis.aclose()
 
 
 def _key() -> str:
@@ -37,51 +49,33 @@ def test_commands_are_encoded_as_resp2_arrays_of_bulk_strings() -> None:
     )
 
 
-async def test_concurrent_callers_each_get_their_own_reply(redis_url: str) -> None:
-    redis = connect_redis(redis_url)
-    wire = CommandWire(redis)
-    try:
-        keys = [_key() for _ in range(200)]
-        await asyncio.gather(*(wire.call("SET", k, f"value {n}") for n, k in enumerate(keys)))
-        got = await asyncio.gather(*(wire.call("GET", k) for k in keys))
-        assert got == [f"value {n}" for n in range(200)]
-        await redis.delete(*keys)
-    finally:
-        wire.close()
-        await redis.aclose()
+async def test_concurrent_callers_each_get_their_own_reply(wire: CommandWire) -> None:
+    keys = [_key() for _ in range(200)]
+    await asyncio.gather(*(wire.call("SET", k, f"value {n}") for n, k in enumerate(keys)))
+    got = await asyncio.gather(*(wire.call("GET", k) for k in keys))
+    assert got == [f"value {n}" for n in range(200)]
+    await wire.call("DEL", *keys)
 
 
-async def test_an_error_reply_raises_and_leaves_the_next_replies_in_line(redis_url: str) -> None:
-    redis = connect_redis(redis_url)
-    wire = CommandWire(redis)
+async def test_an_error_reply_raises_and_leaves_the_next_replies_in_line(wire: CommandWire) -> None:
     key = _key()
-    try:
-        await wire.call("SET", key, "text")
-        with pytest.raises(ResponseError, match="not an integer"):
-            await wire.call("INCR", key)
-        replies = await wire.call_many([["INCR", key], ["GET", key], ["EVALSHA", "0" * 40, 0]])
-        assert isinstance(replies[0], ResponseError) and replies[1] == "text"
-        assert isinstance(replies[2], NoScriptError)
-        await redis.delete(key)
-    finally:
-        wire.close()
-        await redis.aclose()
+    await wire.call("SET", key, "text")
+    with pytest.raises(ResponseError, match="not an integer"):
+        await wire.call("INCR", key)
+    replies = await wire.call_many([["INCR", key], ["GET", key], ["EVALSHA", "0" * 40, 0]])
+    assert isinstance(replies[0], ResponseError) and replies[1] == "text"
+    assert isinstance(replies[2], NoScriptError)
+    await wire.call("DEL", key)
 
 
-async def test_a_cancelled_caller_does_not_shift_the_replies_of_later_ones(redis_url: str) -> None:
-    redis = connect_redis(redis_url)
-    wire = CommandWire(redis)
+async def test_a_cancelled_caller_does_not_shift_the_replies_of_later_ones(wire: CommandWire) -> None:
     key = _key()
-    try:
-        await wire.call("SET", key, "mine")
-        blocked = asyncio.ensure_future(wire.call("BLPOP", _key(), "0.3"))
-        await asyncio.sleep(0)  # let it write its command
-        blocked.cancel()
-        assert await wire.call("GET", key) == "mine"  # the BLPOP's nil reply went to nobody
-        await redis.delete(key)
-    finally:
-        wire.close()
-        await redis.aclose()
+    await wire.call("SET", key, "mine")
+    blocked = asyncio.ensure_future(wire.call("BLPOP", _key(), "0.3"))
+    await asyncio.sleep(0)  # let it write its command
+    blocked.cancel()
+    assert await wire.call("GET", key) == "mine"  # the BLPOP's nil reply went to nobody
+    await wire.call("DEL", key)
 
 
 async def test_payloads_other_clients_wrote_decode_with_replacement_and_big_ones_arrive_whole(redis_url: str) -> None:
@@ -102,33 +96,24 @@ async def test_payloads_other_clients_wrote_decode_with_replacement_and_big_ones
         await redis.aclose()
 
 
-async def test_a_dropped_connection_is_made_again(redis_url: str) -> None:
-    # The CLI's client: no retries, so the command in flight fails once and the next one reconnects.
-    redis = connect_redis(redis_url, retry=Retry(NoBackoff(), 0))
-    wire = CommandWire(redis)
-    try:
-        own_id = await wire.call("CLIENT", "ID")
-        in_flight = asyncio.ensure_future(wire.call("BLPOP", _key(), "5"))
-        await _blocked(redis, own_id)
-        assert await redis.client_kill_filter(_id=own_id) == 1
-        with pytest.raises(RedisConnectionError):
-            await in_flight
-        assert await wire.call("PING") == "PONG"
-        assert await wire.call("CLIENT", "ID") != own_id
-    finally:
-        wire.close()
-        await redis.aclose()
-
-
-async def test_with_a_retry_policy_a_dropped_connection_is_invisible(redis_url: str) -> None:
-    redis = connect_redis(redis_url, retry=Retry(NoBackoff(), 2))
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_a_command_in_flight_when_its_connection_drops(redis_url: str, retries: int) -> None:
+    # No retries is the CLI's client: the command fails, and the next one reconnects. With a retry policy
+    # the command is sent again on a new connection.
+    redis = connect_redis(redis_url, retry=Retry(NoBackoff(), retries))
     wire = CommandWire(redis)
     try:
         own_id = await wire.call("CLIENT", "ID")
         in_flight = asyncio.ensure_future(wire.call("BLPOP", _key(), "0.5"))
         await _blocked(redis, own_id)
-        await redis.client_kill_filter(_id=own_id)
-        assert await in_flight is None  # sent again on a new connection, where it timed out as asked
+        assert await redis.client_kill_filter(_id=own_id) == 1
+        if retries:
+            assert await in_flight is None  # on the new connection it timed out as asked
+        else:
+            with pytest.raises(RedisConnectionError):
+                await in_flight
+        assert await wire.call("PING") == "PONG"
+        assert await wire.call("CLIENT", "ID") != own_id
     finally:
         wire.close()
         await redis.aclose()
