@@ -12,6 +12,7 @@ import collections
 import json
 import logging
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -57,34 +58,37 @@ class _Deferred:
             collections.deque()
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Events come from the loop's thread, but a flush can come from any (a worker thread logging a
+        # warning, exit): taking items is guarded, and a timer is only ever touched from its loop's thread.
+        self._guard = threading.RLock()
 
     def add(self, loop: asyncio.AbstractEventLoop, logger: logging.Logger, level: int, event_type: str,
             payload: dict[str, Any]) -> None:
-        if self._loop is not loop:
-            self.flush()  # left over from a loop that ended before its timer fired
-            self._loop = loop
-        self._items.append((logger, level, event_type, payload, time.time()))
-        if len(self._items) > _BACKLOG:
-            self.flush()
-        elif self._timer is None:
-            self._timer = loop.call_later(DEFER_S, self._next_slice)
+        with self._guard:
+            if self._loop is not loop:
+                self.flush()  # left over from a loop that ended before its timer fired
+                self._loop, self._timer = loop, None
+            self._items.append((logger, level, event_type, payload, time.time()))
+            if len(self._items) > _BACKLOG:
+                self.flush()
+            elif self._timer is None:
+                self._timer = loop.call_later(DEFER_S, self._next_slice)
 
     def _next_slice(self) -> None:
-        self._timer = None
-        self._write(min(SLICE, len(self._items)))
-        if self._items and self._loop is not None:
-            self._timer = self._loop.call_later(SLICE_GAP_S, self._next_slice)
+        with self._guard:
+            self._timer = None
+            self._write(SLICE)
+            if self._items and self._loop is not None:
+                self._timer = self._loop.call_later(SLICE_GAP_S, self._next_slice)
 
     def flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._write(len(self._items))
+        with self._guard:
+            self._write(len(self._items))  # a timer still pending finds nothing and stops
 
     def _write(self, count: int) -> None:
-        if not count:
+        items = [self._items.popleft() for _ in range(min(count, len(self._items)))]
+        if not items:
             return
-        items = [self._items.popleft() for _ in range(count)]
         direct = _direct_handler()
         if direct is not None and all(_reaches_only_root(logger) for logger, *_ in items):
             # The usual case under holt: the lines are formatted here and written in one go (a third of

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import io
 import json
@@ -89,3 +90,15 @@ async def test_lines_written_in_a_batch_are_the_formatters_lines(stream: io.Stri
 
 def json_time(stamp: object) -> float:
     return calendar.timegm(time.strptime(str(stamp), "%Y-%m-%dT%H:%M:%SZ"))
+
+
+async def test_a_warning_from_a_worker_thread_comes_after_what_the_loop_logged(stream: io.StringIO) -> None:
+    log = EventLogger("pup", "inst")
+    for n in range(40):
+        log.info("bid_submitted", n=n)
+    await asyncio.to_thread(log.warning, "tool_failed")
+    written = lines(stream)
+    assert [line.get("n") for line in written[:-1]] == list(range(40))
+    assert written[-1]["event_type"] == "tool_failed"
+    await asyncio.sleep(logs.DEFER_S * 2)  # the timer that was pending finds nothing left to write
+    assert len(lines(stream)) == 41
