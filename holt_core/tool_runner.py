@@ -134,6 +134,10 @@ async def run_process(
         kill()
         raise ToolFailure(f"tool execution timeout ({timeout_s:g} s)", exit_code=-1) from None
     finally:
+        if proc.returncode is None:
+            # Its output will never be read (the pup is stopping, or the run failed): the tool must not go
+            # on working in the workspace unseen. It runs in its own session, so nothing else would stop it.
+            kill()
         feeder.cancel()
         out_task.cancel()
         err_task.cancel()
