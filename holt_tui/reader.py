@@ -78,12 +78,14 @@ class Reader:
         resync = False
         while True:
             redis = redis_client(self.url, client_name="holt-tui")
+            bb = Blackboard(redis, self.instance)
             try:
                 self.sink(ConnectionSeen("connecting"))
-                await self._attach(Blackboard(redis, self.instance), resync=resync)
+                await self._attach(bb, resync=resync)
             except (*_LOST, MalformedRecord, HoltError) as exc:
                 self.sink(ConnectionSeen("lost", str(exc)[:200]))
             finally:
+                bb.release()  # its own connection too: a long session re-attaches many times
                 with contextlib.suppress(Exception):
                     await redis.aclose()
             resync = True

@@ -79,14 +79,18 @@ async def open_blackboard(
     name: str | None, *, url: str | None = None, client_name: str | None = None
 ) -> AsyncIterator[Blackboard]:
     redis = redis_client(url or resolve_redis_url(start=False), client_name=client_name)
+    bb: Blackboard | None = None
     try:
         instance = await resolve_instance(redis, name)
-        yield Blackboard(redis, instance)
+        bb = Blackboard(redis, instance)
+        yield bb
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise connection_failed(exc) from None
     except RedisError as exc:  # e.g. an ACL that forbids a command: say so, no traceback
         raise HoltError(f"Redis refused the request: {sanitise_text(str(exc))}") from None
     finally:
+        if bb is not None:
+            bb.release()
         with contextlib.suppress(Exception):
             await redis.aclose()
 
