@@ -32,6 +32,7 @@ from holt_core.models import (
     Claim,
     WorkflowEvent,
     WorkflowEventType,
+    dumps,
     now_ms,
 )
 from holt_core.redis_wire import CommandWire, Subscription
@@ -294,12 +295,11 @@ class Blackboard:
         """Record a bid and announce it (``bid_submitted``) in one atomic step."""
         if not agent_name:
             raise InvalidInput("agent name cannot be empty")
-        event = WorkflowEvent(
-            event=WorkflowEventType.BID_SUBMITTED,
-            data={"claim_id": claim_id, "agent_name": agent_name, "bid_type": bid.value},
-        )
+        # The envelope WorkflowEvent.to_json writes, built directly: every agent sends one per claim.
+        event = dumps({"event": WorkflowEventType.BID_SUBMITTED.value,
+                       "data": {"claim_id": claim_id, "agent_name": agent_name, "bid_type": bid.value}})
         tx = Tx().hset(self.keys.bids(claim_id), {agent_name: bid.value})
-        tx.publish(self.keys.workflow_events, event.to_json())
+        tx.publish(self.keys.workflow_events, event)
         await self.run(tx)
 
     async def get_bids_many(self, claim_ids: Sequence[str]) -> list[dict[str, str]]:

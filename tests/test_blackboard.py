@@ -175,6 +175,9 @@ async def test_claims_bids_and_index(bb: Blackboard) -> None:
     assert WorkflowEvent.from_json(second[1]).data == {
         "claim_id": claim.id, "agent_name": "Coder", "bid_type": "exclusive"
     }
+    # Written without the model, byte for byte what the model writes.
+    assert second[1] == WorkflowEvent(event="bid_submitted", data={
+        "claim_id": claim.id, "agent_name": "Coder", "bid_type": "exclusive"}).to_json()
     assert await bb.claim_id_for_artefact(art.id) == claim.id
     assert await bb.get_bids(claim.id) == {"Coder": "exclusive"}
     with pytest.raises(AlreadyExists):
