@@ -127,11 +127,13 @@ class Blackboard:
         return artefact
 
     async def get_artefact(self, artefact_id: str) -> Artefact:
-        key = self.keys.artefact(artefact_id)
-        raw = _hash(await self.wire.call("HGETALL", key))
+        raw = _hash(await self.wire.call("HGETALL", self.keys.artefact(artefact_id)))
+        return self._artefact_from(artefact_id, raw)
+
+    def _artefact_from(self, artefact_id: str, raw: dict[str, str]) -> Artefact:
         if not raw:
             raise NotFound(f"artefact with ID '{artefact_id}' not found")
-        return Artefact.from_hash(raw, key)
+        return Artefact.from_hash(raw, self.keys.artefact(artefact_id))
 
     async def get_artefacts(self, ids: Sequence[str]) -> list[Artefact | None]:
         """Pipelined fetch; missing ids give None, malformed records raise."""
@@ -241,29 +243,20 @@ class Blackboard:
         return (await self.run(self.claim_update_tx(claim, expect_status=expect_status))).ok
 
     async def get_claim(self, claim_id: str) -> Claim:
-        key = self.keys.claim(claim_id)
-        raw = _hash(await self.wire.call("HGETALL", key))
+        return self._claim_from(claim_id, _hash(await self.wire.call("HGETALL", self.keys.claim(claim_id))))
+
+    def _claim_from(self, claim_id: str, raw: dict[str, str]) -> Claim:
         if not raw:
             raise NotFound(f"claim with ID '{claim_id}' not found")
-        return Claim.from_hash(raw, key)
+        return Claim.from_hash(raw, self.keys.claim(claim_id))
 
     async def get_claim_and_artefact(self, claim_id: str, artefact_id: str) -> tuple[Claim, Artefact]:
         """A claim and an artefact (its target, when the caller knows the id) in one round trip.
 
         Raises as get_claim and get_artefact do; the claim's errors come first."""
-        claim_key, artefact_key = self.keys.claim(claim_id), self.keys.artefact(artefact_id)
-        claim_reply, artefact_reply = await self.wire.call_many([("HGETALL", claim_key), ("HGETALL", artefact_key)])
-        for reply in (claim_reply, artefact_reply):
-            if isinstance(reply, Exception):
-                raise reply
-        claim_raw = _hash(claim_reply)
-        if not claim_raw:
-            raise NotFound(f"claim with ID '{claim_id}' not found")
-        claim = Claim.from_hash(claim_raw, claim_key)
-        artefact_raw = _hash(artefact_reply)
-        if not artefact_raw:
-            raise NotFound(f"artefact with ID '{artefact_id}' not found")
-        return claim, Artefact.from_hash(artefact_raw, artefact_key)
+        keys = [self.keys.claim(claim_id), self.keys.artefact(artefact_id)]
+        claim_raw, artefact_raw = await self.hgetall_many(keys)
+        return self._claim_from(claim_id, claim_raw), self._artefact_from(artefact_id, artefact_raw)
 
     async def claim_id_for_artefact(self, artefact_id: str) -> str | None:
         value = await self.redis.get(self.keys.claim_by_artefact(artefact_id))

@@ -96,36 +96,22 @@ class _Deferred:
             direct.write_lines([_json_line(created, logging.getLevelName(level).lower(), payload)
                                 for _, level, _, payload, created in items])
             return
-        global _BATCHING
-        _BATCHING = True  # one write to the file per slice, not one per line
-        try:
-            for logger, level, event_type, payload, created in items:
-                record = logger.makeRecord(logger.name, level, "(holt)", 0, event_type, (), None,
-                                           extra={"holt_fields": payload})
-                record.created = created
-                logger.handle(record)
-        finally:
-            _BATCHING = False
-            for handler in logging.getLogger("holt").handlers:
-                handler.flush()
-
-
-_BATCHING = False
+        for logger, level, event_type, payload, created in items:  # other handlers listen: the full path
+            record = logger.makeRecord(logger.name, level, "(holt)", 0, event_type, (), None,
+                                       extra={"holt_fields": payload})
+            record.created = created
+            logger.handle(record)
 
 
 class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The handler ``configure`` installs: flushes once per batch of deferred events (and after every other
-    line), and takes lines formatted outside the logging machinery."""
-
-    def flush(self) -> None:
-        if not _BATCHING:
-            super().flush()
+    """The handler ``configure`` installs; it also takes a batch of lines formatted outside the logging
+    machinery, in one write."""
 
     def write_lines(self, lines: list[str]) -> None:
         with self.lock:  # type: ignore[union-attr]
             try:
                 self.stream.write("\n".join(lines) + "\n")
-                super().flush()
+                self.flush()
             except Exception:  # as logging does: a log that cannot be written never stops holt
                 self.handleError(logging.makeLogRecord({"msg": lines[0]}))
 

@@ -548,8 +548,7 @@ class Orchestrator:
         if artefact.structural_type in _CLAIMABLE and not known_claim and disposition == Disposition.NORMAL:
             # The new claim is what every agent waits for: its write is queued first and goes out on its
             # own, before the work of closing the claims this artefact answers (which nobody waits for).
-            created = asyncio.ensure_future(self._create_claim(artefact))
-            steps.append(created)
+            steps.append(asyncio.ensure_future(self._create_claim(artefact)))
             await asyncio.sleep(0)  # the claim's write is queued; it is sent before the steps below run
         # Unlike Go, a Terminal output completes the phase it answers, so no claim is left pending.
         for source in artefact.source_artefacts:

@@ -166,17 +166,36 @@ class CommandWire:
                 future.cancel()
             raise
 
-    def send_nowait(self, commands: Sequence[Sequence[str | bytes | int | float]],
-                    futures: Sequence[asyncio.Future[Any]]) -> bool:
-        """Write at once on a live connection; each future gets its command's reply (error replies as values,
-        a lost connection as the exception). False, with nothing written, if there is no live connection:
-        then use ``call_many``, which connects (and retries as the client is configured to)."""
+    def submit(self, commands: Sequence[Sequence[str | bytes | int | float]],
+               futures: Sequence[asyncio.Future[Any]]) -> None:
+        """Send without waiting; each future gets its command's reply (error replies as values) or the
+        connection's failure. On a live connection the write happens here and now (no task, no extra turn of
+        the loop); otherwise a task connects first, as ``call_many`` does (retrying as configured)."""
         wire = self._wire
-        if wire is None or wire.lost is not None or wire.closing():
-            return False
-        wire.write(b"".join(encode_command(c) for c in commands))
-        wire.waiting.extend(futures)
-        return True
+        if wire is not None and wire.lost is None and not wire.closing():
+            try:
+                wire.write(b"".join(encode_command(c) for c in commands))
+            except Exception as exc:  # the connection went away under the write
+                _fail(futures, exc)
+                return
+            wire.waiting.extend(futures)
+            return
+        task = asyncio.ensure_future(self._call_into(commands, futures))
+        _IN_FLIGHT.add(task)
+        task.add_done_callback(_IN_FLIGHT.discard)
+
+    async def _call_into(self, commands: Sequence[Sequence[str | bytes | int | float]],
+                         futures: Sequence[asyncio.Future[Any]]) -> None:
+        try:
+            replies = await self.call_many(commands)
+        except BaseException as exc:  # every waiter must hear of the failure
+            _fail(futures, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for future, reply in zip(futures, replies, strict=True):
+            if not future.done():
+                future.set_result(reply)
 
     async def _dropped(self, _error: BaseException) -> None:
         if self._wire is not None:
@@ -195,6 +214,16 @@ class CommandWire:
         if self._wire is not None:
             self._wire.close()
             self._wire = None
+
+
+def _fail(futures: Sequence[asyncio.Future[Any]], exc: BaseException) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(exc)
+
+
+# Strong references to sends in flight (the event loop keeps only weak ones to tasks).
+_IN_FLIGHT: set[asyncio.Task[None]] = set()
 
 
 def _as_connection_error(exc: BaseException) -> BaseException:

@@ -189,39 +189,6 @@ class TxRunner:
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        if not batch:
-            return
-        commands: list[list[str | int]] = [["EVALSHA", self._sha, len(keys), *keys, spec] for keys, spec, _ in batch]
-        futures = [future for _, _, future in batch]
-        try:
-            # On a live connection the batch is written here and now: no task, no extra turn of the loop.
-            if self._wire.send_nowait(commands, futures):
-                return
-        except Exception as exc:  # the connection went away under the write: every waiter hears of it
-            _fail(futures, exc)
-            return
-        task = asyncio.ensure_future(self._connect_and_send(commands, futures))
-        _IN_FLIGHT.add(task)
-        task.add_done_callback(_IN_FLIGHT.discard)
-
-    async def _connect_and_send(self, commands: list[list[str | int]], futures: list[asyncio.Future[Any]]) -> None:
-        try:
-            replies = await self._wire.call_many(commands)
-        except BaseException as exc:  # every waiter must hear of the failure
-            _fail(futures, exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for future, reply in zip(futures, replies, strict=True):
-            if not future.done():
-                future.set_result(reply)
-
-
-def _fail(futures: list[asyncio.Future[Any]], exc: BaseException) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_exception(exc)
-
-
-# Strong references to flushes in flight (the event loop keeps only weak ones).
-_IN_FLIGHT: set[asyncio.Task[None]] = set()
+        if batch:
+            self._wire.submit([["EVALSHA", self._sha, len(keys), *keys, spec] for keys, spec, _ in batch],
+                              [future for _, _, future in batch])
