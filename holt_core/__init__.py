@@ -1,8 +1,4 @@
 """Holt: a blackboard orchestrator for AI agents, with humans in the loop."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("holt")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0+local"
+# The one place the version is written (pyproject reads it from here): no importlib.metadata at start-up.
+__version__ = "0.1.0"

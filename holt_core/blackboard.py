@@ -10,13 +10,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from holt_core.audit import AuditTrail
 from holt_core.errors import (
     AlreadyExists,
     AmbiguousId,
@@ -37,6 +36,9 @@ from holt_core.models import (
 )
 from holt_core.redis_wire import CommandWire, Subscription
 from holt_core.transaction import Tx, TxResult, TxRunner
+
+if TYPE_CHECKING:
+    from holt_core.audit import AuditTrail
 
 MIN_SHORT_ID = 6
 _SCAN_COUNT = 1000
@@ -76,7 +78,16 @@ class Blackboard:
         self.instance = instance
         self.wire = CommandWire(redis)
         self._tx = TxRunner(self.wire)
-        self.audit = AuditTrail(redis, self.keys, runner=self._tx)
+        self._audit: AuditTrail | None = None
+
+    @property
+    def audit(self) -> AuditTrail:
+        """The instance's audit trail (imported on first use: read-only commands never load it)."""
+        if self._audit is None:
+            from holt_core.audit import AuditTrail
+
+            self._audit = AuditTrail(self.redis, self.keys, runner=self._tx)
+        return self._audit
 
     @classmethod
     def from_url(cls, url: str, instance: str) -> Blackboard:

@@ -97,7 +97,7 @@ async def open_blackboard(
 
 
 
-def run_typer_app(app: typer.Typer) -> None:
+def run_typer_app(app: typer.Typer, args: list[str] | None = None) -> None:
     """Console-script entry: user errors become one line and exit 1, never a traceback.
 
     Typer's standalone mode already turns usage errors into a message and exit 2.
@@ -105,7 +105,7 @@ def run_typer_app(app: typer.Typer) -> None:
     from holt_core.cli.output import print_error
 
     try:
-        app()
+        app(args=args, prog_name="holt") if args is not None else app()
     except HoltError as err:
         print_error(err)
         sys.exit(err.exit_code)

@@ -1,46 +1,98 @@
-"""Entry point of ``holt``. Subcommand groups live in their own modules and register here."""
+"""Entry point of ``holt``: a table of commands, each module imported only when one of its commands runs.
+
+``holt --version`` and ``holt --help`` import nothing beyond this module; ``holt questions`` imports the
+HITL command module and what it uses, never the orchestrator or Textual. Each command module exposes
+``register(app)``, which adds its commands to a Typer app; the table below says which module owns which
+top-level command (tests/test_cli_dispatch.py checks the two agree).
+"""
 
 from __future__ import annotations
 
-import typer
+import importlib
+import sys
+from typing import TYPE_CHECKING
 
 from holt_core import __version__
-from holt_core.cli import audit_cmds, debug_cmds, destroy_cmd, hitl_cmds, lifecycle_cmds, read_cmds, redis_cmd
-from holt_core.cli.common import run_typer_app
 
-app = typer.Typer(
-    name="holt",
-    help="Holt: a blackboard orchestrator for AI agents, with humans in the loop.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-app.add_typer(redis_cmd.app, name="redis")
-lifecycle_cmds.register(app)
-read_cmds.register(app)
-audit_cmds.register(app)
-destroy_cmd.register(app)
-hitl_cmds.register(app)
-debug_cmds.register(app)
+if TYPE_CHECKING:
+    import typer
+
+_LIFECYCLE = "holt_core.cli.lifecycle_cmds"
+_READ = "holt_core.cli.read_cmds"
+_HITL = "holt_core.cli.hitl_cmds"
+
+# command -> (module that registers it, one line of help). Order is the order of `holt --help`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": (_LIFECYCLE, "Write holt.yml and an example agent into this git repository."),
+    "up": (_LIFECYCLE, "Start an instance: the orchestrator and one agent process per role."),
+    "down": (_LIFECYCLE, "Stop an instance (its blackboard stays in Redis)."),
+    "list": (_LIFECYCLE, "List instances and their state."),
+    "forage": (_LIFECYCLE, "Start a workflow with a goal."),
+    "logs": (_LIFECYCLE, "Show the logs of a component (orchestrator or a role)."),
+    "hoard": (_READ, "List the artefacts, or show one."),
+    "unearth": (_READ, "Print an artefact's payload."),
+    "watch": (_READ, "Follow live events."),
+    "questions": (_HITL, "Open questions waiting for a person."),
+    "answer": (_HITL, "Answer a question."),
+    "pending": (_HITL, "Open approval requests."),
+    "approve": (_HITL, "Approve a request."),
+    "reject": (_HITL, "Reject a request with a reason."),
+    "status": (_HITL, "One request in full, with its history."),
+    "debug": ("holt_core.cli.debug_cmds", "Breakpoints, held decisions, stepping and manual actions."),
+    "explain": ("holt_core.cli.debug_cmds", "Why is a claim or artefact not moving?"),
+    "audit": ("holt_core.cli.audit_cmds", "The audit trail: verify and export."),
+    "destroy": ("holt_core.cli.destroy_cmd", "Archive and delete an instance."),
+    "redis": ("holt_core.cli.redis_cmd", "Show and control the Redis that holds the blackboard."),
+    "orchestrator": (_LIFECYCLE, "Run the orchestrator of an instance (started by holt up)."),
+    "pup": (_LIFECYCLE, "Run the agent process of one role (started by holt up)."),
+}
+# Components holt up starts itself: kept out of the help listing.
+_HIDDEN = frozenset({"orchestrator", "pup"})
+_DESCRIPTION = "Holt: a blackboard orchestrator for AI agents, with humans in the loop."
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"holt version {__version__}")
-        raise typer.Exit()
+def help_text() -> str:
+    width = max(len(name) for name in COMMANDS) + 2
+    lines = ["Usage: holt [OPTIONS] COMMAND [ARGS]...", "", f"  {_DESCRIPTION}", "", "Options:",
+             f"  {'--version':<{width}}Print the version and exit.",
+             f"  {'--help':<{width}}Show this message and exit.", "", "Commands:"]
+    lines += [f"  {name:<{width}}{text}" for name, (_, text) in COMMANDS.items() if name not in _HIDDEN]
+    lines += ["", "Run 'holt COMMAND --help' for the options of a command."]
+    return "\n".join(lines)
 
 
-@app.callback()
-def main(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """Holt: a blackboard orchestrator for AI agents, with humans in the loop."""
+def run(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    first = args[0] if args else "--help"
+    if first in ("--help", "-h"):
+        print(help_text())
+        return
+    if first == "--version":
+        print(f"holt version {__version__}")
+        return
+    entry = COMMANDS.get(first)
+    if entry is None:
+        print(f"Usage: holt [OPTIONS] COMMAND [ARGS]...\nTry 'holt --help' for help.\n\nError: No such command "
+              f"'{first}'.", file=sys.stderr)
+        sys.exit(2)
+    app = _app_for(entry[0])
+    from holt_core.cli.common import run_typer_app
+
+    run_typer_app(app, args)
 
 
-def run() -> None:
-    run_typer_app(app)
+def _app_for(module_name: str) -> typer.Typer:
+    """A Typer app with the commands of one module (imported now, and only it)."""
+    import typer
+
+    app = typer.Typer(name="holt", help=_DESCRIPTION, pretty_exceptions_enable=False, add_completion=False)
+
+    @app.callback()
+    def _root() -> None:
+        """Holt: a blackboard orchestrator for AI agents, with humans in the loop."""
+
+    importlib.import_module(module_name).register(app)
+    return app
 
 
 if __name__ == "__main__":

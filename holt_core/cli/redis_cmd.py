@@ -14,6 +14,10 @@ from holt_core.errors import HoltError, RedisUnavailable
 app = typer.Typer(help="Show and control the Redis that holds the blackboard.", no_args_is_help=True)
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="redis")
+
+
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Print a JSON object.")) -> None:
     """Show which Redis holt uses and whether it answers. Exits 1 if it does not."""

@@ -12,9 +12,8 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from holt_core.audit import AuditRecord
 from holt_core.blackboard import Blackboard
 from holt_core.errors import HoltError, InvalidInput, NotFound
 from holt_core.hitl.models import (
@@ -35,6 +34,9 @@ from holt_core.hitl.policy import HitlPolicy, QuestionPolicy, RiskPolicy
 from holt_core.identity import SYSTEM_TIMEOUT, human_role, is_human_role, operator_of_role
 from holt_core.models import Artefact, StructuralType, dumps, new_id, now_ms
 from holt_core.transaction import Tx
+
+if TYPE_CHECKING:
+    from holt_core.audit import AuditRecord
 
 SYSTEM_POLICY = "system:policy"
 SYSTEM_ORCHESTRATOR = "system:orchestrator"

@@ -1,0 +1,75 @@
+"""The CLI loads only what a command uses: checked through ``sys.modules`` in a fresh interpreter, not time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from holt_core.blackboard import Blackboard
+from holt_core.cli.main import COMMANDS, help_text
+from holt_core.models import Artefact, StructuralType, new_id
+
+# Runs ``holt ARGS`` in this interpreter and writes the names of the loaded modules to $DUMP at exit.
+_DRIVER = """
+import atexit, json, os, sys
+atexit.register(lambda: open(os.environ["DUMP"], "w").write(json.dumps(sorted(sys.modules))))
+from holt_core.cli.main import run
+run(sys.argv[1:])
+"""
+ENGINE = ("holt_core.orchestrator", "holt_core.engine", "holt_core.hitl.coordinator", "holt_core.debug.gate")
+
+
+def loaded_by(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
+    dump = tmp_path / "modules.json"
+    done = subprocess.run([sys.executable, "-c", _DRIVER, *args], env={**env, "DUMP": str(dump)},
+                          capture_output=True, text=True, timeout=60, check=False)
+    return set(json.loads(dump.read_text())), done
+
+
+def prefixed(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
+
+
+def test_the_table_names_exactly_the_commands_the_modules_register() -> None:
+    import importlib
+
+    registered: dict[str, str] = {}
+    for module in sorted({m for m, _ in COMMANDS.values()}):
+        app = typer.Typer()
+        importlib.import_module(module).register(app)
+        names = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
+        registered.update({str(n): module for n in names})
+    assert registered == {name: module for name, (module, _) in COMMANDS.items()}
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help_load_nothing_but_the_table(tmp_path: Path, flag: str) -> None:
+    modules, done = loaded_by(tmp_path, dict(os.environ), flag)
+    assert done.returncode == 0, done.stderr
+    assert prefixed(modules, ("typer", "click", "rich", "redis", "pydantic", "textual")) == []
+    assert sorted(m for m in modules if m.startswith("holt_core")) == ["holt_core", "holt_core.cli",
+                                                                         "holt_core.cli.main"]
+
+
+def test_help_lists_every_public_command() -> None:
+    text = help_text()
+    for name in COMMANDS:
+        assert (f"  {name} " in text) == (name not in ("orchestrator", "pup"))
+
+
+@pytest.mark.parametrize("args", [["hoard"], ["questions"], ["pending"], ["audit", "verify"]])
+async def test_read_commands_load_neither_the_engine_nor_textual(tmp_path: Path, cli_env: dict[str, str],
+                                                                 bb: Blackboard, args: list[str]) -> None:
+    await bb.create_artefact(Artefact(id=new_id(), logical_id=new_id(), version=1, type="GoalDefined",
+                                      structural_type=StructuralType.STANDARD, payload="x", produced_by_role="user"))
+    modules, done = loaded_by(tmp_path, cli_env, *args, "--name", bb.instance)
+    assert "Traceback" not in done.stderr
+    assert prefixed(modules, (*ENGINE, "textual")) == []
+    if args[0] in ("hoard", "questions", "pending"):  # nothing they do writes, so nothing loads the audit trail
+        assert "holt_core.audit" not in modules
