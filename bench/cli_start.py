@@ -1,0 +1,88 @@
+"""How fast the commands people type all day answer: whole processes, timed from exec to exit.
+
+The floor is ``python -c pass`` measured in the same run, interleaved with the commands (this machine drifts by
+tens of percent); each command's median is printed with its ratio to that floor. Targets (issue 14):
+``--version``/``--help`` within 8x, read commands within 16x.
+
+    .venv/bin/python bench/cli_start.py              # 15 rounds
+    .venv/bin/python bench/cli_start.py --rounds 5
+
+Runs against a private embedded Redis in a temporary data dir, with one instance holding 10 artefacts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from holt_core.blackboard import Blackboard, connect_redis
+from holt_core.embedded_redis import EmbeddedRedis
+from holt_core.models import Artefact, StructuralType, new_id
+
+INSTANCE = "bench-cli"
+HOLT = str(Path(sys.executable).parent / "holt")
+
+
+async def populate(url: str) -> None:
+    bb = Blackboard(connect_redis(url), INSTANCE)
+    try:
+        for n in range(10):
+            await bb.create_artefact(Artefact(id=new_id(), logical_id=new_id(), version=1, type=f"Step{n}",
+                                              structural_type=StructuralType.STANDARD, payload="x" * 100,
+                                              produced_by_role="user"))
+    finally:
+        await bb.close()
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[1:])} failed ({done.returncode}): {done.stderr.decode()[-400:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="holt-bench-cli-") as tmp:
+        server = EmbeddedRedis(Path(tmp) / "redis")
+        status = server.start()
+        assert status.url is not None
+        try:
+            asyncio.run(populate(status.url))
+            env = {**os.environ, "HOLT_REDIS_URL": status.url, "NO_COLOR": "1"}
+            env.pop("HOLT_OPERATOR", None)
+            cases: dict[str, list[str]] = {
+                "python -c pass (floor)": [sys.executable, "-c", "pass"],
+                "holt --version": [HOLT, "--version"],
+                "holt --help": [HOLT, "--help"],
+                "holt questions": [HOLT, "questions", "--name", INSTANCE],
+                "holt pending": [HOLT, "pending", "--name", INSTANCE],
+                "holt list": [HOLT, "list"],
+                "holt hoard": [HOLT, "hoard", "--name", INSTANCE],
+            }
+            times: dict[str, list[float]] = {name: [] for name in cases}
+            for _ in range(args.rounds):  # interleaved: drift hits every command alike
+                for name, argv in cases.items():
+                    times[name].append(timed(argv, env))
+        finally:
+            server.stop()
+    floor = statistics.median(times["python -c pass (floor)"])
+    print(f"{'command':<26} {'median':>9} {'ratio':>7}   (rounds: {args.rounds})")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"{name:<26} {median * 1000:>7.0f} ms {median / floor:>6.1f}x")
+
+
+if __name__ == "__main__":
+    main()
