@@ -37,10 +37,9 @@ from holt_core.blackboard import connect_redis
 from holt_core.config import CONFIG_FILE, load_config
 from holt_core.embedded_redis import ENV_URL, resolve_redis_url
 from holt_core.errors import HoltError, InvalidInput
-from holt_core.instances import InstanceRecord, get_record, register
+from holt_core.instances import InstanceRecord, get_record, register, supervisor_alive
 from holt_core.keys import INSTANCES, Keys, validate_instance_name
 from holt_core.logs import EventLogger, JsonFormatter, configure
-from holt_core.processes import pid_alive
 from holt_core.waiting import wait_set
 
 ENV_SUPERVISOR_PID = "HOLT_SUPERVISOR_PID"
@@ -87,15 +86,7 @@ def check_roles(roles: list[str]) -> None:
             )
 
 
-def is_holt_process(pid: int) -> bool:
-    """``pid`` is alive and (where the command line can be read) runs holt: guards against pid reuse."""
-    if not pid_alive(pid):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-    return b"holt" in cmdline
+is_holt_process = supervisor_alive  # the name the CLI uses
 
 
 def child_argv(component: str, instance: str, workspace: Path) -> list[str]:
