@@ -27,6 +27,10 @@ def _tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True, timeout=10).stdout
 
 
+def _tmux_kill(socket: list[str]) -> None:
+    subprocess.run(["tmux", *socket, "kill-server"], capture_output=True)
+
+
 def _artefact(kind: str) -> Artefact:
     return Artefact(id=new_id(), logical_id=new_id(), version=1, structural_type=StructuralType.STANDARD,
                     type=kind, payload="p", source_artefacts=[], produced_by_role="user")
@@ -84,5 +88,5 @@ async def test_holt_tui_recovers_from_a_redis_restart_and_quits_cleanly_while_di
         assert "EXIT=0" in said and "Traceback" not in said, said
         assert len([line for line in said.splitlines() if line.strip() and "EXIT=" not in line]) <= 1, said
     finally:
-        subprocess.run(["tmux", *socket, "kill-server"], capture_output=True)
+        _tmux_kill(socket)
         server.stop()
