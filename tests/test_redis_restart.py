@@ -12,12 +12,14 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis
 
 from holt_core.embedded_redis import EmbeddedRedis
+from holt_core.supervisor import ComponentState, SupervisorState, describe, exit_reason
 from tests.engine import make_workspace, python_agents
 from tests.test_cli_lifecycle import ONE_AGENT, Instance, holt, instance_pids, listed, poll, take_down
 
@@ -120,3 +122,50 @@ def test_list_is_not_running_while_a_component_crash_loops(tmp_path: Path, cli_e
     finally:
         take_down(inst)
         assert not instance_pids(inst.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The status rule, without processes
+
+
+def _state(status: str = "running", **components: ComponentState) -> SupervisorState:
+    return SupervisorState(instance="i", run_id="r", supervisor_pid=1, status=status,  # type: ignore[arg-type]
+                           updated_at="", components=components)
+
+
+NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("state", "expected"), [
+    (_state(orchestrator=ComponentState(ready=True, status="ready")), "Running"),
+    (_state("starting", orchestrator=ComponentState()), "Starting"),
+    (_state(orchestrator=ComponentState(exits=3, status="restarting", reason="connection refused")),
+     "degraded (orchestrator restarting: connection refused)"),
+    (_state(orchestrator=ComponentState(status="waiting_for_redis", reason="connection refused")),
+     "degraded (orchestrator waiting for Redis: connection refused)"),
+    (_state(orchestrator=ComponentState(ready=True, status="reconnecting")),
+     "degraded (orchestrator reconnecting to Redis)"),
+    # Up for a moment between two crashes: still a crash loop.
+    (_state(Echo=ComponentState(ready=True, status="ready", quick_exits=3, started_at="2026-01-01T11:59:58Z",
+                                reason="boom")), "degraded (Echo crash-looping (3 quick exits): boom)"),
+    (_state(Echo=ComponentState(ready=True, status="ready", quick_exits=3, started_at="2026-01-01T11:00:00Z")),
+     "Running"),
+    (_state("starting", orchestrator=ComponentState(exits=2, status="restarting")),
+     "degraded (orchestrator restarting)"),
+])
+def test_describe(state: SupervisorState, expected: str) -> None:
+    assert describe(state, NOW) == expected
+
+
+@pytest.mark.parametrize(("lines", "expected"), [
+    (["error: Redis connection failed", "  Error 111 connecting to 127.0.0.1:1. Connection refused."],
+     "connection refused"),
+    (["error: agent 'Echo' is not defined in holt.yml", "  Renamed"],
+     "agent 'Echo' is not defined in holt.yml: Renamed"),
+    (['{"level": "error", "event_type": "error", "message": "safety sweep failed", "error": "WRONGTYPE x"}'],
+     "WRONGTYPE x"),
+    (["Traceback (most recent call last):", '  File "x", line 1', "ValueError: bad"], "ValueError: bad"),
+    ([], ""),
+])
+def test_exit_reason(lines: list[str], expected: str) -> None:
+    assert exit_reason(lines) == expected
