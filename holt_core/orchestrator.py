@@ -54,7 +54,7 @@ from holt_core.models import (
     now_ms,
 )
 from holt_core.processes import pid_alive
-from holt_core.redis_wire import Subscription, survive_disconnects
+from holt_core.redis_wire import Subscription, or_stop, survive_disconnects
 from holt_core.transaction import Tx
 
 # Extra claim-hash fields (Go readers ignore them).
@@ -242,7 +242,7 @@ class Orchestrator:
                     try:
                         await sub.get_message(ignore_subscribe_messages=True, timeout=0.5)
                     except RedisConnectionError as exc:
-                        await self._resubscribed(sub, channels, exc)
+                        await or_stop(self._resubscribed(sub, channels, exc), stop)
         finally:
             try:
                 heartbeat.cancel()

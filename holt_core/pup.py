@@ -37,7 +37,7 @@ from holt_core.models import (
     WorkflowEventType,
     new_id,
 )
-from holt_core.redis_wire import survive_disconnects
+from holt_core.redis_wire import or_stop, survive_disconnects
 from holt_core.tool_runner import ToolFailure, ToolResult, parse_tool_output, run_process
 
 LEASE_TTL_S = 30
@@ -93,7 +93,9 @@ class Pup:
                         # Redis closed a lagging subscriber or restarted: back on the channels, then bid on
                         # and run what was announced in the gap.
                         self.log.warning("subscription_lost", agent_name=self.name, error=str(exc))
-                        await resubscribe(sub, channels, self._dispatch)
+                        await or_stop(resubscribe(sub, channels, self._dispatch), stop)
+                        if stop.is_set():
+                            break
                         await self.catch_up()
                         self.log.info("subscription_restored", agent_name=self.name)
         finally:

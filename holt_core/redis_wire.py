@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -459,6 +460,23 @@ async def survive_disconnects(work: Callable[[], Awaitable[None]], *,
             if on_lost is not None:
                 on_lost(exc)
             await asyncio.sleep(backoff.next())
+
+
+async def or_stop(work: Awaitable[None], stop: asyncio.Event) -> None:
+    """Await ``work`` (a reconnection, which may wait for Redis for a long time) unless ``stop`` is set first:
+    then ``work`` is cancelled, so a component told to stop does not wait for Redis to come back first."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.done() and not task.cancelled():
+        task.result()  # its failure is the caller's
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:

@@ -393,6 +393,12 @@ class Supervisor:
             for child in stale:
                 child.state.reason = "Redis moved to another port"
                 _signal_group(child, signal.SIGTERM)
+            await wait_set(stop, STOP_TIMEOUT_S)
+            for child in stale:
+                if child.proc is not None and child.url != url:  # ignored SIGTERM: same as at shutdown
+                    self._note(child, "child_killed", logging.WARNING, pid=child.state.pid,
+                               reason=f"still running {STOP_TIMEOUT_S:g} s after SIGTERM")
+                    _signal_group(child, signal.SIGKILL)
 
     async def _reconnect_registry(self, url: str) -> None:
         old, self._redis, self._registry_url = self._redis, connect_redis(url), url

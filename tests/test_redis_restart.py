@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -91,6 +92,41 @@ def test_goal_reaches_terminal_after_a_redis_restart_without_down_up(
         poll(lambda: [row["status"] for row in listed(inst)] == ["Running"], "holt list to say Running")
     finally:
         take_down(inst)
+
+
+def test_components_follow_redis_to_a_new_port(
+        tmp_path: Path, private_redis: tuple[EmbeddedRedis, dict[str, str]]) -> None:
+    server, env = private_redis
+    inst = Instance(f"t-{uuid.uuid4().hex[:10]}", make_workspace(tmp_path, files={"holt.yml": SLOW_OR_FAST}), env)
+    squatter = socket.socket()
+    try:
+        up = holt(env, inst.ws, "up", "--name", inst.name)
+        assert up.returncode == 0, up.stdout + up.stderr
+        old_port = server.status().port
+        assert old_port is not None
+        components = {name: c.pid for name, c in inst.state().components.items()}
+
+        assert holt(env, inst.ws, "redis", "stop", "--force").returncode == 0
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", old_port))  # another program takes the port meanwhile
+        squatter.listen()
+        started = holt(env, inst.ws, "redis", "start")
+        assert started.returncode == 0, started.stderr
+        assert f"port {old_port} is taken" in started.stderr
+        assert server.status().port != old_port
+
+        def moved() -> bool:  # every component restarted by the supervisor, on the new address, and ready
+            state = inst.state().components
+            return all(state[n].pid != pid and state[n].ready for n, pid in components.items())
+
+        poll(moved, "the components to restart on the new port", timeout=60)
+        assert "redis_address_changed" in (inst.log_dir / "supervisor.log").read_text()
+        done = holt(env, inst.ws, "forage", "--goal", "fast", "--name", inst.name, "--watch", timeout=90)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Workflow completed: Terminal artefact created" in done.stdout
+    finally:
+        take_down(inst)
+        squatter.close()
 
 
 def test_list_is_not_running_while_a_component_crash_loops(tmp_path: Path, cli_env: dict[str, str]) -> None:
