@@ -6,15 +6,12 @@ atomic step (see ``transaction``), after the data.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from holt_core.errors import (
     AlreadyExists,
@@ -351,25 +348,14 @@ async def _confirmed(pubsub: Subscription, channels: Iterable[str], deliver: Cal
 
 
 async def resubscribe(pubsub: Subscription, channels: Sequence[str], deliver: Callable[[str, str], None], *,
-                      within_s: float = 60.0) -> None:
-    """Bring back a subscription whose connection dropped: Redis closes a subscriber that lags too far behind
-    (``client-output-buffer-limit pubsub``, a burst of huge artefacts) or restarts. Reconnects with backoff
-    and returns once every channel is confirmed again, so a catch-up read made afterwards misses nothing;
-    messages that arrive meanwhile go to ``deliver``. What was published during the gap is lost to this
-    subscriber: the caller reads it back from the data."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    delay = 0.05
-    while True:
-        try:
-            await pubsub.connect()  # re-subscribes on the new connection
-            await _confirmed(pubsub, channels, deliver)
-            return
-        except (RedisConnectionError, RedisTimeoutError, OSError, RedisUnavailable):
-            if loop.time() >= deadline:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+                      within_s: float | None = None) -> None:
+    """Bring back a subscription whose connection dropped (Redis closed a lagging subscriber, or restarted):
+    ``Subscription.reconnect``, which waits as long as Redis is away unless ``within_s`` is given. Returns once
+    every channel is confirmed again, so a catch-up read made afterwards misses nothing; messages that arrive
+    meanwhile go to ``deliver``. What was published during the gap is lost to this subscriber: the caller
+    reads it back from the data."""
+    pubsub.channels.update(dict.fromkeys(channels))
+    await pubsub.reconnect(deliver, within_s=within_s)
 
 
 async def next_message(pubsub: Subscription, wait_s: float | None = None) -> tuple[str, str] | None:

@@ -4,6 +4,11 @@ Order: ``HOLT_REDIS_URL`` (an external server, never started or stopped here) ->
 module started earlier and recorded in ``<data dir>/server.json`` -> a new private ``redis-server``
 (loopback only, random password, AOF persistence), started detached so it outlives the CLI.
 
+The private server keeps its address: its port and password are remembered in ``<data dir>/address.json``
+(kept after a stop), and every later start reuses them, so clients that were running keep a working URL
+across ``holt redis stop`` / ``start``. Only when another program holds that port is a new one picked; the
+status then names the old port (``moved_from_port``) so the caller can say so.
+
 Runs at command start-up only, so it uses the synchronous redis client.
 """
 
@@ -40,6 +45,7 @@ ENV_URL = "HOLT_REDIS_URL"
 ENV_DATA_DIR = "HOLT_DATA_DIR"
 HOST = "127.0.0.1"
 STATE_FILE = "server.json"
+ADDRESS_FILE = "address.json"
 LOCK_FILE = "start.lock"
 LOG_FILE = "redis.log"
 
@@ -70,6 +76,20 @@ class ServerStatus:
     version: str | None
     data_dir: Path | None
     log_file: Path | None
+    # Set by a start that could not get the remembered port back: the port clients used before.
+    moved_from_port: int | None = None
+
+
+@dataclass(frozen=True)
+class _Address:
+    """What address.json remembers across stops: where the private server listens and its password."""
+
+    port: int
+    password: str
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@{HOST}:{self.port}/0"
 
 
 @dataclass(frozen=True)
@@ -156,6 +176,18 @@ def env_redis_url() -> str | None:
     return os.environ.get(ENV_URL) or None
 
 
+def known_redis_url(data_dir: Path | None = None) -> str | None:
+    """The URL clients should use, without starting or probing anything: ``HOLT_REDIS_URL``, else the
+    private server's remembered address (also while it is stopped), else None (it never ran).
+
+    Long-running processes re-read this before each (re)connection, so a server that came back on another
+    port is found again."""
+    external = env_redis_url()
+    if external is not None:
+        return external
+    return EmbeddedRedis(data_dir).remembered_url()
+
+
 def resolve_redis_url(*, start: bool = True, data_dir: Path | None = None) -> str:
     """The URL clients should connect to, starting the private server if needed and allowed."""
     external = env_redis_url()
@@ -220,6 +252,7 @@ class EmbeddedRedis:
         # Absolute: redis-server chdirs into --dir while reading its options, which shifts relative paths.
         self.data_dir = (data_dir if data_dir is not None else default_data_dir()).expanduser().absolute()
         self._state_file = self.data_dir / STATE_FILE
+        self._address_file = self.data_dir / ADDRESS_FILE
         self._lock_file = self.data_dir / LOCK_FILE
         self._log_file = self.data_dir / LOG_FILE
 
@@ -233,16 +266,24 @@ class EmbeddedRedis:
             return self._not_running()
         return self._running(record, version)
 
+    def remembered_url(self) -> str | None:
+        """The URL of this data dir's server (running or not) as its next start will bring it back."""
+        address = self._read_address()
+        return address.url if address is not None else None
+
     def start(self, timeout: float = 10.0) -> ServerStatus:
-        """Reuse the recorded server if it is alive, else start one and record it."""
+        """Reuse the recorded server if it is alive, else start one (on the remembered address) and record it."""
         with self._locked():
             record = self._read_state()
+            address = self._read_address()
             if record is not None:
                 reused = self._adopt(record, timeout)
                 if reused is not None:
                     return reused
                 self._remove_state()
-            return self._spawn(timeout)
+                if address is None:  # started by a holt that did not remember addresses yet
+                    address = _Address(record.port, record.password)
+            return self._spawn(timeout, address)
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Shut the recorded server down (flushing its AOF); False if none was running."""
@@ -289,11 +330,13 @@ class EmbeddedRedis:
             details=self._log_tail(0),
         )
 
-    def _spawn(self, timeout: float) -> ServerStatus:
+    def _spawn(self, timeout: float, address: _Address | None) -> ServerStatus:
         binary = find_redis_server_binary()
+        password = address.password if address is not None else secrets.token_urlsafe(24)
+        wanted = address.port if address is not None and _port_free(address.port) else None
         for attempt in range(1, _PORT_ATTEMPTS + 1):
-            port = _free_port()
-            password = secrets.token_urlsafe(24)
+            port = wanted if wanted is not None else _free_port()
+            wanted = None  # the remembered port is tried once; if taken, any free port will do
             log_offset = self._log_size()
             proc = self._launch(binary, port, password)
             try:
@@ -307,8 +350,11 @@ class EmbeddedRedis:
                         version=version,
                         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
                     )
+                    self._after_start(record)
+                    self._write_address(_Address(port, password))
                     self._write_state(record)
-                    return self._running(record, version)
+                    moved = address.port if address is not None and address.port != port else None
+                    return self._running(record, version, moved_from_port=moved)
             except BaseException:
                 # Ctrl-C or a failed write: an unrecorded server could never be found or stopped again.
                 _kill_child(proc)
@@ -332,6 +378,11 @@ class EmbeddedRedis:
                 details=details,
             )
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _after_start(self, record: _Record) -> None:
+        """Work on a newly started server once it answers, before it is recorded and handed to clients
+        (runs under the start lock; raising here stops the server and fails the start). Nothing yet: the
+        place for set-up such as ACL users."""
 
     def _launch(self, binary: str, port: int, password: str) -> subprocess.Popen[bytes]:
         args = [
@@ -386,7 +437,7 @@ class EmbeddedRedis:
                 return
         raise RedisUnavailable(f"redis-server (pid {record.pid}) survived SIGKILL")
 
-    def _running(self, record: _Record, version: str) -> ServerStatus:
+    def _running(self, record: _Record, version: str, *, moved_from_port: int | None = None) -> ServerStatus:
         return ServerStatus(
             running=True,
             url=record.url,
@@ -398,6 +449,7 @@ class EmbeddedRedis:
             version=version,
             data_dir=self.data_dir,
             log_file=self._log_file,
+            moved_from_port=moved_from_port,
         )
 
     def _not_running(self) -> ServerStatus:
@@ -456,14 +508,36 @@ class EmbeddedRedis:
             ) from err
 
     def _write_state(self, record: _Record) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=".server.", suffix=".tmp")  # mode 0600
+        self._write_json(self._state_file, record.to_json())
+
+    def _read_address(self) -> _Address | None:
+        """The remembered address; None if there is none or it is unreadable (a new one is then made)."""
+        try:
+            data = json.loads(self._address_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        port, password = data.get("port"), data.get("password")
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            return None
+        if not isinstance(password, str) or not password:
+            return None
+        return _Address(port, password)
+
+    def _write_address(self, address: _Address) -> None:
+        if self._read_address() != address:
+            self._write_json(self._address_file, {"port": address.port, "password": address.password})
+
+    def _write_json(self, path: Path, data: dict[str, object]) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=f".{path.stem}.", suffix=".tmp")  # mode 0600
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(record.to_json(), f, indent=2)
+                json.dump(data, f, indent=2)
                 f.write("\n")
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, self._state_file)
+            os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -618,6 +692,18 @@ def _free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _port_free(port: int) -> bool:
+    """Whether a listener could bind ``port`` now. SO_REUSEADDR as redis-server sets it: connections the old
+    server left in TIME_WAIT do not hold the port, only another listener does."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
 
 
 def _mask_url(url: str) -> str:

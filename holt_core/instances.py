@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from holt_core.errors import HoltError, InvalidInput, NotFound
 from holt_core.keys import INSTANCES, Keys, validate_instance_name
+from holt_core.processes import pid_alive
 
 
 class InstanceRecord(BaseModel):
@@ -59,6 +60,22 @@ async def list_records(redis: Redis) -> list[InstanceRecord]:
             rec = InstanceRecord(name=name, run_id="", workspace_path="", started_at="", status="unknown")
         out.append(rec)
     return out
+
+
+def supervisor_alive(pid: int) -> bool:
+    """``pid`` is alive and (where the command line can be read) runs holt: guards against pid reuse."""
+    if not pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"holt" in cmdline
+
+
+async def live_records(redis: Redis) -> list[InstanceRecord]:
+    """The registered instances whose supervisor process is alive on this machine."""
+    return [r for r in await list_records(redis) if supervisor_alive(r.supervisor_pid)]
 
 
 def workspace_root(cwd: Path | None = None) -> Path:

@@ -54,7 +54,7 @@ from holt_core.models import (
     now_ms,
 )
 from holt_core.processes import pid_alive
-from holt_core.redis_wire import Subscription
+from holt_core.redis_wire import Subscription, or_stop, survive_disconnects
 from holt_core.transaction import Tx
 
 # Extra claim-hash fields (Go readers ignore them).
@@ -215,7 +215,8 @@ class Orchestrator:
         """Hold the lock, recover, then process events until ``stop`` is set."""
         await self.acquire_lock()
         lost = asyncio.Event()
-        heartbeat = asyncio.create_task(self._heartbeat(lost))
+        # Redis going away (a restart) pauses the heartbeat; it carries on once Redis is back.
+        heartbeat = asyncio.create_task(survive_disconnects(lambda: self._heartbeat(lost)))
         sweeper: asyncio.Task[None] | None = None
         control: asyncio.Task[None] | None = None
         try:
@@ -241,7 +242,7 @@ class Orchestrator:
                     try:
                         await sub.get_message(ignore_subscribe_messages=True, timeout=0.5)
                     except RedisConnectionError as exc:
-                        await self._resubscribed(sub, channels, exc)
+                        await or_stop(self._resubscribed(sub, channels, exc), stop)
         finally:
             try:
                 heartbeat.cancel()

@@ -37,6 +37,7 @@ from holt_core.models import (
     WorkflowEventType,
     new_id,
 )
+from holt_core.redis_wire import or_stop, survive_disconnects
 from holt_core.tool_runner import ToolFailure, ToolResult, parse_tool_output, run_process
 
 LEASE_TTL_S = 30
@@ -92,8 +93,11 @@ class Pup:
                         # Redis closed a lagging subscriber or restarted: back on the channels, then bid on
                         # and run what was announced in the gap.
                         self.log.warning("subscription_lost", agent_name=self.name, error=str(exc))
-                        await resubscribe(sub, channels, self._dispatch)
+                        await or_stop(resubscribe(sub, channels, self._dispatch), stop)
+                        if stop.is_set():
+                            break
                         await self.catch_up()
+                        self.log.info("subscription_restored", agent_name=self.name)
         finally:
             if executor is not None:
                 executor.cancel()
@@ -235,7 +239,8 @@ class Pup:
         if not await self.bb.redis.set(lease, f"running:{os.getpid()}", nx=True, ex=LEASE_TTL_S):
             self.log.info("grant_already_taken", claim_id=claim_id)
             return None
-        refresher = asyncio.create_task(self._refresh_lease(lease))
+        # Redis going away (a restart) pauses the refresh; it carries on once Redis is back.
+        refresher = asyncio.create_task(survive_disconnects(lambda: self._refresh_lease(lease)))
         try:
             result = await self._execute(claim, claim_type, command or list(self.agent.command), target)
         finally:

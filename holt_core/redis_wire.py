@@ -12,14 +12,21 @@ and are pipelined for free. A lost connection fails what is in flight with redis
 command is then retried only if the client was given a redis-py retry policy (Holt's are not). A
 subscription is never re-established behind the caller's back: it raises, and the caller re-subscribes
 and reads back the gap.
+
+Surviving a Redis restart is built from the pieces at the end, shared by every long-running process:
+``Backoff`` (the pause between attempts), ``Subscription.reconnect`` (back on every channel, waiting as long
+as it takes) and ``survive_disconnects`` (a background loop that starts again after Redis went away). The
+next command simply connects again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
-from collections.abc import Callable, Sequence
+import random
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import hiredis
@@ -32,6 +39,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # A subscriber that heard nothing for this long pings, so a dead connection is noticed (as redis-py does).
 HEALTH_CHECK_S = 30.0
+# Reconnection attempts: the first pause, the longest one (a restarted Redis is found within this), and how long a
+# subscription waits for the server to confirm its channels.
+RECONNECT_FIRST_S = 0.05
+RECONNECT_MAX_S = 2.0
+CONFIRM_TIMEOUT_S = 10.0
+# What "Redis went away" looks like to a caller (redis-py's BusyLoadingError, a server still loading its data after
+# a restart, is a ConnectionError too).
+DISCONNECTED: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
 
 Message = dict[str, Any]
 
@@ -275,6 +290,50 @@ class Subscription:
         if self.channels:
             self._wire.write(encode_command(["SUBSCRIBE", *self.channels]))
 
+    async def reconnect(self, deliver: Callable[[str, str], None] | None = None, *,
+                        within_s: float | None = None,
+                        on_retry: Callable[[int, BaseException], None] | None = None) -> None:
+        """Back on every channel after the connection dropped (Redis closed a lagging subscriber, or restarted):
+        a new connection, with ``Backoff`` between attempts, until the server confirms each channel. Waits as
+        long as it takes unless ``within_s`` is given (then the last failure is raised). Messages that arrive
+        while confirming go to ``deliver`` (else they stay queued). What was published during the gap is lost
+        to this subscriber: the caller reads it back from the data afterwards, and misses nothing from then on.
+        ``on_retry(attempt, error)`` hears of every failed attempt (to log progress)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if within_s is None else loop.time() + within_s
+        backoff = Backoff()
+        attempt = 0
+        while True:
+            try:
+                await self.connect()  # re-subscribes on the new connection
+                await self.confirmed(self.channels, deliver)
+                return
+            except DISCONNECTED as exc:
+                if self._wire is not None:
+                    self._wire.close()  # unconfirmed: start over on a fresh connection
+                    self._wire = None
+                attempt += 1
+                if deadline is not None and loop.time() >= deadline:
+                    raise
+                if on_retry is not None:
+                    on_retry(attempt, exc)
+                await asyncio.sleep(backoff.next())
+
+    async def confirmed(self, channels: Iterable[str], deliver: Callable[[str, str], None] | None = None, *,
+                        wait_s: float = CONFIRM_TIMEOUT_S) -> None:
+        """Wait until the server confirmed a subscription to each of ``channels`` (then nothing published
+        to them is missed); messages read meanwhile go to ``deliver``, or are dropped without one. A server
+        that does not confirm in ``wait_s`` seconds raises redis-py's TimeoutError."""
+        pending = set(channels)
+        while pending:
+            msg = await self.get_message(timeout=wait_s)
+            if msg is None:
+                raise RedisTimeoutError(f"Redis did not confirm the subscription to {sorted(pending)}")
+            if msg["type"] == "subscribe":
+                pending.discard(str(msg["channel"]))
+            elif msg["type"] == "message" and deliver is not None:
+                deliver(str(msg["channel"]), str(msg["data"]))
+
     async def subscribe(self, *channels: str) -> None:
         await self.connect()
         assert self._wire is not None
@@ -368,6 +427,56 @@ class Subscription:
         finally:
             timer.cancel()
             self._waiter = None
+
+
+class Backoff:
+    """Pauses between reconnection attempts: doubling from ``first`` up to ``cap`` seconds, with jitter (so
+    the processes of an instance do not all knock at the same moment when Redis comes back)."""
+
+    def __init__(self, first: float = RECONNECT_FIRST_S, cap: float = RECONNECT_MAX_S) -> None:
+        self.first = first
+        self.cap = cap
+        self._next = first
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, self.cap)
+        return delay * random.uniform(0.8, 1.0)  # jitter, not secrecy
+
+    def reset(self) -> None:
+        self._next = self.first
+
+
+async def survive_disconnects(work: Callable[[], Awaitable[None]], *,
+                              on_lost: Callable[[BaseException], None] | None = None) -> None:
+    """Run ``work()`` (a background loop: a heartbeat, a lease refresher) again, after a ``Backoff`` pause,
+    whenever it fails because Redis went away; return when it returns. Any other error is raised."""
+    backoff = Backoff()
+    while True:
+        try:
+            await work()
+            return
+        except DISCONNECTED as exc:
+            if on_lost is not None:
+                on_lost(exc)
+            await asyncio.sleep(backoff.next())
+
+
+async def or_stop(work: Awaitable[None], stop: asyncio.Event) -> None:
+    """Await ``work`` (a reconnection, which may wait for Redis for a long time) unless ``stop`` is set first:
+    then ``work`` is cancelled, so a component told to stop does not wait for Redis to come back first."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.done() and not task.cancelled():
+        task.result()  # its failure is the caller's
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:

@@ -8,12 +8,21 @@ supervisor reads the ``orchestrator_ready``/``pup_ready`` lines on the way and p
 
 Children watch ``HOLT_SUPERVISOR_PID``: when their parent is no longer the supervisor (it was killed),
 they stop on their own instead of running unsupervised.
+
+Redis may go away and come back (``holt redis stop``/``start``) under a running instance. The children
+reconnect by themselves (``redis_wire``); the supervisor only makes sure that a child it (re)starts gets the
+URL that works now: it re-reads the URL before every start (``known_redis_url``: the private server's
+remembered address, which survives its restarts), starts nothing while that Redis does not answer, and
+restarts every child when the address changed (the old port was taken). What each child is doing
+(ready, restarting and why, waiting for Redis, reconnecting) is in ``state.json``; ``describe`` turns that
+into the one status ``holt list`` shows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -31,16 +40,17 @@ from typing import IO, Literal
 
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from holt_core.blackboard import connect_redis
 from holt_core.config import CONFIG_FILE, load_config
-from holt_core.embedded_redis import ENV_URL, resolve_redis_url
+from holt_core.embedded_redis import ENV_URL, known_redis_url, resolve_redis_url
 from holt_core.errors import HoltError, InvalidInput
-from holt_core.instances import InstanceRecord, get_record, register
+from holt_core.instances import InstanceRecord, get_record, register, supervisor_alive
 from holt_core.keys import INSTANCES, Keys, validate_instance_name
 from holt_core.logs import EventLogger, JsonFormatter, configure
-from holt_core.processes import pid_alive
 from holt_core.waiting import wait_set
 
 ENV_SUPERVISOR_PID = "HOLT_SUPERVISOR_PID"
@@ -49,16 +59,33 @@ SUPERVISOR = "supervisor"
 RESERVED_COMPONENTS = (ORCHESTRATOR, SUPERVISOR)
 STATE_FILE = "state.json"
 READY_EVENTS = frozenset({"orchestrator_ready", "pup_ready"})
+# What a child logs when its Redis connection drops and when it is back (its subscription, re-read done).
+LOST_EVENTS = frozenset({"subscription_lost"})
+RESTORED_EVENTS = frozenset({"subscription_restored"})
 
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 30.0
 BACKOFF_RESET_UPTIME_S = 60.0
 STOP_TIMEOUT_S = 10.0
+# Waiting for Redis before a (re)start: first and longest pause between pings; how often the address is re-read.
+REDIS_WAIT_INITIAL_S = 0.2
+REDIS_WAIT_MAX_S = 2.0
+URL_CHECK_S = 2.0
+_PING_TIMEOUT_S = 2.0
+# A component that exited this many times in a row, each time before running BACKOFF_RESET_UPTIME_S, is crash-looping
+# (also while it is briefly up between two crashes: for its first STABLE_AFTER_S seconds).
+CRASH_LOOP_EXITS = 2
+STABLE_AFTER_S = 10.0
+_REASON_CHARS = 120
 # After a child exits, how long its output pipe may stay open (held by a grandchild) before we stop reading.
 _DRAIN_TIMEOUT_S = 2.0
 _READ_CHUNK = 65536
+_TAIL_LINES = 12
 
 Status = Literal["starting", "running", "stopping", "stopped"]
+# starting: launched, not ready yet; ready; restarting: exited, waiting out its backoff; waiting_for_redis: not
+# started because Redis does not answer; reconnecting: running, but its Redis connection dropped; stopped.
+ComponentStatus = Literal["starting", "ready", "restarting", "waiting_for_redis", "reconnecting", "stopped"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,15 +114,7 @@ def check_roles(roles: list[str]) -> None:
             )
 
 
-def is_holt_process(pid: int) -> bool:
-    """``pid`` is alive and (where the command line can be read) runs holt: guards against pid reuse."""
-    if not pid_alive(pid):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-    return b"holt" in cmdline
+is_holt_process = supervisor_alive  # the name the CLI uses
 
 
 def child_argv(component: str, instance: str, workspace: Path) -> list[str]:
@@ -121,6 +140,11 @@ class ComponentState(BaseModel):
     exits: int = 0
     last_exit_code: int | None = None
     started_at: str = ""
+    status: ComponentStatus = "starting"
+    # Why it last exited or stopped working, in a few words (from its own error output).
+    reason: str = ""
+    # Exits in a row after a short run (under BACKOFF_RESET_UPTIME_S): a crash loop when it reaches CRASH_LOOP_EXITS.
+    quick_exits: int = 0
 
 
 class SupervisorState(BaseModel):
@@ -137,6 +161,77 @@ def read_state(log_dir: Path) -> SupervisorState | None:
         return SupervisorState.model_validate_json((log_dir / STATE_FILE).read_bytes())
     except (OSError, ValidationError):
         return None  # absent, or torn by a concurrent writer of an older version: ask again later
+
+
+def describe(state: SupervisorState, now: datetime | None = None) -> str:
+    """The one-word-or-so status of an instance whose supervisor runs: ``Running`` only when every component
+    is ready, connected and not in a crash loop; else ``degraded (<what>: <why>)``, ``Starting`` or ``Stopping``."""
+    if state.status == "starting" and not any(c.exits for c in state.components.values()):
+        return "Starting"
+    if state.status in ("stopping", "stopped"):
+        return "Stopping"
+    moment = now or datetime.now(UTC)
+    problems: list[str] = []
+    for name, component in state.components.items():
+        problem = _component_problem(component, moment)
+        if problem:
+            problems.append(f"{name} {problem}")
+    if not problems:
+        return "Running"
+    shown = "; ".join(problems[:2]) + (f"; +{len(problems) - 2} more" if len(problems) > 2 else "")
+    return f"degraded ({shown})"
+
+
+def _component_problem(c: ComponentState, now: datetime) -> str:
+    why = f": {c.reason}" if c.reason else ""
+    if c.status == "waiting_for_redis":
+        return f"waiting for Redis{why}"
+    if c.status == "reconnecting":
+        return "reconnecting to Redis"
+    if not c.ready:
+        if c.status == "restarting" or c.exits:
+            return f"restarting{why}"
+        return "starting"
+    if c.quick_exits >= CRASH_LOOP_EXITS:
+        try:
+            uptime = (now - datetime.fromisoformat(c.started_at.replace("Z", "+00:00"))).total_seconds()
+        except ValueError:
+            uptime = 0.0
+        if uptime < STABLE_AFTER_S:
+            return f"crash-looping ({c.quick_exits} quick exits){why}"
+    return ""
+
+
+def exit_reason(lines: list[str]) -> str:
+    """A few words on why a component stopped, from the last lines it printed: holt's ``error:`` line (with
+    its first detail), a JSON log line at error level, or a traceback's last line."""
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i].strip()
+        if line.startswith("error:"):
+            text = line[len("error:"):].strip()
+            detail = lines[i + 1].strip() if i + 1 < len(lines) and lines[i + 1].startswith("  ") else ""
+            return _short_reason(f"{text}: {detail}" if detail else text)
+        if line.startswith("{"):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("level") in ("error", "critical"):
+                text = event.get("error") or event.get("message") or event.get("event_type") or ""
+                return _short_reason(str(text))
+    tail = next((line.strip() for line in reversed(lines) if line.strip() and not line.startswith("{")), "")
+    return _short_reason(tail)
+
+
+def _short_reason(text: str) -> str:
+    lowered = text.lower()
+    for needle, short in (("connection refused", "connection refused"), ("invalid password", "wrong password"),
+                          ("authentication", "wrong password"), ("timeout", "timed out"),
+                          ("timed out", "timed out")):
+        if needle in lowered:
+            return short
+    text = " ".join(text.split())
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 3] + "..."
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -163,6 +258,8 @@ class _Child:
     state: ComponentState = field(default_factory=ComponentState)
     proc: asyncio.subprocess.Process | None = None
     held_lock: bool = False  # the orchestrator said it was ready (so it held the instance lock)
+    url: str = ""  # the Redis URL this run was given
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=_TAIL_LINES))
 
 
 class Supervisor:
@@ -174,11 +271,14 @@ class Supervisor:
         roles: list[str],
         *,
         on_ready: Callable[[], None] | None = None,
+        resolve_url: Callable[[], str | None] = known_redis_url,
     ) -> None:
         check_roles(roles)
         self.instance = validate_instance_name(instance)
         self.workspace = workspace
         self.redis_url = redis_url
+        # Re-read before every start: the URL that works now (None: keep the one we have).
+        self._resolve_url = resolve_url
         self.roles = list(roles)
         self.log_dir = log_dir_for(workspace, instance)
         self.run_id = str(uuid.uuid4())
@@ -187,6 +287,7 @@ class Supervisor:
         self._on_ready = on_ready
         self._children: list[_Child] = []
         self._redis: Redis | None = None
+        self._registry_url = redis_url  # what self._redis connects to
         self._record: InstanceRecord | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._record_lock = asyncio.Lock()  # whole-record writes must land in the order they were made
@@ -206,7 +307,11 @@ class Supervisor:
                 self._children.append(_Child(component, child_argv(component, self.instance, self.workspace), log))
             self._write_state()
             tasks = [asyncio.create_task(self._keep_alive(child, stop)) for child in self._children]
+            watcher = asyncio.create_task(self._watch_address(stop))
             await stop.wait()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             await self._shutdown(tasks)
             if self._background:
                 await asyncio.gather(*self._background, return_exceptions=True)
@@ -240,15 +345,86 @@ class Supervisor:
             if not stop.is_set():
                 self._note(child, "child_restarting", logging.WARNING, restarts=child.state.starts)
 
+    # -------------------------------------------------------------- Redis: the URL that works now
+
+    def current_url(self) -> str:
+        """The URL to give a child now (re-read every time: the server may have moved)."""
+        try:
+            url = self._resolve_url()
+        except HoltError:
+            url = None
+        if url and url != self.redis_url:
+            self.redis_url = url
+        return self.redis_url
+
+    async def _wait_for_redis(self, child: _Child, stop: asyncio.Event) -> str:
+        """The current URL once Redis answers on it (a child started earlier would only crash-loop)."""
+        delay = REDIS_WAIT_INITIAL_S
+        noted = False
+        while True:
+            url = self.current_url()
+            error = await _ping(url)
+            if error is None or stop.is_set():
+                if noted:
+                    self.log.info("redis_available", child=child.component)
+                return url
+            if not noted:
+                noted = True
+                child.state.status = "waiting_for_redis"
+                child.state.reason = error
+                self._note(child, "waiting_for_redis", logging.WARNING, error=error)
+                self._write_state()
+            await wait_set(stop, delay)
+            delay = min(delay * 2, REDIS_WAIT_MAX_S)
+
+    async def _watch_address(self, stop: asyncio.Event) -> None:
+        """Restart every child when the Redis address changed (the old port was taken at a restart): they
+        would otherwise reconnect to the old one forever."""
+        while not stop.is_set():
+            await wait_set(stop, URL_CHECK_S)
+            if stop.is_set():
+                return
+            url = self.current_url()
+            stale = [c for c in self._children if c.proc is not None and c.url and c.url != url]
+            if not stale:
+                continue
+            self.log.warning("redis_address_changed", restarting=[c.component for c in stale])
+            await self._reconnect_registry(url)
+            for child in stale:
+                child.state.reason = "Redis moved to another port"
+                _signal_group(child, signal.SIGTERM)
+            await wait_set(stop, STOP_TIMEOUT_S)
+            for child in stale:
+                if child.proc is not None and child.url != url:  # ignored SIGTERM: same as at shutdown
+                    self._note(child, "child_killed", logging.WARNING, pid=child.state.pid,
+                               reason=f"still running {STOP_TIMEOUT_S:g} s after SIGTERM")
+                    _signal_group(child, signal.SIGKILL)
+
+    async def _reconnect_registry(self, url: str) -> None:
+        old, self._redis, self._registry_url = self._redis, connect_redis(url), url
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.aclose()
+        if self._record is not None:
+            await self._update_record()
+
     async def _run_once(self, child: _Child, stop: asyncio.Event) -> int:
         """Start the child, copy its output until it exits; its exit code (-1 if it could not start)."""
+        url = await self._wait_for_redis(child, stop)
+        if stop.is_set():
+            return 0
+        if url != self._registry_url:
+            await self._reconnect_registry(url)
         env = {
             **os.environ,
-            ENV_URL: self.redis_url,
+            ENV_URL: url,
             ENV_SUPERVISOR_PID: str(os.getpid()),
             "PYTHONUNBUFFERED": "1",
         }
+        child.url = url
+        child.tail.clear()
         child.state.ready = False
+        child.state.status = "starting"
         child.held_lock = False
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -289,6 +465,16 @@ class Supervisor:
         child.state.ready = False
         child.state.exits += 1
         child.state.last_exit_code = code
+        child.state.status = "stopped" if stop.is_set() else "restarting"
+        reason = exit_reason(list(child.tail))
+        if reason or code != 0:
+            child.state.reason = reason or f"exit code {code}"
+        try:
+            started = datetime.fromisoformat(child.state.started_at.replace("Z", "+00:00"))
+            quick = (datetime.now(UTC) - started).total_seconds() < BACKOFF_RESET_UPTIME_S
+        except ValueError:
+            quick = True
+        child.state.quick_exits = child.state.quick_exits + 1 if quick else 0
         self._write_state()
         return code
 
@@ -310,7 +496,10 @@ class Supervisor:
             self._inspect(child, pending)
 
     def _inspect(self, child: _Child, line: bytes) -> None:
-        if b"_ready" not in line and b"lock_lost" not in line:
+        if not line.startswith(b"{") or b'"level": "error"' in line or b'"level":"error"' in line:
+            # Its own error output (not a log event) or an error event: kept to say why it exits.
+            child.tail.append(line[:_READ_CHUNK].decode("utf-8", "replace"))
+        if b"_ready" not in line and b"lock_lost" not in line and b"subscription_" not in line:
             return  # cheap filter: most lines are not interesting
         try:
             event = json.loads(line)
@@ -321,8 +510,17 @@ class Supervisor:
         kind = event.get("event_type")
         if kind == "lock_lost":
             child.held_lock = False
+        elif kind in LOST_EVENTS and child.state.ready:
+            child.state.status = "reconnecting"
+            child.state.reason = _short_reason(str(event.get("error", "")))
+            self._write_state()
+        elif kind in RESTORED_EVENTS and child.state.status == "reconnecting":
+            child.state.status = "ready"
+            child.state.reason = ""
+            self._write_state()
         elif kind in READY_EVENTS and not child.state.ready:
             child.state.ready = True
+            child.state.status = "ready"
             child.held_lock = child.component == ORCHESTRATOR
             self.log.info("child_ready", child=child.component, pid=child.state.pid)
             if self.status == "starting" and all(c.state.ready for c in self._children):
@@ -440,6 +638,20 @@ class Supervisor:
             _write_atomically(self.log_dir / STATE_FILE, state.model_dump_json(indent=2) + "\n")
         except OSError as exc:
             self.log.warning("state_write_failed", error=str(exc))
+
+
+async def _ping(url: str) -> str | None:
+    """None if Redis answers at ``url``, else why not (a few words)."""
+    client = connect_redis(url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=_PING_TIMEOUT_S,
+                           socket_timeout=_PING_TIMEOUT_S)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        return _short_reason(str(exc)) or type(exc).__name__
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+    return None
 
 
 def _signal_group(child: _Child, sig: signal.Signals) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from holt_core.blackboard import Blackboard
 from holt_core.debug.breakpoints import BreakpointAction, BreakpointSpec
@@ -33,12 +34,15 @@ from holt_tui.sources import (
 )
 
 T = TypeVar("T")
+_RELEASE_TIMEOUT_S = 2.0
 
 async def _attempt(work: Awaitable[T], done: str) -> ActionResult:
     try:
         await work
     except HoltError as err:
         return ActionResult(False, err.message)
+    except RedisError as err:  # Redis is away (restarting): the action did not happen; the UI says so
+        return ActionResult(False, f"Redis is unreachable, nothing was done: {err}")
     except ValidationError as err:
         first = err.errors()[0]
         return ActionResult(False, f"invalid {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
@@ -168,7 +172,7 @@ class CoreDebugSource:
         # Refresh well inside the TTL; if the refresh is refused (someone took over), stop quietly.
         while True:
             await asyncio.sleep(self.client.lease_ttl_s / 3)
-            with contextlib.suppress(HoltError, OSError):
+            with contextlib.suppress(HoltError, OSError, RedisError):  # Redis away: try again next time
                 if not await self.client.refresh_lease():
                     return
 
@@ -176,8 +180,9 @@ class CoreDebugSource:
         if self._refresher is not None:
             self._refresher.cancel()
             self._refresher = None
-        with contextlib.suppress(HoltError, OSError):
-            await self.client.release_lease()
+        # Quitting while Redis is away (or slow) must be quick and quiet: the lease then expires by itself.
+        with contextlib.suppress(HoltError, OSError, RedisError, TimeoutError):
+            await asyncio.wait_for(self.client.release_lease(), _RELEASE_TIMEOUT_S)
 
     # ------------------------------------------------------------------ stepping
 

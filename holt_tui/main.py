@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from holt_core.cli.common import run_typer_app
-from holt_core.embedded_redis import resolve_redis_url
+from holt_core.embedded_redis import known_redis_url, resolve_redis_url
 from holt_core.identity import resolve_operator
 from holt_core.keys import Keys
 from holt_tui.config import TuiConfig
@@ -48,10 +48,15 @@ def attach(
     sources = attach_sources_for(url, instance, operator)
 
     async def start(sink: Callable[[FeedItem], None]) -> None:
-        await Reader(url, instance, sink, sources, config).run()
+        # An explicit --redis-url is kept; otherwise Redis is looked up again after each lost connection.
+        await Reader(url, instance, sink, sources, config,
+                     resolve_url=None if redis_url else known_redis_url).run()
 
-    HoltTui(instance, start, config=config, sources=sources, read_only=read_only, operator=operator,
-            recorder=recorder).run()
+    tui = HoltTui(instance, start, config=config, sources=sources, read_only=read_only, operator=operator,
+                  recorder=recorder)
+    tui.run()
+    if tui.model.connection == "lost":
+        typer.echo("holt-tui: quit while Redis was unreachable; a control lease it held expires by itself", err=True)
 
 
 def attach_sources_for(url: str, instance: str, operator: str) -> Sources:

@@ -9,6 +9,10 @@ says that events may have been missed while it was away.
 Claim state is never taken from an event body: a claim event or a workflow event that names a claim
 marks it dirty, and dirty claims are re-read (pipelined, at most every 100 ms), so a late or duplicated
 message can never roll a claim back.
+
+Redis going away (a restart) is never fatal: the reader says so (``ConnectionSeen("lost")``), pings with
+``redis_wire.Backoff`` until Redis answers again, at the URL that works then (re-read through ``resolve_url``:
+a server that came back on another port is found), and re-attaches with a resync.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from holt_core.config import load_config
 from holt_core.errors import HoltError, MalformedRecord
 from holt_core.instances import get_record
 from holt_core.models import Artefact, Claim, WorkflowEvent
+from holt_core.redis_wire import Backoff
 from holt_tui.config import TuiConfig
 from holt_tui.feed import (
     ArtefactSeen,
@@ -55,13 +60,14 @@ AUDIT_TAIL = 500
 _CLAIM_REFRESH_S = 0.1
 _INSTANCE_POLL_S = 2.0
 _AUDIT_POLL_S = 0.5
-_RECONNECT_S = 1.0
 _LOST = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
 class Reader:
-    def __init__(self, url: str, instance: str, sink: Sink, sources: Sources, config: TuiConfig) -> None:
+    def __init__(self, url: str, instance: str, sink: Sink, sources: Sources, config: TuiConfig, *,
+                 resolve_url: Callable[[], str | None] | None = None) -> None:
         self.url = url
+        self._resolve_url = resolve_url  # the URL that works now, re-read before each reconnection
         self.instance = instance
         self.sink = sink
         self.sources = sources
@@ -92,8 +98,12 @@ class Reader:
             await self._wait_for_redis()
 
     async def _wait_for_redis(self) -> None:
+        backoff = Backoff()
         while True:
-            await asyncio.sleep(_RECONNECT_S)
+            await asyncio.sleep(backoff.next())
+            if self._resolve_url is not None:
+                with contextlib.suppress(HoltError, OSError):
+                    self.url = self._resolve_url() or self.url
             redis = redis_client(self.url, client_name="holt-tui")
             try:
                 if await redis.ping():

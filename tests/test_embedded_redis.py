@@ -128,6 +128,42 @@ def test_data_survives_stop_and_start(new_server: NewServer) -> None:
         assert client.get("holt:test:k") == "kept"
 
 
+def test_stop_and_start_keep_the_port_and_password(new_server: NewServer) -> None:
+    server = new_server("r")
+    first = server.start()
+    assert first.pid is not None
+    with _client(first) as client:  # a client left connected: the port then has TIME_WAIT sockets
+        client.set("holt:test:k", "kept")
+        assert server.stop() is True
+    assert server.remembered_url() == first.url  # remembered while stopped
+
+    second = server.start()
+    assert second.pid != first.pid
+    assert second.url == first.url and second.port == first.port
+    assert second.moved_from_port is None
+    with _client(first) as client:  # the URL handed out before the stop works again
+        assert client.get("holt:test:k") == "kept"
+    assert stat.S_IMODE((server.data_dir / "address.json").stat().st_mode) == 0o600
+
+
+def test_taken_port_moves_the_server_and_says_so(new_server: NewServer) -> None:
+    server = new_server("r")
+    first = server.start()
+    assert first.port is not None and first.url is not None
+    server.stop()
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the old server's TIME_WAITs
+        squatter.bind(("127.0.0.1", first.port))
+        squatter.listen()
+        second = server.start()
+    assert second.running and second.port != first.port
+    assert second.moved_from_port == first.port
+    assert second.url == first.url.replace(f":{first.port}/", f":{second.port}/")  # same password
+    assert server.remembered_url() == second.url
+    server.stop()
+    assert server.start().port == second.port  # the new port is the one remembered from now on
+
+
 def test_stop_when_nothing_runs_returns_false(new_server: NewServer) -> None:
     server = new_server("r")
     assert server.stop() is False

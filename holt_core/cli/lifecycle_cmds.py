@@ -29,7 +29,7 @@ from holt_core.blackboard import Blackboard, connect_redis, next_message
 from holt_core.cli.common import AsOpt, NameOpt, run_async
 from holt_core.cli.output import stdout, success, warn
 from holt_core.config import CONFIG_FILE, Config, load_config
-from holt_core.embedded_redis import ENV_URL, env_redis_url, resolve_redis_url
+from holt_core.embedded_redis import ENV_URL, env_redis_url, known_redis_url, resolve_redis_url
 from holt_core.errors import HoltError, InvalidInput, MalformedRecord, NotFound, RedisUnavailable
 from holt_core.hitl.requests import post_goal
 from holt_core.identity import resolve_operator
@@ -56,6 +56,7 @@ from holt_core.supervisor import (
     add_log_file,
     check_roles,
     component_log,
+    describe,
     is_holt_process,
     log_dir_for,
     read_state,
@@ -323,7 +324,8 @@ def _up_detached(instance: str, root: Path, url: str, log_dir: Path) -> None:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=root,
-            env={**os.environ, ENV_URL: url},
+            # Not the URL: the supervisor finds Redis as this command did, and again after a Redis restart.
+            env=dict(os.environ),
             start_new_session=True,  # outlives this command and the terminal
         )
     try:
@@ -462,7 +464,8 @@ async def _unregister_if(redis: Redis, record: InstanceRecord) -> None:
 def list_instances(
     as_json: Annotated[bool, typer.Option("--json", "-j", help="Print a JSON array.")] = False,
 ) -> None:
-    """List the registered instances."""
+    """List the registered instances. Running means every component is up and connected; otherwise the
+    status says which one is not and why, e.g. ``degraded (orchestrator restarting: connection refused)``."""
     rows = run_async(_list_rows())
     if as_json:
         typer.echo(json_dumps(rows))
@@ -470,7 +473,8 @@ def list_instances(
     if not rows:
         typer.echo("No Holt instances found.")
         return
-    row = "{:<15} {:<10} {:<30} {}"
+    width = max(10, *(len(r["status"]) for r in rows))
+    row = f"{{:<15}} {{:<{width}}} {{:<30}} {{}}"
     typer.echo(row.format("INSTANCE", "STATUS", "WORKSPACE", "UPTIME"))
     for r in rows:
         typer.echo(row.format(r["name"], r["status"], _short_path(r["workspace"]), r["uptime"]))
@@ -486,6 +490,8 @@ async def _list_rows() -> list[dict[str, str]]:
     except RedisUnavailable:
         if env_redis_url() is not None:
             raise
+        if known_redis_url() is not None:
+            warn("holt's Redis is not running, so the registry cannot be read: holt redis start")
         return []  # holt's private Redis is not running, so no instance can be
     async with _redis(url) as redis:
         records = await list_records(redis)
@@ -494,11 +500,19 @@ async def _list_rows() -> list[dict[str, str]]:
         running = is_holt_process(r.supervisor_pid)
         rows.append({
             "name": r.name,
-            "status": "Running" if running else "Stopped",
+            "status": _instance_status(r) if running else "Stopped",
             "workspace": r.workspace_path,
             "uptime": format_uptime(r.started_at) if running else "-",
         })
     return rows
+
+
+def _instance_status(record: InstanceRecord) -> str:
+    """What the supervisor's state file says of its components (``Running`` only if all are well)."""
+    state = read_state(Path(record.log_dir)) if record.log_dir else None
+    if state is None or state.supervisor_pid != record.supervisor_pid:
+        return "unknown (no state file)"
+    return sanitise_text(describe(state))
 
 
 def _short_path(path: str) -> str:

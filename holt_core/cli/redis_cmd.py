@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
+from redis.exceptions import RedisError
 from rich.markup import escape
 
+from holt_core.cli.common import redis_client, run_async
 from holt_core.cli.output import stdout, success, warn
 from holt_core.embedded_redis import EmbeddedRedis, ServerStatus, env_redis_url, redis_status
 from holt_core.errors import HoltError, RedisUnavailable
+from holt_core.instances import InstanceRecord, live_records
+from holt_core.sanitise import sanitise_text
 
 app = typer.Typer(help="Show and control the Redis that holds the blackboard.", no_args_is_help=True)
 
@@ -53,11 +58,18 @@ def start() -> None:
     reused = before.running and before.pid == after.pid
     verb = "already running" if reused else "started"
     success(f"Redis {after.version} {verb} at {after.display_url} (pid {after.pid}, data in {after.data_dir})")
+    if after.moved_from_port is not None:
+        warn(f"port {after.moved_from_port} is taken by another program, so Redis now listens on port {after.port}; "
+             "running instances restart their components on the new port by themselves")
 
 
 @app.command()
-def stop() -> None:
-    """Stop holt's private Redis (its data stays on disk)."""
+def stop(
+    force: Annotated[
+        bool, typer.Option("--force", help="Stop even while instances run on it (they reconnect when it is back).")
+    ] = False,
+) -> None:
+    """Stop holt's private Redis (its data stays on disk). Refuses while instances run on it, unless --force."""
     if env_redis_url() is not None:
         raise HoltError(
             "HOLT_REDIS_URL is set: holt does not stop an external server",
@@ -65,10 +77,34 @@ def stop() -> None:
         )
     server = EmbeddedRedis()
     before = server.status()
+    if before.running and before.url is not None:
+        running = run_async(_running_instances(before.url))
+        if running and not force:
+            raise HoltError(
+                f"{len(running)} instance(s) run on this Redis: "
+                + ", ".join(sanitise_text(r.name) for r in running),
+                details=[f"{sanitise_text(r.name)}: {sanitise_text(r.workspace_path)} (supervisor pid "
+                         f"{r.supervisor_pid})" for r in running],
+                hint="holt down stops an instance; --force stops Redis anyway (the instances wait and reconnect "
+                     "when it is started again)",
+            )
+        for record in running:
+            warn(f"instance '{sanitise_text(record.name)}' keeps running and reconnects once Redis is back "
+                 "(holt redis start)")
     if server.stop():
         success(f"stopped Redis (pid {before.pid})" if before.pid is not None else "stopped Redis")
     else:
         stdout.print(f"no Redis was running for {escape(str(server.data_dir))}")
+
+
+async def _running_instances(url: str) -> list[InstanceRecord]:
+    redis = redis_client(url, client_name="holt-redis-stop")
+    try:
+        return await live_records(redis)
+    except (RedisError, OSError):
+        return []  # it does not answer: there is nothing on it to protect
+    finally:
+        await redis.aclose()
 
 
 def _as_json(current: ServerStatus) -> dict[str, object]:
