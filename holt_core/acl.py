@@ -46,7 +46,9 @@ _USERS: dict[Role, str] = {
 }
 # Instance keys are written through Lua scripts (holt_core/transaction.py); Redis checks every command a
 # script runs against the caller's ACL, so these key patterns hold inside scripts too.
-_WRITER_RULES = ("%R~*", "%W~holt:*", "&*", "+@all", "-@admin", "-@dangerous")
+# A key a script declares must be both readable and writable through ONE pattern (Redis checks EVALSHA's keys as
+# read-write), so the writable prefixes are plain ``~`` patterns, next to read-only ``%R~*`` for everything else.
+_WRITER_RULES = ("%R~*", "~holt:*", "&*", "+@all", "-@admin", "-@dangerous")
 _VIEWER_RULES = ("%R~*", "&*", "-@all", "+@read", "+@connection", "+@pubsub", "-publish", "-spublish")
 _ADMIN_RULES = ("~*", "&*", "+@all")
 
@@ -81,7 +83,7 @@ def role_rules(role: Role) -> tuple[str, ...]:
 
 def operator_rules(name: str) -> tuple[str, ...]:
     """An operator: what an agent may do, plus writing its own proofs."""
-    return (*_WRITER_RULES, f"%W~{operator_proof_pattern(name)}")
+    return (*_WRITER_RULES, f"~{operator_proof_pattern(name)}")
 
 
 def _hash(password: str) -> str:
