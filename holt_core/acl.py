@@ -157,6 +157,19 @@ def role_url(admin_url: str, role: Role) -> str:
     return with_user(admin_url, user_of(role), role_password(admin_password, role))
 
 
+def scoped_url(url: str, role: Role) -> str:
+    """The URL of ``role`` when ``url`` is holt-admin's (the embedded Redis, or an external one set up with
+    ``holt acl``), else ``url`` unchanged (it already names the user to connect as)."""
+    if unquote(urlsplit(url).username or "") != ADMIN_USER:
+        return url
+    return role_url(url, role)
+
+
+def viewer_url(url: str) -> str:
+    """The read-only URL for a watcher: Redis itself refuses its writes."""
+    return scoped_url(url, "viewer")
+
+
 def setup_script(admin_password: str) -> str:
     """The commands ``holt acl`` prints for an external Redis (run them as its administrator)."""
     lines = [

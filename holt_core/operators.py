@@ -227,3 +227,20 @@ async def authenticate(base_url: str, as_operator: str | None = None) -> Actor:
         return Actor(operator=record.name, url=operator_url(base_url, record.name, token))
     finally:
         await redis.aclose()
+
+
+async def ensure_local_operator(url: str, configured_roles: dict[str, list[str]]) -> tuple[str, Path] | None:
+    """Local mode (``holt up`` on the embedded Redis): register the login user as an operator with a saved token,
+    unless its saved token already works. Roles: holt.yml's ``hitl.operators`` entry, else approver+operator.
+    Returns (name, token file) when it registered someone."""
+    name = resolve_operator(None)
+    redis = connect_redis(url, socket_connect_timeout=5)
+    try:
+        token = load_token(name)
+        if token is not None and await verify_token(redis, token) is not None:
+            return None
+        roles = configured_roles.get(name) or ["approver", "operator"]
+        _, token = await add_operator(redis, name, roles)
+    finally:
+        await redis.aclose()
+    return name, save_token(name, token)
