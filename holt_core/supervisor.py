@@ -44,6 +44,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from holt_core.acl import scoped_url
 from holt_core.blackboard import connect_redis
 from holt_core.config import CONFIG_FILE, load_config
 from holt_core.embedded_redis import ENV_URL, known_redis_url, resolve_redis_url
@@ -417,7 +418,8 @@ class Supervisor:
             await self._reconnect_registry(url)
         env = {
             **os.environ,
-            ENV_URL: url,
+            # Never the admin: the orchestrator and the agents get their own Redis users (holt_core/acl.py).
+            ENV_URL: scoped_url(url, "orchestrator" if child.component == ORCHESTRATOR else "agent"),
             ENV_SUPERVISOR_PID: str(os.getpid()),
             "PYTHONUNBUFFERED": "1",
         }

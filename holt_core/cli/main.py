@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("holt_core.cli.debug_cmds", "Why is a claim or artefact not moving?"),
     "audit": ("holt_core.cli.audit_cmds", "The audit trail: verify and export."),
     "destroy": ("holt_core.cli.destroy_cmd", "Archive and delete an instance."),
+    "operator": ("holt_core.cli.operator_cmds", "Operators: add, list and revoke (their tokens authenticate people)."),
+    "acl": ("holt_core.cli.operator_cmds", "Print or apply the Redis ACL users for an external Redis."),
     "redis": ("holt_core.cli.redis_cmd", "Show and control the Redis that holds the blackboard."),
     "orchestrator": (_LIFECYCLE, "Run the orchestrator of an instance (started by holt up)."),
     "pup": (_LIFECYCLE, "Run the agent process of one role (started by holt up)."),
