@@ -90,7 +90,7 @@ class _Address:
 
     @property
     def url(self) -> str:
-        return f"redis://:{self.password}@{HOST}:{self.port}/0"
+        return f"redis://{ADMIN_USER}:{self.password}@{HOST}:{self.port}/0"
 
 
 @dataclass(frozen=True)

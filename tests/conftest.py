@@ -19,6 +19,8 @@ for _var in ("HOLT_REDIS_URL", "HOLT_OPERATOR", "HOLT_AUDIT_KEY", "NO_COLOR", "T
     os.environ.pop(_var, None)
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="holt-t-"))
 os.environ["HOLT_DATA_DIR"] = str(_SESSION_DIR / "data")
+# Operator tokens are saved under the user's config dir: never the developer's own.
+os.environ["XDG_CONFIG_HOME"] = str(_SESSION_DIR / "config")
 os.environ["TZ"] = "UTC"
 
 from holt_core.blackboard import Blackboard, connect_redis  # noqa: E402
