@@ -61,6 +61,10 @@ class Keys:
         return f"{self.prefix}grant_queue:{role}"
 
     @property
+    def grant_queue_pattern(self) -> str:
+        return f"{escape_glob(self.prefix)}grant_queue:*"
+
+    @property
     def agent_images(self) -> str:
         return f"{self.prefix}agent_images"
 
@@ -119,6 +123,12 @@ class Keys:
     def exec_lease(self, claim_id: str, agent_name: str) -> str:
         """An agent's lease on executing one grant: stops a re-sent grant from running twice."""
         return f"{self.prefix}exec:{claim_id}:{agent_name}"
+
+    @property
+    def health_endpoints(self) -> str:
+        """HASH component -> JSON ``{url, pid, host, started_at}``: where each component serves /healthz,
+        /readyz and /metrics (each component writes only its own field)."""
+        return f"{self.prefix}health"
 
     # --- audit trail (shared by HITL and debugging) ---
     @property
