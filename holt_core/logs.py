@@ -267,8 +267,8 @@ def log_rotation_settings() -> tuple[int, int]:
 class RotatingFile:
     """An append-only file that moves itself to ``.1`` (``.1`` to ``.2``...) once it passes ``max_bytes``.
 
-    Takes raw chunks of a child's output: a rotation happens after the last complete line of a chunk, so no
-    line is split between two files. ``holt logs -f`` follows the new file (it notices the inode change).
+    Takes raw chunks of a child's output: a rotation happens only at the end of a line, so no line is split
+    between two files (a file can pass ``max_bytes`` by the rest of the line in progress). ``holt logs -f`` follows the new file (it notices the inode change).
     """
 
     def __init__(self, path: Path, max_bytes: int | None = None, backups: int | None = None) -> None:
@@ -278,21 +278,27 @@ class RotatingFile:
         self.backups = default_backups if backups is None else backups
         self._file = path.open("ab", buffering=0)
         self._size = self._file.tell()
+        self._at_line_end = True
 
     def write(self, data: bytes) -> int:
-        if self.max_bytes > 0 and self._size + len(data) > self.max_bytes:
-            cut = data.rfind(b"\n") + 1
-            if cut:
+        written = len(data)
+        if self.max_bytes > 0 and self._size > 0 and self._size + len(data) > self.max_bytes:
+            if not self._at_line_end:  # finish the line in progress first
+                cut = data.find(b"\n") + 1
+                if not cut:
+                    self._write(data)
+                    return written
                 self._write(data[:cut])
                 data = data[cut:]
             self._rotate()
         self._write(data)
-        return len(data)
+        return written
 
     def _write(self, data: bytes) -> None:
         if data:
             self._file.write(data)
             self._size += len(data)
+            self._at_line_end = data.endswith(b"\n")
 
     def _rotate(self) -> None:
         self._file.close()

@@ -67,6 +67,9 @@ class EventMetrics:
         self.instance = instance
         self.registry = CollectorRegistry()
         r = self.registry
+        self.info = Gauge("holt_component_info", "Always 1; names the component and the Holt instance.",
+                          ["component", "holt_instance"], registry=r)
+        self.info.labels(component, instance).set(1)
         self.events = Counter("holt_log_events", "Structured log events, by event type and level.",
                               ["event_type", "level"], registry=r)
         self.claims_created = Counter("holt_claims_created", "Claims created, by initial status.", ["status"],
