@@ -268,7 +268,8 @@ class RotatingFile:
     """An append-only file that moves itself to ``.1`` (``.1`` to ``.2``...) once it passes ``max_bytes``.
 
     Takes raw chunks of a child's output: a rotation happens only at the end of a line, so no line is split
-    between two files (a file can pass ``max_bytes`` by the rest of the line in progress). ``holt logs -f`` follows the new file (it notices the inode change).
+    between two files (a file can pass ``max_bytes`` by the rest of the line in progress). ``holt logs -f``
+    follows the new file (it notices the inode change).
     """
 
     def __init__(self, path: Path, max_bytes: int | None = None, backups: int | None = None) -> None:
