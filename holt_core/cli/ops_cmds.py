@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from redis.asyncio import Redis
@@ -18,6 +20,8 @@ from holt_core.cli.output import stdout
 from holt_core.errors import HoltError
 from holt_core.health import ComponentHealth, probe_components
 from holt_core.instances import get_record
+from holt_core.models import now_ms
+from holt_core.report import HitlReport, check_since, load_report
 from holt_core.sanitise import sanitise_text
 from holt_core.supervisor import read_state
 
@@ -27,6 +31,7 @@ UP_HEALTH_TIMEOUT_S = 30.0
 
 def register(app: typer.Typer) -> None:
     app.command("health")(health)
+    app.command("report")(report)
 
 
 def health(name: NameOpt = None, json_out: JsonOpt = False) -> None:
@@ -79,3 +84,68 @@ async def wait_healthy(redis_url: str, instance: str, components: list[str], tim
             await asyncio.sleep(0.25)
     finally:
         await redis.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def report(
+    name: NameOpt = None,
+    since: Annotated[str, typer.Option("--since", help="The period: 7d, 2w, 36h or an RFC 3339 time.")] = "7d",
+    json_out: JsonOpt = False,
+) -> None:
+    """The human-in-the-loop success figures of the requests created in a period, from the audit trail."""
+    now = now_ms()
+    start = check_since(since, now)
+    instance, result = run_async(_report(name, start, now))
+    if json_out:
+        typer.echo(json.dumps({"instance": instance, **result.model_dump(mode="json")}, indent=2))
+        return
+    for line in render_report(instance, since, result):
+        stdout.print(line, markup=False)
+
+
+async def _report(name: str | None, start: int, now: int) -> tuple[str, HitlReport]:
+    async with open_blackboard(name, client_name="holt-report") as bb:
+        return bb.instance, await load_report(bb, start, now)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part} of {whole} ({part / whole:.0%})" if whole else "none"
+
+
+def render_report(instance: str, since: str, r: HitlReport) -> list[str]:
+    start = datetime.fromtimestamp(r.since_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"HITL report for instance '{instance}': requests created since {start} ({since})", "",
+             f"Approvals: {r.approvals_requested} requested ({r.approvals_auto_approved} approved automatically)"]
+    if r.approval_time_by_risk:
+        lines.append("  Time to decision by risk level:")
+        for t in r.approval_time_by_risk:
+            lines.append(f"    {t.risk or '-':<10} {t.decided:>4} decided   p50 {_duration(t.p50_s):>8}   "
+                         f"p95 {_duration(t.p95_s):>8}")
+    lines.append(f"  Decided before the deadline: {_share(r.gates_decided_before_deadline, r.gates_closed)}")
+    lines.append(f"  Bypasses: {_share(r.bypasses, r.decisions)} of decisions; "
+                 f"{r.post_reviews_open} post-review(s) still open")
+    levels = ", ".join(f"level {k}: {v}" for k, v in r.escalations_by_level.items()) or "none"
+    lines.append(f"Escalations: {levels}")
+    expiries = ", ".join(f"{k}: {v}" for k, v in r.expiries.items()) or "none"
+    lines.append(f"Expiries: {expiries}")
+    lines.append(f"Questions: {r.questions_asked} asked; answered by peers {r.questions_answered_by_peers}, "
+                 f"by people {r.questions_answered_by_people}, by the default on expiry "
+                 f"{r.questions_answered_by_default}; {r.questions_escalated_to_people} moved from agents to people; "
+                 f"{r.questions_open} open")
+    return lines
