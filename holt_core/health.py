@@ -42,6 +42,8 @@ from holt_core.logs import add_observer, remove_observer, set_process_identity
 from holt_core.metrics import EventMetrics
 from holt_core.sanitise import sanitise_text
 from holt_core.timespec import parse_duration
+from holt_core.tracing import SpanDeriver
+from holt_core.tracing import from_env as tracing_from_env
 
 ENV_BIND = "HOLT_HEALTH_BIND"
 ENV_PORT = "HOLT_HEALTH_PORT"
@@ -194,12 +196,16 @@ class HealthService:
         self._bound = threading.Event()
         self._error: BaseException | None = None
         self._beater: asyncio.Task[None] | None = None
+        self.spans: SpanDeriver | None = None
 
     # ------------------------------------------------------------------ the component's side
 
     async def start(self) -> None:
         set_process_identity(self.component, self.instance)
         add_observer(self._observe)
+        self.spans = tracing_from_env(self.instance, self.component)
+        if self.spans is not None:
+            add_observer(self.spans.observe)
         self._beater = asyncio.create_task(self._beat_loop())
         self._thread = threading.Thread(target=self._thread_main, name=f"holt-health-{self.component}",
                                         daemon=True)
@@ -212,6 +218,8 @@ class HealthService:
 
     async def stop(self) -> None:
         remove_observer(self._observe)
+        if self.spans is not None:
+            remove_observer(self.spans.observe)
         if self._beater is not None:
             self._beater.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -268,6 +276,8 @@ class HealthService:
             tasks.append(asyncio.create_task(self._register_loop(redis)))
             if self.health_check is not None:
                 tasks.append(asyncio.create_task(self._custom_loop(self.health_check)))
+            if self.spans is not None:
+                tasks.append(asyncio.create_task(self.spans.run(redis)))
             if self.is_orchestrator:
                 tasks.append(asyncio.create_task(self._audit_follow(redis)))
                 if self.audit_verify_s > 0:
@@ -277,6 +287,10 @@ class HealthService:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.spans is not None:
+                with contextlib.suppress(Exception):
+                    await self.spans.drain(redis)
+                self.spans.provider.shutdown()  # flushes what is still batched
             with contextlib.suppress(Exception):
                 await self._unregister(redis)
             await runner.cleanup()

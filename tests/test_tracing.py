@@ -1,0 +1,164 @@
+"""Spans derived from the events: one workflow is one trace across the orchestrator and the pups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from holt_core import logs
+from holt_core.blackboard import Blackboard
+from holt_core.config import parse_config
+from holt_core.models import StructuralType
+from holt_core.tracing import SpanDeriver, claim_span_id, trace_id_of, workflow_span_id
+from tests.engine import Engine, make_workspace, poll, python_agents, wait_for_artefact, wait_settled
+
+TWO_STEPS = python_agents("""\
+version: "1.0"
+agents:
+  Writer:
+    command: ["python3", "-c", "import json; print(json.dumps({'artefact_type': 'Draft', 'artefact_payload': 'd', \
+'summary': 'ok'}))"]
+    bidding_script: []
+    bidding_strategy: exclusive
+  Finisher:
+    command: ["python3", "-c", "import json, sys; i = json.load(sys.stdin); t = i['target_artefact']['type']; \
+print(json.dumps({'artefact_type': 'Done', 'artefact_payload': 'ok', 'summary': 'ok', \
+'structural_type': 'Terminal'} if t == 'Draft' else {'artefact_type': 'Skip', 'artefact_payload': '', \
+'summary': 'no'}))"]
+    bid_script: ["python3", "-c", "import json, sys; i = json.load(sys.stdin); \
+print('exclusive' if i['type'] == 'Draft' else 'ignore')"]
+""").replace("    bidding_script: []\n", "")
+
+
+class Process:
+    """One process's deriver: it sees only the events of its own component, as in production."""
+
+    def __init__(self, instance: str, component: str, only: str) -> None:
+        self.exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.deriver = SpanDeriver(instance, component, provider)
+        self.only = only
+
+    def observe(self, level: int, payload: dict[str, Any]) -> None:
+        if payload.get("component") == self.only:
+            self.deriver.observe(level, payload)
+
+
+async def test_one_workflow_is_one_trace_across_orchestrator_and_pups(
+    tmp_path: Path, redis_url: str, instance: str, bb: Blackboard
+) -> None:
+    ws = make_workspace(tmp_path, files={"holt.yml": TWO_STEPS})
+    engine = Engine(redis_url, instance, ws, parse_config(TWO_STEPS))
+    orchestrator = Process(instance, "orchestrator", only="orchestrator")
+    pups = Process(instance, "Writer", only="pup")
+    for proc in (orchestrator, pups):
+        logs.add_observer(proc.observe)
+    try:
+        await engine.start()
+        goal = await engine.forage("write")
+        await wait_for_artefact(bb, lambda a: a.structural_type == StructuralType.TERMINAL, 60)
+        await wait_settled(bb)
+    finally:
+        for proc in (orchestrator, pups):
+            logs.remove_observer(proc.observe)
+        await engine.close()
+
+    async def derived() -> bool:
+        for proc in (orchestrator, pups):
+            await proc.deriver.drain(bb.redis)
+        names = [s.name for s in orchestrator.exporter.get_finished_spans()]
+        return "workflow" in names and len(pups.exporter.get_finished_spans()) >= 2
+
+    await poll(derived, 20, "the spans")
+    spans = [*orchestrator.exporter.get_finished_spans(), *pups.exporter.get_finished_spans()]
+    trace = trace_id_of(instance, goal.id)
+    assert {s.context.trace_id for s in spans} == {trace}
+    by_name: dict[str, list[Any]] = {}
+    for s in spans:
+        by_name.setdefault(s.name, []).append(s)
+    [workflow] = by_name["workflow"]
+    assert workflow.context.span_id == workflow_span_id(instance, goal.id) and workflow.parent is None
+    claims = by_name["claim complete"]
+    assert len(claims) >= 2 and all(c.parent.span_id == workflow.context.span_id for c in claims)
+    claim_ids = {c.context.span_id for c in claims}
+    assert {claim_span_id(instance, str(c.attributes["holt.claim_id"])) for c in claims} == claim_ids
+    tools = [s for s in pups.exporter.get_finished_spans() if s.name.startswith("tool ")]
+    assert len(tools) >= 2 and all(t.parent.span_id in claim_ids for t in tools)
+    assert all(t.attributes["holt.outcome"] == "succeeded" for t in tools)
+    phases = by_name["phase exclusive"]
+    assert phases and all(p.parent.span_id in claim_ids for p in phases)
+    assert all(s.end_time >= s.start_time for s in spans)
+    assert workflow.start_time <= min(c.start_time for c in claims)
+
+
+async def test_components_export_over_otlp_when_the_endpoint_is_set(
+    tmp_path: Path, cli_env: dict[str, str], instance: str, bb: Blackboard
+) -> None:
+    """A real instance (holt up) exports to an OTLP/HTTP receiver: one trace id across its processes."""
+    import asyncio
+    import subprocess
+    import sys
+
+    from aiohttp import web
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    received: list[tuple[str, str, bytes]] = []  # (service, span name, trace id)
+
+    async def traces(request: web.Request) -> web.Response:
+        body = ExportTraceServiceRequest.FromString(await request.read())
+        for rs in body.resource_spans:
+            service = next(a.value.string_value for a in rs.resource.attributes if a.key == "service.name")
+            for ss in rs.scope_spans:
+                received.extend((service, span.name, span.trace_id) for span in ss.spans)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", traces)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    one = python_agents("""\
+version: "1.0"
+agents:
+  Echo:
+    command: ["python3", "-c", "import json; print(json.dumps({'artefact_type': 'Done', 'artefact_payload': 'ok', \
+'summary': 'ok', 'structural_type': 'Terminal'}))"]
+    bidding_strategy: exclusive
+""")
+    ws = make_workspace(tmp_path, files={"holt.yml": one})
+    env = {**cli_env, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    holt = str(Path(sys.executable).parent / "holt")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([holt, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=90)
+
+    try:
+        up = await asyncio.to_thread(run, "up", "--name", instance)
+        assert up.returncode == 0, up.stdout + up.stderr
+        try:
+            forage = await asyncio.to_thread(run, "forage", "--goal", "hi", "--name", instance, "--watch")
+            assert forage.returncode == 0, forage.stderr
+
+            def both() -> bool:
+                services = {service for service, _, _ in received}
+                return {"holt-orchestrator", "holt-Echo"} <= services and \
+                    any(name == "workflow" for _, name, _ in received)
+
+            await poll(both, 30, "spans from the orchestrator and the pup")
+        finally:
+            await asyncio.to_thread(run, "down", "--name", instance)
+    finally:
+        await runner.cleanup()
+    assert len({trace for _, _, trace in received}) == 1
+    assert ("holt-Echo", "tool Echo") in {(service, name) for service, name, _ in received}
