@@ -11,7 +11,8 @@ Where each component listens is recorded in ``holt:{inst}:health`` (one field pe
 that component) for ``holt health`` and ``holt up``.
 
 Settings (environment): ``HOLT_HEALTH_BIND`` (address, default 127.0.0.1; 0.0.0.0 in a container),
-``HOLT_HEALTH_PORT`` (default 0: a free port), ``HOLT_HEALTH_STUCK_S`` (default 30),
+``HOLT_HEALTH_PORT`` (default 0: a free port), ``HOLT_HEALTH_ADVERTISE`` (the host recorded in the registry, e.g. a
+pod IP; default: the bound address, or the host name when bound to all), ``HOLT_HEALTH_STUCK_S`` (default 30),
 ``HOLT_AUDIT_VERIFY_INTERVAL_S`` (orchestrator, default 300; 0 turns the periodic verification off).
 """
 
@@ -48,6 +49,7 @@ from holt_core.tracing import from_env as tracing_from_env
 ENV_BIND = "HOLT_HEALTH_BIND"
 ENV_PORT = "HOLT_HEALTH_PORT"
 ENV_STUCK_S = "HOLT_HEALTH_STUCK_S"
+ENV_ADVERTISE = "HOLT_HEALTH_ADVERTISE"  # the host others should use (a pod IP), when bound to 0.0.0.0
 ENV_AUDIT_VERIFY_S = "HOLT_AUDIT_VERIFY_INTERVAL_S"
 DEFAULT_BIND = "127.0.0.1"
 DEFAULT_STUCK_S = 30.0
@@ -270,7 +272,8 @@ class HealthService:
             site = web.TCPSite(runner, self.bind, self.port)
             await site.start()
             host, port = runner.addresses[0][:2]
-            shown = host if host not in ("0.0.0.0", "::") else socket.gethostname()
+            shown = os.environ.get(ENV_ADVERTISE, "") or (host if host not in ("0.0.0.0", "::")
+                                                             else socket.gethostname())
             self.url = f"http://[{shown}]:{port}" if ":" in str(shown) else f"http://{shown}:{port}"
             self._bound.set()
             tasks.append(asyncio.create_task(self._register_loop(redis)))

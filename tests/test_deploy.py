@@ -73,3 +73,33 @@ def test_every_metric_is_documented() -> None:
     text = METRICS_DOC.read_text()
     for name in families():
         assert f"`{name}`" in text, f"{name} is not documented in docs/metrics.md"
+
+
+K8S = ROOT / "deploy" / "kubernetes"
+
+
+def test_kubernetes_manifests_probe_health_and_read_redis_from_a_secret() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    docs = [doc for name in kustomization["resources"] for doc in yaml.safe_load_all((K8S / name).read_text())]
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert "holt-orchestrator" in deployments and any(n.startswith("holt-pup-") for n in deployments)
+    orchestrator = deployments["holt-orchestrator"]["spec"]
+    assert orchestrator["replicas"] == 1 and orchestrator["strategy"]["type"] == "Recreate"
+    for name, deployment in deployments.items():
+        spec = deployment["spec"]
+        assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+        [container] = spec["template"]["spec"]["containers"]
+        assert container["command"][:2] in (["holt", "orchestrator"], ["holt", "pup"]), name
+        env = {e["name"]: e for e in container["env"]}
+        assert env["HOLT_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "holt-redis", "key": "url"}
+        assert env["HOLT_HEALTH_BIND"]["value"] == "0.0.0.0"
+        port = int(env["HOLT_HEALTH_PORT"]["value"])
+        assert container["ports"] == [{"name": "health", "containerPort": port}]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+        annotations = spec["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(port) and annotations["prometheus.io/path"] == "/metrics"
+        claim = spec["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+        assert any(d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == claim for d in docs)
+    secrets = list(yaml.safe_load_all((K8S / "secret.example.yaml").read_text()))
+    assert {s["metadata"]["name"] for s in secrets} == {"holt-redis", "holt-audit"}

@@ -26,7 +26,6 @@ agents:
   Writer:
     command: ["python3", "-c", "import json; print(json.dumps({'artefact_type': 'Draft', 'artefact_payload': 'd', \
 'summary': 'ok'}))"]
-    bidding_script: []
     bidding_strategy: exclusive
   Finisher:
     command: ["python3", "-c", "import json, sys; i = json.load(sys.stdin); t = i['target_artefact']['type']; \
@@ -35,7 +34,7 @@ print(json.dumps({'artefact_type': 'Done', 'artefact_payload': 'ok', 'summary': 
 'summary': 'no'}))"]
     bid_script: ["python3", "-c", "import json, sys; i = json.load(sys.stdin); \
 print('exclusive' if i['type'] == 'Draft' else 'ignore')"]
-""").replace("    bidding_script: []\n", "")
+""")
 
 
 class Process:
