@@ -19,6 +19,7 @@ pod IP; default: the bound address, or the host name when bound to all), ``HOLT_
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -57,6 +58,8 @@ DEFAULT_AUDIT_VERIFY_S = 300.0
 PING_TIMEOUT_S = 1.5
 BEAT_S = 1.0
 REGISTER_EVERY_S = 10.0
+COUNT_EVERY_S = 0.1
+_EVENT_BACKLOG = 100_000  # events waiting to be counted at most (a stalled thread never grows memory unbounded)
 READY_EVENTS = frozenset({"orchestrator_ready", "pup_ready"})
 ORCHESTRATOR = "orchestrator"
 
@@ -198,6 +201,8 @@ class HealthService:
         self._bound = threading.Event()
         self._error: BaseException | None = None
         self._beater: asyncio.Task[None] | None = None
+        self._events: collections.deque[tuple[int, dict[str, Any], float]] = \
+            collections.deque(maxlen=_EVENT_BACKLOG)
         self.spans: SpanDeriver | None = None
 
     # ------------------------------------------------------------------ the component's side
@@ -234,13 +239,25 @@ class HealthService:
             await asyncio.to_thread(self._thread.join, 5.0)
 
     def _observe(self, level: int, payload: dict[str, Any]) -> None:
+        """On the component's loop, for every event: only a queue append (the counting happens on our thread)."""
         kind = payload.get("event_type")
         if kind in READY_EVENTS:
             self._ready_seen = True
-            self.metrics.ready.set(1)
         elif kind == "lock_lost":
             self._lock_lost = True
-        self.metrics.observe(level, payload)
+        self._events.append((level, payload, time.monotonic()))
+
+    def _count_events(self) -> None:
+        events = self._events
+        while events:
+            level, payload, at = events.popleft()
+            self.metrics.observe(level, payload, at)
+        self.metrics.ready.set(1 if self._ready_seen else 0)
+
+    async def _count_loop(self) -> None:
+        while True:
+            self._count_events()
+            await asyncio.sleep(COUNT_EVERY_S)
 
     async def _beat_loop(self) -> None:
         while True:
@@ -277,6 +294,7 @@ class HealthService:
             self.url = f"http://[{shown}]:{port}" if ":" in str(shown) else f"http://{shown}:{port}"
             self._bound.set()
             tasks.append(asyncio.create_task(self._register_loop(redis)))
+            tasks.append(asyncio.create_task(self._count_loop()))
             if self.health_check is not None:
                 tasks.append(asyncio.create_task(self._custom_loop(self.health_check)))
             if self.spans is not None:
@@ -340,6 +358,7 @@ class HealthService:
         return web.json_response(self._body(verdict), status=200 if verdict.ready else 503)
 
     async def _metrics(self, redis: Redis) -> web.Response:
+        self._count_events()
         await self.verdict(redis)
         if self.is_orchestrator:
             try:

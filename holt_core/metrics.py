@@ -33,6 +33,7 @@ _CLOSE_EVENTS = {
     "claim_terminated": "terminated",
     "claim_terminated_review_feedback": "terminated",
 }
+_LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error"}
 _REDIS_TROUBLE = {"subscription_lost", "lock_release_failed", "registry_update_failed", "unregister_failed"}
 
 
@@ -42,21 +43,21 @@ class _Pairs:
     def __init__(self) -> None:
         self._items: OrderedDict[str, tuple[float, str]] = OrderedDict()
 
-    def start(self, key: str, label: str = "", at: float | None = None) -> None:
-        self._items[key] = (time.monotonic() if at is None else at, label)
+    def start(self, key: str, at: float, label: str = "") -> None:
+        self._items[key] = (at, label)
         self._items.move_to_end(key)
         while len(self._items) > _TRACKED:
             self._items.popitem(last=False)
 
-    def stop(self, key: str) -> tuple[float, str] | None:
+    def stop(self, key: str, at: float) -> tuple[float, str] | None:
         item = self._items.pop(key, None)
         if item is None:
             return None
-        return time.monotonic() - item[0], item[1]
+        return max(0.0, at - item[0]), item[1]
 
-    def peek(self, key: str) -> float | None:
+    def peek(self, key: str, at: float) -> float | None:
         item = self._items.get(key)
-        return None if item is None else time.monotonic() - item[0]
+        return None if item is None else max(0.0, at - item[0])
 
 
 class EventMetrics:
@@ -135,52 +136,63 @@ class EventMetrics:
         self._claims = _Pairs()  # claim id -> created
         self._tools = _Pairs()  # claim id -> tool started
         self._holds = _Pairs()  # claim id -> decision held
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._queues_seen: set[str] = set()
         self._pending_seen: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ log events
 
-    def observe(self, level: int, payload: dict[str, Any]) -> None:
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached (the lookup costs several times the increment)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe(self, level: int, payload: dict[str, Any], at: float | None = None) -> None:
+        """Count one event; ``at`` is when it happened (``time.monotonic()``), if it is counted later."""
+        now = time.monotonic() if at is None else at
         kind = str(payload.get("event_type", ""))
-        self.events.labels(kind, logging.getLevelName(level).lower()).inc()
+        self._child(self.events, kind, _LEVELS.get(level) or logging.getLevelName(level).lower()).inc()
         claim = str(payload.get("claim_id", ""))
         if kind == "claim_created":
-            self.claims_created.labels(str(payload.get("status", ""))).inc()
-            self._claims.start(claim)
+            self._child(self.claims_created, str(payload.get("status", ""))).inc()
+            self._claims.start(claim, now)
         elif kind.endswith("_phase_granted"):
             phase = kind[: -len("_phase_granted")]
-            self.phase_grants.labels(phase).inc()
+            self._child(self.phase_grants, phase).inc()
             for agent in payload.get("agents") or []:
-                self.grants.labels(phase, str(agent)).inc()
-            self._end_phase(claim)
-            self._phases.start(claim, phase)
+                self._child(self.grants, phase, str(agent)).inc()
+            self._end_phase(claim, now)
+            self._phases.start(claim, now, phase)
         elif kind in _CLOSE_EVENTS:
-            self.claims_closed.labels(_CLOSE_EVENTS[kind]).inc()
-            self._end_phase(claim)
-            self._claims.stop(claim)
+            self._child(self.claims_closed, _CLOSE_EVENTS[kind]).inc()
+            self._end_phase(claim, now)
+            self._claims.stop(claim, now)
         elif kind == "bid_received":
             agent = str(payload.get("agent_name", ""))
-            self.bids.labels(agent, str(payload.get("bid_type", ""))).inc()
-            age = self._claims.peek(claim)
+            self._child(self.bids, agent, str(payload.get("bid_type", ""))).inc()
+            age = self._claims.peek(claim, now)
             if age is not None:
-                self.bid_latency.labels(agent).observe(age)
+                self._child(self.bid_latency, agent).observe(age)
         elif kind == "bid_timeout":
             self.bid_timeouts.inc()
         elif kind == "feedback_claim_created":
             self.feedback.inc()
         elif kind == "tool_started":
-            self._tools.start(claim)
+            self._tools.start(claim, now)
         elif kind in ("tool_succeeded", "tool_failed"):
             role = str(payload.get("agent_name") or self.component)
-            self.tool_runs.labels(role, "succeeded" if kind == "tool_succeeded" else "failed").inc()
-            ended = self._tools.stop(claim)
+            self._child(self.tool_runs, role, "succeeded" if kind == "tool_succeeded" else "failed").inc()
+            ended = self._tools.stop(claim, now)
             if ended is not None:
-                self.tool_duration.labels(role).observe(ended[0])
+                self._child(self.tool_duration, role).observe(ended[0])
         elif kind == "decision_held":
-            self.breakpoint_holds.labels(str(payload.get("kind", ""))).inc()
-            self._holds.start(claim)
+            self._child(self.breakpoint_holds, str(payload.get("kind", ""))).inc()
+            self._holds.start(claim, now)
         elif kind == "held_decision_carried_out":
-            ended = self._holds.stop(claim)
+            ended = self._holds.stop(claim, now)
             if ended is not None:
                 self.breakpoint_hold.observe(ended[0])
         elif kind == "subscription_restored":
@@ -188,10 +200,10 @@ class EventMetrics:
         elif kind in _REDIS_TROUBLE:
             self.redis_errors.inc()
 
-    def _end_phase(self, claim: str) -> None:
-        ended = self._phases.stop(claim)
+    def _end_phase(self, claim: str, now: float) -> None:
+        ended = self._phases.stop(claim, now)
         if ended is not None:
-            self.phase_duration.labels(ended[1]).observe(ended[0])
+            self._child(self.phase_duration, ended[1]).observe(ended[0])
 
     # ------------------------------------------------------------------ the audit stream (orchestrator)
 
