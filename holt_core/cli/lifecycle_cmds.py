@@ -27,12 +27,10 @@ from redis.asyncio import Redis
 
 from holt_core.blackboard import Blackboard, connect_redis, next_message
 from holt_core.cli.common import AsOpt, NameOpt, run_async
-from holt_core.cli.ops_cmds import ENV_UP_HEALTH_TIMEOUT_S, UP_HEALTH_TIMEOUT_S, wait_healthy
 from holt_core.cli.output import stdout, success, warn
 from holt_core.config import CONFIG_FILE, Config, load_config
 from holt_core.embedded_redis import ENV_URL, env_redis_url, resolve_redis_url
 from holt_core.errors import HoltError, InvalidInput, MalformedRecord, NotFound, RedisUnavailable
-from holt_core.health import HealthService, parse_health_check
 from holt_core.hitl.requests import post_goal
 from holt_core.identity import resolve_operator
 from holt_core.instances import (
@@ -331,6 +329,8 @@ def _up_detached(instance: str, root: Path, url: str, log_dir: Path) -> None:
         )
     try:
         _wait_ready(proc, instance, log_dir)
+        from holt_core.cli.ops_cmds import ENV_UP_HEALTH_TIMEOUT_S, UP_HEALTH_TIMEOUT_S, wait_healthy
+
         state = read_state(log_dir)
         run_async(wait_healthy(url, instance, list(state.components) if state else [],
                                float(os.environ.get(ENV_UP_HEALTH_TIMEOUT_S, "") or UP_HEALTH_TIMEOUT_S)))
@@ -759,9 +759,11 @@ async def _orchestrate(url: str, instance: str, ws: Path, config: Config) -> Non
     bb = Blackboard.from_url(url, instance)
     stop = asyncio.Event()
     watchdog = _stop_on_signals(stop)
-    health = HealthService(url, instance, ORCHESTRATOR)  # /healthz, /readyz, /metrics on its own thread
-    await health.start()
+    from holt_core.health import HealthService  # /healthz, /readyz, /metrics on a thread of its own
+
+    health = HealthService(url, instance, ORCHESTRATOR)
     try:
+        await health.start()
         await Orchestrator(bb, config, worker_launcher=launcher).run(stop)
     finally:
         await health.stop()
@@ -794,12 +796,14 @@ async def _pup(url: str, instance: str, ws: Path, config: Config, agent: str) ->
     bb = Blackboard.from_url(url, instance)
     stop = asyncio.Event()
     watchdog = _stop_on_signals(stop)
+    from holt_core.health import HealthService, parse_health_check
+
     spec = config.agents[agent] if agent in config.agents else None
     health = HealthService(url, instance, agent, workspace=ws,
                            health_check=parse_health_check(spec.health_check, agent) if spec else None,
                            check_env=spec.env_overrides() if spec else None)
-    await health.start()
     try:
+        await health.start()
         await Pup(bb, config, agent, ws).run(stop)
     finally:
         await health.stop()

@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
 def health(name: NameOpt = None, json_out: JsonOpt = False) -> None:
     """Every component of an instance with its health and the base URL of /healthz, /readyz and /metrics."""
     rows = run_async(_health(name))
+    if not rows and not json_out:
+        raise HoltError("no component of this instance serves a health endpoint (is it running?)",
+                        hint="holt up starts it; holt list shows the instances")
     if json_out:
         typer.echo(json.dumps([r.to_json() for r in rows], indent=2))
     else:
