@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 import redis as sync_redis
+from aiohttp import web
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
 from holt_core.blackboard import connect_redis
@@ -267,45 +270,90 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-async def test_health_and_metrics_of_a_running_instance(tmp_path: Path, up_env: dict[str, str],
-                                                        instance: str) -> None:
+class OtlpReceiver:
+    """An OTLP/HTTP trace receiver: what the components export when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str, bytes]] = []  # (service, span name, trace id)
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> OtlpReceiver:
+        app = web.Application()
+        app.router.add_post("/v1/traces", self._traces)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        body = ExportTraceServiceRequest.FromString(await request.read())
+        for rs in body.resource_spans:
+            service = next(a.value.string_value for a in rs.resource.attributes if a.key == "service.name")
+            for ss in rs.scope_spans:
+                self.spans.extend((service, span.name, span.trace_id) for span in ss.spans)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+
+async def test_health_metrics_and_traces_of_a_running_instance(tmp_path: Path, up_env: dict[str, str],
+                                                               instance: str) -> None:
     ws = make_workspace(tmp_path, files={"holt.yml": config()})
-    result = run(up_env, ws, "up", "--name", instance)
-    assert result.returncode == 0, result.stdout + result.stderr
-    try:
-        health = run(up_env, ws, "health", "--name", instance, "--json")
-        assert health.returncode == 0, health.stderr
-        rows = json.loads(health.stdout)
-        assert [(r["component"], r["healthy"]) for r in rows] == [("orchestrator", True), ("Echo", True)]
-        assert all(r["url"].startswith("http://127.0.0.1:") for r in rows)
-        table = run(up_env, ws, "health", "--name", instance)
-        assert "orchestrator" in table.stdout and "healthy" in table.stdout
-        urls = {r["component"]: r["url"] for r in rows}
-        async with httpx.AsyncClient(timeout=5) as client:
-            before = (await client.get(urls["orchestrator"] + "/metrics")).text
-            assert metric(before, "holt_claims_created_total") == 0
-            assert metric(before, "holt_component_healthy") == 1
-            forage = run(up_env, ws, "forage", "--goal", "hello", "--name", instance, "--watch")
-            assert forage.returncode == 0, forage.stdout + forage.stderr
-            after: dict[str, str] = {}
+    async with OtlpReceiver() as otlp:
+        env = {**up_env, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+        result = await asyncio.to_thread(run, env, ws, "up", "--name", instance)
+        assert result.returncode == 0, result.stdout + result.stderr
+        try:
+            await check_health_and_metrics(env, ws, instance)
 
-            async def moved() -> bool:
-                after["o"] = (await client.get(urls["orchestrator"] + "/metrics")).text
-                after["p"] = (await client.get(urls["Echo"] + "/metrics")).text
-                return metric(after["o"], "holt_claims_closed_total", status="complete") >= 1 and \
-                    metric(after["p"], "holt_tool_runs_total", role="Echo", outcome="succeeded") >= 1
+            def both() -> bool:
+                return {"holt-orchestrator", "holt-Echo"} <= {service for service, _, _ in otlp.spans} and \
+                    any(name == "workflow" for _, name, _ in otlp.spans)
 
-            await poll(moved, 20, "the counters to move")
-        o, p = after["o"], after["p"]
-        assert metric(o, "holt_claims_created_total") >= 1
-        assert metric(o, "holt_phase_grants_total", phase="exclusive") >= 1
-        assert metric(o, "holt_grants_total", phase="exclusive", agent="Echo") >= 1
-        assert metric(o, "holt_bids_total", agent="Echo", bid_type="exclusive") >= 1
-        assert metric(o, "holt_bid_latency_seconds_count", agent="Echo") >= 1
-        assert metric(o, "holt_phase_duration_seconds_count", phase="exclusive") >= 1
-        assert metric(p, "holt_tool_duration_seconds_count", role="Echo") >= 1
-        assert metric(o, "holt_hitl_pending") == 0 and metric(o, "holt_claims_open") == 0
-        assert metric(o, "holt_audit_verify_ok") == 1
-    finally:
-        down = run(up_env, ws, "down", "--name", instance)
-        assert down.returncode == 0, down.stderr
+            await poll(both, 30, "spans from the orchestrator and the pup")
+        finally:
+            down = await asyncio.to_thread(run, env, ws, "down", "--name", instance)
+            assert down.returncode == 0, down.stderr
+    # One workflow, one trace, across the orchestrator's and the pup's processes.
+    assert len({trace for _, _, trace in otlp.spans}) == 1
+    assert ("holt-Echo", "tool Echo") in {(service, name) for service, name, _ in otlp.spans}
+
+
+async def check_health_and_metrics(env: dict[str, str], ws: Path, instance: str) -> None:
+    health = run(env, ws, "health", "--name", instance, "--json")
+    assert health.returncode == 0, health.stderr
+    rows = json.loads(health.stdout)
+    assert [(r["component"], r["healthy"]) for r in rows] == [("orchestrator", True), ("Echo", True)]
+    assert all(r["url"].startswith("http://127.0.0.1:") for r in rows)
+    table = run(env, ws, "health", "--name", instance)
+    assert "orchestrator" in table.stdout and "healthy" in table.stdout
+    urls = {r["component"]: r["url"] for r in rows}
+    async with httpx.AsyncClient(timeout=5) as client:
+        before = (await client.get(urls["orchestrator"] + "/metrics")).text
+        assert metric(before, "holt_claims_created_total") == 0
+        assert metric(before, "holt_component_healthy") == 1
+        forage = await asyncio.to_thread(run, env, ws, "forage", "--goal", "hello", "--name", instance, "--watch")
+        assert forage.returncode == 0, forage.stdout + forage.stderr
+        after: dict[str, str] = {}
+
+        async def moved() -> bool:
+            after["o"] = (await client.get(urls["orchestrator"] + "/metrics")).text
+            after["p"] = (await client.get(urls["Echo"] + "/metrics")).text
+            return metric(after["o"], "holt_claims_closed_total", status="complete") >= 1 and \
+                metric(after["p"], "holt_tool_runs_total", role="Echo", outcome="succeeded") >= 1
+
+        await poll(moved, 20, "the counters to move")
+    o, p = after["o"], after["p"]
+    assert metric(o, "holt_claims_created_total") >= 1
+    assert metric(o, "holt_phase_grants_total", phase="exclusive") >= 1
+    assert metric(o, "holt_grants_total", phase="exclusive", agent="Echo") >= 1
+    assert metric(o, "holt_bids_total", agent="Echo", bid_type="exclusive") >= 1
+    assert metric(o, "holt_bid_latency_seconds_count", agent="Echo") >= 1
+    assert metric(o, "holt_phase_duration_seconds_count", phase="exclusive") >= 1
+    assert metric(p, "holt_tool_duration_seconds_count", role="Echo") >= 1
+    assert metric(o, "holt_hitl_pending") == 0 and metric(o, "holt_claims_open") == 0
+    assert metric(o, "holt_audit_verify_ok") == 1
