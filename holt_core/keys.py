@@ -82,6 +82,10 @@ class Keys:
         return f"{self.prefix}grant_queue:{role}"
 
     @property
+    def grant_queue_pattern(self) -> str:
+        return f"{escape_glob(self.prefix)}grant_queue:*"
+
+    @property
     def agent_images(self) -> str:
         return f"{self.prefix}agent_images"
 
@@ -147,6 +151,12 @@ class Keys:
         Written first in the act's own Tx by the operator's Redis user; nobody else's user may write it.
         """
         return f"{operator_proof_prefix(operator)}{self.instance}:act:{subject}:{nonce}"
+
+    @property
+    def health_endpoints(self) -> str:
+        """HASH component -> JSON ``{url, pid, host, started_at}``: where each component serves /healthz,
+        /readyz and /metrics (each component writes only its own field)."""
+        return f"{self.prefix}health"
 
     # --- audit trail (shared by HITL and debugging) ---
     @property

@@ -1,7 +1,11 @@
 """Structured logs: one JSON object per line, the shape the Go version uses (protocol 4.15).
 
 Each record has ``timestamp`` (RFC 3339 UTC), ``level``, ``component``, ``instance``, ``event_type`` and
-the event's own fields. Stdlib logging is enough; this module only formats.
+the event's own fields (``claim_id``, ``artefact_id`` where they apply), plus ``workflow_id`` and ``trace_id``
+when the code that logs runs inside ``log_context`` (or with an OpenTelemetry span current). Stdlib logging is
+enough; this module only formats. Observers (metrics, traces) see every event as data, at once, without a
+handler of their own (``add_observer``); ``RotatingFile`` is the size-rotated file a supervisor copies a
+component's output into.
 """
 
 from __future__ import annotations
@@ -9,11 +13,16 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import contextlib
+import contextvars
 import json
 import logging
+import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 _LINE = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False)
@@ -29,11 +38,19 @@ def _json_line(created: float, level: str, fields: dict[str, Any]) -> str:
     return _LINE.encode({"timestamp": _stamp, "level": level, **fields})
 
 
+# The component and instance of this process, for lines logged without an EventLogger (library warnings).
+_PROCESS: dict[str, str] = {}
+
+
+def set_process_identity(component: str, instance: str) -> None:
+    _PROCESS.update(component=component, instance=instance)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "holt_fields", None)
         if not isinstance(fields, dict):
-            fields = {"event_type": "message", "message": record.getMessage()}
+            fields = {**_PROCESS, "event_type": "message", "message": record.getMessage()}
         if record.exc_info:
             fields = {**fields, "error": self.formatException(record.exc_info)}
         return _json_line(record.created, record.levelname.lower(), fields)
@@ -139,6 +156,40 @@ def flush_logs() -> None:
     _DEFERRED.flush()
 
 
+Observer = Callable[[int, dict[str, Any]], None]
+_OBSERVERS: list[Observer] = []
+_CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("holt_log_context", default=None)
+_trace_ids: Callable[[], dict[str, str]] | None = None
+
+
+def add_observer(observer: Observer) -> None:
+    """``observer(level, payload)`` sees every event, whatever the log level, as it happens (keep it cheap)."""
+    if observer not in _OBSERVERS:
+        _OBSERVERS.append(observer)
+
+
+def remove_observer(observer: Observer) -> None:
+    with contextlib.suppress(ValueError):
+        _OBSERVERS.remove(observer)
+
+
+def set_trace_id_source(source: Callable[[], dict[str, str]] | None) -> None:
+    """Where ``trace_id`` (and ``span_id``) come from: the current span when tracing is on."""
+    global _trace_ids
+    _trace_ids = source
+
+
+@contextlib.contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` (``workflow_id``, ``trace_id``...) to every event logged inside, in this task."""
+    current = _CONTEXT.get()
+    token = _CONTEXT.set({**current, **fields} if current else dict(fields))
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
 class EventLogger:
     """Logs ``event_type`` records for one component of one instance."""
 
@@ -148,9 +199,22 @@ class EventLogger:
         self.instance = instance
 
     def event(self, event_type: str, level: int = logging.INFO, **fields: Any) -> None:
-        if not self._log.isEnabledFor(level):
+        enabled = self._log.isEnabledFor(level)
+        if not enabled and not _OBSERVERS:
             return
         payload = {"component": self.component, "instance": self.instance, "event_type": event_type, **fields}
+        context = _CONTEXT.get()
+        if context:
+            payload = {**context, **payload}
+        if _trace_ids is not None and "trace_id" not in payload:
+            payload.update(_trace_ids())
+        for observer in _OBSERVERS:
+            try:
+                observer(level, payload)
+            except Exception:  # an observer never stops the code that logs
+                pass
+        if not enabled:
+            return
         if level < logging.WARNING:
             try:
                 loop = asyncio.get_running_loop()
@@ -180,3 +244,75 @@ def configure(stream: TextIO | None = None, level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Size-rotated log files
+
+ENV_LOG_MAX_BYTES = "HOLT_LOG_MAX_BYTES"
+ENV_LOG_BACKUPS = "HOLT_LOG_BACKUPS"
+DEFAULT_LOG_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_LOG_BACKUPS = 5
+
+
+def log_rotation_settings() -> tuple[int, int]:
+    """(max bytes per file, files kept) from the environment; 0 bytes turns rotation off."""
+    def number(name: str, default: int) -> int:
+        text = os.environ.get(name, "")
+        return int(text) if text.isdigit() else default
+
+    return number(ENV_LOG_MAX_BYTES, DEFAULT_LOG_MAX_BYTES), number(ENV_LOG_BACKUPS, DEFAULT_LOG_BACKUPS)
+
+
+class RotatingFile:
+    """An append-only file that moves itself to ``.1`` (``.1`` to ``.2``...) once it passes ``max_bytes``.
+
+    Takes raw chunks of a child's output: a rotation happens only at the end of a line, so no line is split
+    between two files (a file can pass ``max_bytes`` by the rest of the line in progress). ``holt logs -f``
+    follows the new file (it notices the inode change).
+    """
+
+    def __init__(self, path: Path, max_bytes: int | None = None, backups: int | None = None) -> None:
+        default_max, default_backups = log_rotation_settings()
+        self.path = path
+        self.max_bytes = default_max if max_bytes is None else max_bytes
+        self.backups = default_backups if backups is None else backups
+        self._file = path.open("ab", buffering=0)
+        self._size = self._file.tell()
+        self._at_line_end = True
+
+    def write(self, data: bytes) -> int:
+        written = len(data)
+        if self.max_bytes > 0 and self._size > 0 and self._size + len(data) > self.max_bytes:
+            if not self._at_line_end:  # finish the line in progress first
+                cut = data.find(b"\n") + 1
+                if not cut:
+                    self._write(data)
+                    return written
+                self._write(data[:cut])
+                data = data[cut:]
+            self._rotate()
+        self._write(data)
+        return written
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            self._file.write(data)
+            self._size += len(data)
+            self._at_line_end = data.endswith(b"\n")
+
+    def _rotate(self) -> None:
+        self._file.close()
+        if self.backups > 0:
+            for index in range(self.backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{index}")
+                if older.exists():
+                    older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self._file = self.path.open("ab", buffering=0)
+        self._size = 0
+
+    def close(self) -> None:
+        self._file.close()

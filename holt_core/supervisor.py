@@ -51,7 +51,7 @@ from holt_core.embedded_redis import ENV_URL, known_redis_url, resolve_redis_url
 from holt_core.errors import HoltError, InvalidInput
 from holt_core.instances import InstanceRecord, get_record, register, supervisor_alive
 from holt_core.keys import INSTANCES, Keys, validate_instance_name
-from holt_core.logs import EventLogger, JsonFormatter, configure
+from holt_core.logs import EventLogger, JsonFormatter, RotatingFile, configure
 from holt_core.waiting import wait_set
 
 ENV_SUPERVISOR_PID = "HOLT_SUPERVISOR_PID"
@@ -255,7 +255,7 @@ def _write_atomically(path: Path, text: str) -> None:
 class _Child:
     component: str
     argv: list[str]
-    log: IO[bytes]
+    log: IO[bytes] | RotatingFile
     state: ComponentState = field(default_factory=ComponentState)
     proc: asyncio.subprocess.Process | None = None
     held_lock: bool = False  # the orchestrator said it was ready (so it held the instance lock)
@@ -304,7 +304,7 @@ class Supervisor:
             self.log.info("supervisor_started", pid=os.getpid(), run_id=self.run_id, workspace=str(self.workspace),
                           components=[ORCHESTRATOR, *self.roles])
             for component in [ORCHESTRATOR, *self.roles]:
-                log = component_log(self.log_dir, component).open("ab", buffering=0)
+                log = RotatingFile(component_log(self.log_dir, component))  # rotated by size (HOLT_LOG_MAX_BYTES)
                 self._children.append(_Child(component, child_argv(component, self.instance, self.workspace), log))
             self._write_state()
             tasks = [asyncio.create_task(self._keep_alive(child, stop)) for child in self._children]

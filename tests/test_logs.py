@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,64 @@ async def test_a_warning_from_a_worker_thread_comes_after_what_the_loop_logged(s
     assert written[-1]["event_type"] == "tool_failed"
     await asyncio.sleep(logs.DEFER_S * 2)  # the timer that was pending finds nothing left to write
     assert len(lines(stream)) == 41
+
+
+# ---------------------------------------------------------------------------------------------
+# Ids on every line, observers, size rotation
+
+
+def test_lines_carry_the_ids_and_the_context(stream: io.StringIO) -> None:
+    log = EventLogger("pup", "inst")
+    with logs.log_context(workflow_id="w1", trace_id="t1"):
+        log.warning("tool_failed", claim_id="c1", artefact_id="a1", reason="boom")
+    log.warning("tool_failed", claim_id="c2")
+    first, second = lines(stream)
+    assert {k: first[k] for k in ("level", "component", "instance", "workflow_id", "claim_id", "artefact_id",
+                                  "trace_id")} == {"level": "warning", "component": "pup", "instance": "inst",
+                                                   "workflow_id": "w1", "claim_id": "c1", "artefact_id": "a1",
+                                                   "trace_id": "t1"}
+    assert calendar.timegm(time.strptime(str(first["timestamp"]), "%Y-%m-%dT%H:%M:%SZ")) > 0
+    assert "workflow_id" not in second and second["claim_id"] == "c2"
+
+
+def test_a_plain_message_names_the_component_and_instance(stream: io.StringIO) -> None:
+    logs.set_process_identity("Echo", "inst")
+    try:
+        logging.getLogger("holt.lib").warning("something odd")
+    finally:
+        logs._PROCESS.clear()
+    [line] = lines(stream)
+    assert line["component"] == "Echo" and line["instance"] == "inst" and line["message"] == "something odd"
+
+
+def test_observers_see_every_event_even_below_the_level(stream: io.StringIO) -> None:
+    seen: list[tuple[int, dict[str, object]]] = []
+
+    def observer(level: int, payload: dict[str, object]) -> None:
+        seen.append((level, payload))
+
+    logging.getLogger("holt").setLevel(logging.WARNING)
+    logs.add_observer(observer)
+    try:
+        EventLogger("orchestrator", "inst").info("claim_created", claim_id="c1")
+    finally:
+        logs.remove_observer(observer)
+    EventLogger("orchestrator", "inst").info("claim_created", claim_id="c2")
+    assert [(lvl, p["event_type"], p["claim_id"]) for lvl, p in seen] == [(logging.INFO, "claim_created", "c1")]
+    assert lines(stream) == []
+
+
+def test_rotating_file_rotates_at_a_line_boundary(tmp_path: Path) -> None:
+    path = tmp_path / "pup.log"
+    path.write_bytes(b"old\n")
+    out = logs.RotatingFile(path, max_bytes=20, backups=2)
+    out.write(b"0123456789\n")
+    out.write(b"abcdefghij\nklm")  # past 20 bytes at a line end: a new file first
+    out.write(b"no\n")
+    out.write(b"0123456789\nxyz")  # a new file again; its last line goes on in the next chunk
+    out.write(b"!\n")
+    out.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pup.log", "pup.log.1", "pup.log.2"]
+    assert (tmp_path / "pup.log.2").read_bytes() == b"old\n0123456789\n"
+    assert (tmp_path / "pup.log.1").read_bytes() == b"abcdefghij\nklmno\n"
+    assert path.read_bytes() == b"0123456789\nxyz!\n"

@@ -52,6 +52,7 @@ from holt_core.render import ArtefactItem, live_item, watch_lines
 from holt_core.sanitise import sanitise_text
 from holt_core.supervisor import (
     ENV_SUPERVISOR_PID,
+    ORCHESTRATOR,
     SUPERVISOR,
     Supervisor,
     add_log_file,
@@ -335,6 +336,11 @@ def _up_detached(instance: str, root: Path, url: str, log_dir: Path) -> None:
         )
     try:
         _wait_ready(proc, instance, log_dir)
+        from holt_core.cli.ops_cmds import ENV_UP_HEALTH_TIMEOUT_S, UP_HEALTH_TIMEOUT_S, wait_healthy
+
+        state = read_state(log_dir)
+        run_async(wait_healthy(url, instance, list(state.components) if state else [],
+                               float(os.environ.get(ENV_UP_HEALTH_TIMEOUT_S, "") or UP_HEALTH_TIMEOUT_S)))
     except BaseException:  # a failure or Ctrl-C: leave nothing running
         _stop_supervisor(proc.pid, log_dir, DOWN_TIMEOUT_S, proc)
         with contextlib.suppress(HoltError):  # the start failure is the error worth reporting
@@ -772,9 +778,14 @@ async def _orchestrate(url: str, instance: str, ws: Path, config: Config) -> Non
     bb = Blackboard.from_url(url, instance)
     stop = asyncio.Event()
     watchdog = _stop_on_signals(stop)
+    from holt_core.health import HealthService  # /healthz, /readyz, /metrics on a thread of its own
+
+    health = HealthService(url, instance, ORCHESTRATOR)
     try:
+        await health.start()
         await Orchestrator(bb, config, worker_launcher=launcher).run(stop)
     finally:
+        await health.stop()
         if watchdog is not None:
             watchdog.cancel()
         await launcher.stop()
@@ -804,9 +815,17 @@ async def _pup(url: str, instance: str, ws: Path, config: Config, agent: str) ->
     bb = Blackboard.from_url(url, instance)
     stop = asyncio.Event()
     watchdog = _stop_on_signals(stop)
+    from holt_core.health import HealthService, parse_health_check
+
+    spec = config.agents[agent] if agent in config.agents else None
+    health = HealthService(url, instance, agent, workspace=ws,
+                           health_check=parse_health_check(spec.health_check, agent) if spec else None,
+                           check_env=spec.env_overrides() if spec else None)
     try:
+        await health.start()
         await Pup(bb, config, agent, ws).run(stop)
     finally:
+        await health.stop()
         if watchdog is not None:
             watchdog.cancel()
         await bb.close()

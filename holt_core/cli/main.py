@@ -44,6 +44,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "destroy": ("holt_core.cli.destroy_cmd", "Archive and delete an instance."),
     "operator": ("holt_core.cli.operator_cmds", "Operators: add, list and revoke (their tokens authenticate people)."),
     "acl": ("holt_core.cli.operator_cmds", "Print or apply the Redis ACL users for an external Redis."),
+    "health": ("holt_core.cli.ops_cmds", "Every component of an instance with its health and endpoints."),
+    "report": ("holt_core.cli.ops_cmds", "HITL figures from the audit trail: approval times, expiries, escalations."),
     "redis": ("holt_core.cli.redis_cmd", "Show and control the Redis that holds the blackboard."),
     "orchestrator": (_LIFECYCLE, "Run the orchestrator of an instance (started by holt up)."),
     "pup": (_LIFECYCLE, "Run the agent process of one role (started by holt up)."),
