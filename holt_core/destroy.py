@@ -14,10 +14,13 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from holt_core.audit import AuditRecord, AuditTrail
+from holt_core.audit import GENESIS_HASH, AuditRecord, AuditTrail
+from holt_core.audit_anchors import REASON_DESTROYED, open_private
 from holt_core.errors import HoltError
+from holt_core.identity import human_role
 from holt_core.instances import get_record, unregister
 from holt_core.keys import Keys
+from holt_core.models import now_ms
 from holt_core.supervisor import is_holt_process
 
 _DELETE_BATCH = 1000
@@ -54,7 +57,7 @@ async def destroy_instance(
     async for _ in redis.scan_iter(match=keys.instance_pattern, count=1000):
         total += 1
     await trail.append(
-        operator=operator,
+        operator=human_role(operator),
         action="instance.destroy",
         subject=instance,
         details={"keys": total, "audit_file": str(audit_file), "chain_intact_before": verdict.ok},
@@ -74,6 +77,8 @@ async def destroy_instance(
     if progress:
         progress(deleted)
     await unregister(redis, instance)
+    # Checkpoints before this one belong to the destroyed instance, not to a new one of the same name.
+    await trail.anchor.write(trail.anchor.make(0, GENESIS_HASH, REASON_DESTROYED, now_ms()))
     return DestroyReport(instance, deleted, exported, audit_file, verdict.ok, verdict.reason)
 
 
@@ -81,7 +86,9 @@ async def _export(trail: AuditTrail, path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with tmp.open("w", encoding="utf-8") as out:
+    fd = open_private(tmp)  # 0600: the trail names people and what they decided
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
         async for _, fields in trail.entries():
             try:
                 line = AuditRecord.from_fields(fields).model_dump_json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
 import sys
 from pathlib import Path
 
@@ -30,7 +31,8 @@ async def test_destroy_archives_then_deletes(bb: Blackboard, cli_env: dict[str, 
     assert "destroyed" in out.decode()
     records = [json.loads(line) for line in archive.read_text().splitlines()]
     assert [r["action"] for r in records] == ["test", "instance.destroy"]
-    assert records[-1]["operator"] == "bob" and records[-1]["prev_hash"] == records[0]["hash"]
+    assert records[-1]["operator"] == "human:bob" and records[-1]["prev_hash"] == records[0]["hash"]
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600  # the trail names people: not world-readable
     assert [k async for k in bb.redis.scan_iter(match=f"holt:{bb.instance}:*")] == []
     assert await get_record(bb.redis, bb.instance) is None
 

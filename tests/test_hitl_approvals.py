@@ -135,7 +135,7 @@ async def test_critical_gate_separation_of_duties_and_two_approvers(
     done = await wait_request(bb, lambda r: r.id == req.id)
     assert done.status == RequestStatus.APPROVED and done.distinct_approvers() == ["bob", "carol"]
     refused = [r for r in await bb.audit.records() if r.action == "refused"]
-    assert len(refused) == 4 and {r.operator for r in refused} == {"bob", "olivia", "alice"}
+    assert len(refused) == 4 and {r.operator for r in refused} == {"human:bob", "human:olivia", "human:alice"}
 
 
 async def test_expiry_fails_closed(tmp_path: Path, redis_url: str, instance: str, bb: Blackboard) -> None:

@@ -51,6 +51,7 @@ class DebugClient:
         self.wait_applied_s = wait_applied_s
         self.keys = bb.keys
         self.operator = validate_operator(operator)
+        self.actor = human_role(self.operator)  # the audit form of a person
         self.lease = ControlLease(bb, self.operator, lease_token)
         self.lease_ttl_s = lease_ttl_s
 
@@ -103,7 +104,7 @@ class DebugClient:
             state = await self.state()
             tx, subject, details, value = change(state)
             guarded = self.lease.guard(Tx()).extend(tx)
-            result, _ = await self.bb.audit.commit(guarded, operator=self.operator, action=action,
+            result, _ = await self.bb.audit.commit(guarded, operator=self.actor, action=action,
                                                    subject=subject, details=details)
             if result.ok:
                 await self.applied()
@@ -382,7 +383,7 @@ class DebugClient:
         await self.lease.ensure(action, self.lease_ttl_s)
         state = await self.state()
         tx, subject, details, value = change(state)
-        result, _ = await self.bb.audit.commit(self.lease.guard(Tx()).extend(tx), operator=self.operator,
+        result, _ = await self.bb.audit.commit(self.lease.guard(Tx()).extend(tx), operator=self.actor,
                                                action=action, subject=subject, details=details)
         if not result.ok:
             raise _Conflict

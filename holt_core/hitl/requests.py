@@ -77,7 +77,10 @@ class Unchanged:
 
 @dataclass
 class Denied:
-    """A refusal; ``audit`` when it was a person's attempt that belongs on the record."""
+    """A refusal; ``audit`` when it was a person's attempt that belongs on the record.
+
+    ``operator`` is the audit actor (``human:<name>`` or an agent role), the same form decisions are recorded in.
+    """
 
     message: str
     hint: str | None = None
@@ -365,23 +368,23 @@ class RequestStore:
                 if req.answer.text == text and req.answer.by == by_role:
                     return Unchanged(req)
                 return Denied(f"request id {caller_request_id} was already used for a different answer",
-                              operator=by)
+                              operator=by_role)
             if not req.is_open:
                 if req.answer is not None:
                     return Denied(f"already answered by {req.answer.by} at {when(req.answer.at_ms)}",
                                   hint=("use holt answer --amend to change it before the asker reads it"
                                         if not req.consumed_ms and is_human_role(req.answer.by) else None),
-                                  operator=by)
+                                  operator=by_role)
                 return Denied(f"question {req.id} is {req.status.value} (by {req.decided_by or 'nobody'} at "
-                              f"{when(req.decided_ms or req.updated_ms)})", operator=by)
+                              f"{when(req.decided_ms or req.updated_ms)})", operator=by_role)
             if agent:
                 if req.assignee != f"role:{by}":
                     return Denied(f"agent {by} is not the one asked (the question is with {req.assignee})",
-                                  operator=by)
+                                  operator=by_role)
             else:
                 problem = self._may_answer(req, by)
                 if problem:
-                    return Denied(problem, operator=by)
+                    return Denied(problem, operator=by_role)
             now = now_ms()
             tx = Tx()
             art = self._artefact(tx, req.id, Artefact(
@@ -418,13 +421,13 @@ class RequestStore:
                 return Unchanged(req)
             if req.consumed_ms:
                 return Denied(f"too late to amend: {req.role} already read the answer at {when(req.consumed_ms)}",
-                              operator=by)
+                              operator=by_role)
             if req.status != RequestStatus.ANSWERED or req.answer.flagged:
                 return Denied(f"question {req.id} is {req.status.value}: only a person's answer can be amended",
-                              operator=by)
+                              operator=by_role)
             problem = self._may_answer(req, by)
             if problem:
-                return Denied(problem, operator=by)
+                return Denied(problem, operator=by_role)
             previous = req.answer
             tx = Tx()
             art = self._artefact(tx, req.id, Artefact(
@@ -589,16 +592,16 @@ class RequestStore:
                 return Unchanged(req)
             if not req.is_open:
                 return Denied(f"request {req.id} is already {req.status.value} by {req.decided_by} at "
-                              f"{when(req.decided_ms)}", operator=operator)
+                              f"{when(req.decided_ms)}", operator=human_role(operator))
             if digest is not None and digest != req.digest:
                 return Denied(f"the request now covers digest {req.digest[:12]}, not {digest[:12]}: "
-                              "the payload changed since you looked", operator=operator)
+                              "the payload changed since you looked", operator=human_role(operator))
             problem = self._check_decider(req, operator, justification=justification)
             if problem:
-                return Denied(problem, operator=operator)
+                return Denied(problem, operator=human_role(operator))
             if any(a.digest == req.digest for a in mine):
                 return Denied(f"{operator} already approved this request at {when(mine[0].at_ms)}; "
-                              f"it needs {req.min_approvals} distinct approvers", operator=operator)
+                              f"it needs {req.min_approvals} distinct approvers", operator=human_role(operator))
             now = now_ms()
             tx = Tx()
             art = self._decision_artefact(tx, req, "approved", human_role(operator), by=operator,
@@ -639,10 +642,10 @@ class RequestStore:
                 return Unchanged(req)
             if not req.is_open:
                 return Denied(f"request {req.id} is already {req.status.value} by {req.decided_by} at "
-                              f"{when(req.decided_ms)}", operator=operator)
+                              f"{when(req.decided_ms)}", operator=human_role(operator))
             problem = self._check_decider(req, operator, justification=justification or reason)
             if problem:
-                return Denied(problem, operator=operator)
+                return Denied(problem, operator=human_role(operator))
             now = now_ms()
             tx = Tx()
             art = self._decision_artefact(tx, req, "rejected", human_role(operator), by=operator, reason=reason,
@@ -674,13 +677,14 @@ class RequestStore:
                 return Unchanged(req)
             if not req.is_open:
                 return Denied(f"request {req.id} is already {req.status.value} by {req.decided_by} at "
-                              f"{when(req.decided_ms)}", operator=operator)
+                              f"{when(req.decided_ms)}", operator=human_role(operator))
             bypass_role = self.policy.bypass_role
+            actor = human_role(operator)
             if bypass_role is None or bypass_role not in self.policy.roles_of(operator):
                 return Denied(f"{operator} does not hold the bypass role "
-                              f"({bypass_role or 'none is configured in hitl.bypass_role'})", operator=operator)
+                              f"({bypass_role or 'none is configured in hitl.bypass_role'})", operator=actor)
             if operator_of_role(req.producer) == operator:
-                return Denied(f"{operator} produced the gated artefact and cannot bypass its gate", operator=operator)
+                return Denied(f"{operator} produced the gated artefact and cannot bypass its gate", operator=actor)
             now = now_ms()
             tx = Tx()
             art = self._decision_artefact(tx, req, "bypassed", human_role(operator), by=operator,
@@ -717,9 +721,9 @@ class RequestStore:
             if caller_request_id and req.decision_request_id == caller_request_id:
                 return Unchanged(req)
             return Denied(f"post-review {req.id} was already closed by {req.decided_by} at {when(req.decided_ms)}",
-                          operator=operator)
+                          operator=human_role(operator))
         if req.bypassed_by == operator:
-            return Denied(f"{operator} made the bypass: another person must review it", operator=operator)
+            return Denied(f"{operator} made the bypass: another person must review it", operator=human_role(operator))
         now = now_ms()
         status = RequestStatus.CLOSED if approve else RequestStatus.REJECTED
         new = req.model_copy(update={"status": status, "decided_by": human_role(operator), "decided_ms": now,
