@@ -33,6 +33,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from holt_core.acl import ADMIN_USER, write_aclfile
 from holt_core.errors import RedisUnavailable
 from holt_core.processes import pid_alive
 
@@ -85,7 +86,7 @@ class _Record:
 
     @property
     def url(self) -> str:
-        return f"redis://:{self.password}@{HOST}:{self.port}/0"
+        return f"redis://{ADMIN_USER}:{self.password}@{HOST}:{self.port}/0"
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -349,6 +350,8 @@ class EmbeddedRedis:
             # limit (32 MB) drops a subscriber after three of them arrive at once. Subscribers come back
             # and read the gap from the data, but a drop costs a catch-up, so leave room for bursts.
             "--client-output-buffer-limit", "pubsub 256mb 64mb 60",
+            # Users per role (holt_core/acl.py): default is off, the password above is holt-admin's.
+            "--aclfile", str(write_aclfile(self.data_dir, password)),
         ]  # fmt: skip
         try:
             proc = subprocess.Popen(
@@ -505,7 +508,7 @@ def _client_options() -> dict[str, object]:
 
 
 def _client(port: int, password: str) -> redis.Redis:
-    return redis.Redis.from_url(f"redis://:{password}@{HOST}:{port}/0", **_client_options())
+    return redis.Redis.from_url(f"redis://{ADMIN_USER}:{password}@{HOST}:{port}/0", **_client_options())
 
 
 def _probe(port: int, password: str, pid: int) -> str | None:

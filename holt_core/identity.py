@@ -1,7 +1,10 @@
 """Who is acting: the operator identity behind every human act and audit record.
 
 Resolution order (hitl-and-debugging.md, Identity): ``--as``, else ``HOLT_OPERATOR``, else the login name.
-Machine actors use reserved ``system:<what>`` identities that no operator can claim.
+Who a person IS is decided by Redis: the CLI connects as the operator whose token it holds (Redis user
+``holt-op-<name>``, holt_core/operators.py), and only that user may write that operator's proofs. ``--as`` is
+impersonation and needs the admin user. Machine actors use reserved ``system:<what>`` identities that no
+operator can claim.
 """
 
 from __future__ import annotations
@@ -10,7 +13,10 @@ import getpass
 import os
 import re
 
-from holt_core.errors import InvalidInput
+from redis.asyncio import Redis
+
+from holt_core.acl import ADMIN_USER, command
+from holt_core.errors import HoltError, InvalidInput
 
 OPERATOR_ENV = "HOLT_OPERATOR"
 SYSTEM_TIMEOUT = "system:timeout"
@@ -57,3 +63,18 @@ def is_human_role(role: str) -> bool:
 def operator_of_role(role: str) -> str | None:
     """The operator behind ``human:<operator>``, or None for an agent or system role."""
     return role[len(HUMAN_PREFIX) :] if is_human_role(role) else None
+
+
+async def whoami(redis: Redis) -> str:
+    """The Redis user this connection authenticated as (``default`` on a Redis without ACL users)."""
+    return str(await command(redis, "ACL", "WHOAMI"))
+
+
+async def require_admin(redis: Redis, what: str) -> str:
+    """Refuse ``what`` unless this connection is Redis's holt-admin (or a Redis without holt's ACL users)."""
+    user = await whoami(redis)
+    if user not in (ADMIN_USER, "default"):
+        raise HoltError(f"{what} needs the admin identity (this connection is Redis user {user})",
+                        hint="run it where the admin credentials are: server.json of the local Redis, "
+                             "or HOLT_REDIS_URL with the holt-admin user")
+    return user

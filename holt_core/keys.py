@@ -13,6 +13,27 @@ from holt_core.errors import InvalidInput
 
 INSTANCES = "holt:instances"
 
+# --- identity (holt_core/operators.py, holt_core/acl.py) ---
+# Deliberately outside ``holt:*``: the agent and orchestrator Redis users may write every ``holt:*`` key,
+# but neither the operator registry (admin only) nor an operator's proofs (that operator and admin only).
+OPERATORS = "holt-admin:operators"
+"""HASH operator name -> OperatorRecord JSON."""
+PROOF_ROOT = "holt-ops:"
+
+
+def operator_proof_prefix(operator: str) -> str:
+    """Every proof key of one operator starts with this (its Redis user may write only here, outside ``holt:*``).
+
+    Operator names cannot contain ':' or glob characters (identity.validate_operator), so one operator's
+    prefix never covers another's keys.
+    """
+    return f"{PROOF_ROOT}{operator}:"
+
+
+def operator_proof_pattern(operator: str) -> str:
+    """The ACL key pattern of ``operator``'s proofs."""
+    return f"{operator_proof_prefix(operator)}*"
+
 _INSTANCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Characters that SCAN/KEYS treat as glob syntax; user input must never act as a pattern.
 _GLOB_CHARS = re.compile(r"([*?\[\]\\])")
@@ -119,6 +140,13 @@ class Keys:
     def exec_lease(self, claim_id: str, agent_name: str) -> str:
         """An agent's lease on executing one grant: stops a re-sent grant from running twice."""
         return f"{self.prefix}exec:{claim_id}:{agent_name}"
+
+    def proof(self, operator: str, subject: str, nonce: str) -> str:
+        """STRING: the proof that ``operator`` made one act on ``subject`` (JSON of what was done).
+
+        Written first in the act's own Tx by the operator's Redis user; nobody else's user may write it.
+        """
+        return f"{operator_proof_prefix(operator)}{self.instance}:act:{subject}:{nonce}"
 
     # --- audit trail (shared by HITL and debugging) ---
     @property

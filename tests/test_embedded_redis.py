@@ -91,8 +91,8 @@ def test_start_then_status_reports_a_running_server(new_server: NewServer) -> No
     assert current.running and current.source == "embedded"
     assert current.version  # whatever the binary reports, e.g. "8.2.3"
     assert current.pid is not None and current.port is not None
-    assert current.url == f"redis://:{_password(server)}@127.0.0.1:{current.port}/0"
-    assert current.display_url == f"redis://:***@127.0.0.1:{current.port}/0"
+    assert current.url == f"redis://holt-admin:{_password(server)}@127.0.0.1:{current.port}/0"
+    assert current.display_url == f"redis://holt-admin:***@127.0.0.1:{current.port}/0"
     assert current.data_dir == server.data_dir
     assert current.log_file == server.data_dir / "redis.log" and current.log_file.exists()
     assert current.binary == find_redis_server_binary()
@@ -147,7 +147,7 @@ def test_external_url_takes_precedence(new_server: NewServer, monkeypatch: pytes
     assert seen.source == "env" and seen.running
     assert seen.version == external.version
     assert seen.port == external.port
-    assert seen.display_url == f"redis://:***@127.0.0.1:{external.port}/0"
+    assert seen.display_url == f"redis://holt-admin:***@127.0.0.1:{external.port}/0"
 
 
 def test_unreachable_external_url_is_reported_masked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -358,8 +358,8 @@ def test_cli_start_status_stop(cli: Callable[..., subprocess.CompletedProcess[st
     assert as_json.returncode == 0
     info = json.loads(as_json.stdout)
     assert info["running"] is True and info["source"] == "embedded"
-    assert info["url"] == f"redis://:***@127.0.0.1:{info['port']}/0"
-    assert f"{info['port']}" in shown.stdout and "redis://:***@" in shown.stdout
+    assert info["url"] == f"redis://holt-admin:***@127.0.0.1:{info['port']}/0"
+    assert f"{info['port']}" in shown.stdout and "redis://holt-admin:***@" in shown.stdout
     recorded = json.loads(Path(info["data_dir"], "server.json").read_text())
     assert recorded["password"] not in shown.stdout + as_json.stdout + started.stdout
 

@@ -1,0 +1,170 @@
+"""Redis ACL users per role: who may write what is decided by Redis itself, not by the client.
+
+Users:
+- ``default``: disabled (every connection must authenticate).
+- ``holt-admin``: everything; its password is the one in ``server.json`` (or in HOLT_REDIS_URL).
+- ``holt-orchestrator`` / ``holt-agent``: read every key, write only ``holt:*`` keys, publish on any channel; no
+  admin or dangerous commands (ACL, CONFIG, FLUSH*, SHUTDOWN, KEYS, ...). They can never write an operator's proof
+  (``holt-ops:<operator>:*``) nor the operator registry.
+- ``holt-viewer``: read and subscribe only; Redis refuses every write and every publish.
+- ``holt-op-<name>``: one per registered operator (holt_core/operators.py): the agent's rights plus that operator's
+  own proof keys. Its password is the operator's token.
+
+The role passwords are derived from the admin password (HMAC), so whoever holds the admin credentials (the CLI in
+local mode, the supervisor) can hand out role credentials without another secret on disk, and a role password
+reveals nothing about the admin password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+
+from holt_core.keys import OPERATORS, PROOF_ROOT, operator_proof_pattern
+
+Role = Literal["admin", "orchestrator", "agent", "viewer"]
+ADMIN_USER = "holt-admin"
+ORCHESTRATOR_USER = "holt-orchestrator"
+AGENT_USER = "holt-agent"
+VIEWER_USER = "holt-viewer"
+OPERATOR_USER_PREFIX = "holt-op-"
+ACL_FILE = "users.acl"
+
+_USERS: dict[Role, str] = {
+    "admin": ADMIN_USER,
+    "orchestrator": ORCHESTRATOR_USER,
+    "agent": AGENT_USER,
+    "viewer": VIEWER_USER,
+}
+# Instance keys are written through Lua scripts (holt_core/transaction.py); Redis checks every command a
+# script runs against the caller's ACL, so these key patterns hold inside scripts too.
+_WRITER_RULES = ("%R~*", "%W~holt:*", "&*", "+@all", "-@admin", "-@dangerous")
+_VIEWER_RULES = ("%R~*", "&*", "-@all", "+@read", "+@connection", "+@pubsub", "-publish", "-spublish")
+_ADMIN_RULES = ("~*", "&*", "+@all")
+
+
+async def command(redis: Redis, *args: str) -> Any:
+    """A raw Redis command (ACL, CLIENT KILL ...), typed for callers."""
+    return await redis.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def user_of(role: Role) -> str:
+    return _USERS[role]
+
+
+def operator_user(name: str) -> str:
+    return f"{OPERATOR_USER_PREFIX}{name}"
+
+
+def role_password(admin_password: str, role: Role) -> str:
+    """The password of a role user, derived from the admin password (the admin password itself for admin)."""
+    if role == "admin":
+        return admin_password
+    return hmac.new(admin_password.encode(), f"holt-acl:{role}".encode(), hashlib.sha256).hexdigest()
+
+
+def role_rules(role: Role) -> tuple[str, ...]:
+    if role == "admin":
+        return _ADMIN_RULES
+    if role == "viewer":
+        return _VIEWER_RULES
+    return _WRITER_RULES
+
+
+def operator_rules(name: str) -> tuple[str, ...]:
+    """An operator: what an agent may do, plus writing its own proofs."""
+    return (*_WRITER_RULES, f"%W~{operator_proof_pattern(name)}")
+
+
+def _hash(password: str) -> str:
+    return "#" + hashlib.sha256(password.encode()).hexdigest()
+
+
+def setuser_args(user: str, password: str, rules: Sequence[str], *, hashed: bool = False) -> list[str]:
+    """``ACL SETUSER`` arguments that define ``user`` from scratch (reset first: no rule survives a refresh)."""
+    secret = _hash(password) if hashed else f">{password}"
+    return [user, "reset", "on", secret, *rules]
+
+
+def role_setup(admin_password: str, *, hashed: bool = False) -> list[list[str]]:
+    """``ACL SETUSER`` argument lists for every role user (default disabled last, once admin exists)."""
+    out = [setuser_args(user_of(role), role_password(admin_password, role), role_rules(role), hashed=hashed)
+           for role in ("admin", "orchestrator", "agent", "viewer")]
+    out.append(["default", "reset", "off", "resetpass", "-@all"])
+    return out
+
+
+def _file_line(args: Sequence[str]) -> str:
+    # ACL file syntax: ``user <name> <rules...>``; "reset" is a SETUSER-only convenience, the file starts from
+    # nothing anyway.
+    return " ".join(["user", args[0], *(a for a in args[1:] if a != "reset")])
+
+
+def write_aclfile(data_dir: Path, admin_password: str) -> Path:
+    """Write ``<data dir>/users.acl`` before redis-server starts: fresh role users, registered operators kept.
+
+    Passwords are stored hashed. Written 0600 and atomically (a half-written file would stop redis-server).
+    """
+    path = data_dir / ACL_FILE
+    kept: list[str] = []
+    try:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "user" and parts[1].startswith(OPERATOR_USER_PREFIX):
+                kept.append(line)
+    except FileNotFoundError:
+        pass
+    lines = [_file_line(args) for args in role_setup(admin_password, hashed=True)] + kept
+    fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".users.", suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def url_password(url: str) -> str | None:
+    parts = urlsplit(url)
+    return unquote(parts.password) if parts.password is not None else None
+
+
+def with_user(base_url: str, user: str, password: str) -> str:
+    """``base_url`` authenticating as ``user``/``password`` (same host, port, db and options)."""
+    parts = urlsplit(base_url)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def role_url(admin_url: str, role: Role) -> str:
+    """The URL of a role user, from the admin URL (whose password the role passwords derive from)."""
+    admin_password = url_password(admin_url)
+    if admin_password is None:
+        return admin_url  # a Redis without a password has no ACL users to switch to
+    return with_user(admin_url, user_of(role), role_password(admin_password, role))
+
+
+def setup_script(admin_password: str) -> str:
+    """The commands ``holt acl`` prints for an external Redis (run them as its administrator)."""
+    lines = [
+        "# holt ACL users (run as the Redis administrator; `holt acl --apply` does it for you)",
+        f"# operators: `holt operator add NAME` creates {OPERATOR_USER_PREFIX}NAME, writing {PROOF_ROOT}NAME:* only;",
+        f"# {OPERATORS} (the registry) and every {PROOF_ROOT}* key are out of reach of agent users.",
+    ]
+    for args in role_setup(admin_password):
+        if args[0] == "default":
+            lines.append("# finally, disable the unauthenticated default user (after checking you can log in as "
+                         f"{ADMIN_USER}):")
+        lines.append("ACL SETUSER " + " ".join(args))
+    return "\n".join(lines)
