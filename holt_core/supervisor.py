@@ -46,9 +46,10 @@ from holt_core.waiting import wait_set
 ENV_SUPERVISOR_PID = "HOLT_SUPERVISOR_PID"
 ORCHESTRATOR = "orchestrator"
 SUPERVISOR = "supervisor"
-RESERVED_COMPONENTS = (ORCHESTRATOR, SUPERVISOR)
+API = "api"  # the approvals API (holt_core/api/server.py); its api_ready line carries the URL for the registry
+RESERVED_COMPONENTS = (ORCHESTRATOR, SUPERVISOR, API)
 STATE_FILE = "state.json"
-READY_EVENTS = frozenset({"orchestrator_ready", "pup_ready"})
+READY_EVENTS = frozenset({"orchestrator_ready", "pup_ready", "api_ready"})
 
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -103,6 +104,8 @@ def child_argv(component: str, instance: str, workspace: Path) -> list[str]:
     base = [sys.executable, "-m", "holt_core.cli.main"]
     if component == ORCHESTRATOR:
         return [*base, "orchestrator", "--instance", instance, "--workspace", str(workspace)]
+    if component == API:
+        return [sys.executable, "-m", "holt_core.api.server", "--instance", instance, "--workspace", str(workspace)]
     return [*base, "pup", "--instance", instance, "--agent", component, "--workspace", str(workspace)]
 
 
@@ -174,12 +177,14 @@ class Supervisor:
         roles: list[str],
         *,
         on_ready: Callable[[], None] | None = None,
+        api: bool = True,
     ) -> None:
         check_roles(roles)
         self.instance = validate_instance_name(instance)
         self.workspace = workspace
         self.redis_url = redis_url
         self.roles = list(roles)
+        self.components = [ORCHESTRATOR, *([API] if api else []), *self.roles]
         self.log_dir = log_dir_for(workspace, instance)
         self.run_id = str(uuid.uuid4())
         self.status: Status = "starting"
@@ -200,8 +205,8 @@ class Supervisor:
         try:
             await self._register()
             self.log.info("supervisor_started", pid=os.getpid(), run_id=self.run_id, workspace=str(self.workspace),
-                          components=[ORCHESTRATOR, *self.roles])
-            for component in [ORCHESTRATOR, *self.roles]:
+                          components=self.components)
+            for component in self.components:
                 log = component_log(self.log_dir, component).open("ab", buffering=0)
                 self._children.append(_Child(component, child_argv(component, self.instance, self.workspace), log))
             self._write_state()
@@ -322,6 +327,10 @@ class Supervisor:
         if kind == "lock_lost":
             child.held_lock = False
         elif kind in READY_EVENTS and not child.state.ready:
+            if kind == "api_ready":
+                recorded = asyncio.get_running_loop().create_task(self._update_record(api_url=str(event.get("url"))))
+                self._background.add(recorded)
+                recorded.add_done_callback(self._background.discard)
             child.state.ready = True
             child.held_lock = child.component == ORCHESTRATOR
             self.log.info("child_ready", child=child.component, pid=child.state.pid)
@@ -486,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         workspace = args.workspace.resolve()
         config = load_config(workspace / CONFIG_FILE)
         url = resolve_redis_url(start=False)
-        supervisor = Supervisor(args.instance, workspace, url, list(config.agents))
+        supervisor = Supervisor(args.instance, workspace, url, list(config.agents), api=config.api.enabled)
         asyncio.run(supervise(supervisor))
     except HoltError as exc:
         log.error("supervisor_failed", message=exc.message, details=exc.details)

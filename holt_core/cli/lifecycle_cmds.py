@@ -369,7 +369,8 @@ def _start_failure(instance: str, log_dir: Path, components: list[str], reason: 
 def _up_foreground(instance: str, root: Path, url: str, config: Config, log_dir: Path) -> None:
     configure(sys.stderr)
     add_log_file(component_log(log_dir, SUPERVISOR))
-    supervisor = Supervisor(instance, root, url, list(config.agents), on_ready=lambda: _print_up(instance, log_dir))
+    supervisor = Supervisor(instance, root, url, list(config.agents), on_ready=lambda: _print_up(instance, log_dir),
+                            api=config.api.enabled)
     asyncio.run(supervise(supervisor))
 
 
