@@ -181,13 +181,8 @@ def test_up_registers_a_running_instance(recipe: Instance) -> None:
                                                "Formatter"])
     assert all(c.ready and c.pid for c in state.components.values())
     # The approvals API listens on loopback; its URL is in the registry record, and it serves its OpenAPI document.
-    client = redis.Redis.from_url(recipe.env["HOLT_REDIS_URL"], decode_responses=True)
-    try:
-        record = json.loads(client.hget("holt:instances", recipe.name) or "{}")
-    finally:
-        client.close()
-    assert record["api_url"].startswith("http://127.0.0.1:")
-    document = httpx.get(record["api_url"] + "/openapi.json", timeout=10)
+    assert row["api_url"].startswith("http://127.0.0.1:")
+    document = httpx.get(row["api_url"] + "/openapi.json", timeout=10)
     assert document.status_code == 200 and "/requests/{request_id}/approve" in document.json()["paths"]
     # Logs stay out of git status, so forage still sees a clean workspace.
     assert ".holt/" in (recipe.ws / ".git" / "info" / "exclude").read_text()

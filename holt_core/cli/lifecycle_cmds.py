@@ -498,6 +498,7 @@ async def _list_rows() -> list[dict[str, str]]:
             "status": "Running" if running else "Stopped",
             "workspace": r.workspace_path,
             "uptime": format_uptime(r.started_at) if running else "-",
+            "api_url": r.api_url if running else "",  # the approvals API (docs/api.md)
         })
     return rows
 
