@@ -29,9 +29,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from redis.asyncio import Redis
 
 from holt_core.audit_anchors import (
+    AUDIT_KEY_ENV,
     REASON_HUMAN,
     Anchor,
     Checkpoint,
+    CheckpointKeys,
     by_seq,
     check_length,
     check_record,
@@ -45,7 +47,7 @@ from holt_core.models import now_ms
 from holt_core.redis_wire import CommandWire
 from holt_core.transaction import Tx, TxResult, TxRunner
 
-AUDIT_KEY_ENV = "HOLT_AUDIT_KEY"
+__all__ = ["AUDIT_KEY_ENV", "AuditRecord", "AuditTrail", "VerifyResult"]
 GENESIS_HASH = "0" * 64
 ALG_SHA256 = "sha256"
 ALG_HMAC = "hmac-sha256"
@@ -160,7 +162,7 @@ class AuditTrail:
     def anchor(self) -> Anchor:
         """Where checkpoints go (resolved from the environment on first use)."""
         if self._anchor is None:
-            self._anchor = Anchor(self.keys.instance, self.key)
+            self._anchor = Anchor(self.keys.instance, CheckpointKeys.from_env(self.key))
         return self._anchor
 
     async def checkpoint(self, reason: str) -> Checkpoint | None:
@@ -291,7 +293,7 @@ class AuditTrail:
         return read_checkpoints(self.anchor.settings.path, self.keys.instance)
 
     async def _walk(self, alg: str, checkpoints: list[Checkpoint]) -> VerifyResult:
-        problem = signature_problems(checkpoints, self.key)
+        problem = signature_problems(checkpoints, self.anchor.keys)
         if problem:
             return VerifyResult(False, 0, alg, None, None, problem)
         expected_at = by_seq(checkpoints)

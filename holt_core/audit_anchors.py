@@ -26,23 +26,96 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from holt_core.embedded_redis import default_data_dir
+from holt_core.errors import HoltError
 
 CHECKPOINT_FILE_ENV = "HOLT_AUDIT_CHECKPOINT_FILE"
 CHECKPOINT_WEBHOOK_ENV = "HOLT_AUDIT_CHECKPOINT_WEBHOOK"
 CHECKPOINT_INTERVAL_S = 60.0
 WEBHOOK_TIMEOUT_S = 3.0
 SIG_HMAC = "hmac-sha256"
+SIG_ED25519 = "ed25519"
 SIG_NONE = "none"
+AUDIT_KEY_ENV = "HOLT_AUDIT_KEY"
+SIGNING_KEY_ENV = "HOLT_AUDIT_SIGNING_KEY_FILE"  # an Ed25519 private key (PEM): signs checkpoints
+VERIFY_KEY_ENV = "HOLT_AUDIT_VERIFY_KEY_FILE"  # its public key (PEM): verifies them, cannot forge them
 REASON_HUMAN = "human_act"
 REASON_PERIODIC = "periodic"
 REASON_DESTROYED = "destroyed"
 REASON_MANUAL = "manual"
 _DOMAIN = b"holt-audit-checkpoint\x00"
+_MISMATCH = "its signature does not match (forged or edited)"
 
 log = logging.getLogger("holt.audit")
+
+
+class AnchorKeyError(HoltError):
+    pass
+
+
+@dataclass(frozen=True)
+class CheckpointKeys:
+    """What signs and verifies checkpoints: the audit HMAC key and/or an Ed25519 key pair.
+
+    With Ed25519, whoever verifies needs only the public key, so an auditor can check checkpoints it could
+    not have forged.
+    """
+
+    hmac_key: bytes | None = None
+    ed_private: Ed25519PrivateKey | None = None
+    ed_public: Ed25519PublicKey | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.hmac_key is not None or self.ed_public is not None
+
+    @classmethod
+    def from_env(cls, hmac_key: bytes | None) -> CheckpointKeys:
+        private: Ed25519PrivateKey | None = None
+        public: Ed25519PublicKey | None = None
+        signing = os.environ.get(SIGNING_KEY_ENV, "").strip()
+        if signing:
+            loaded = serialization.load_pem_private_key(_key_bytes(signing, SIGNING_KEY_ENV), password=None)
+            if not isinstance(loaded, Ed25519PrivateKey):
+                raise AnchorKeyError(f"{SIGNING_KEY_ENV}: {signing} is not an Ed25519 private key",
+                                     hint="holt audit keygen FILE writes one")
+            private, public = loaded, loaded.public_key()
+        verifying = os.environ.get(VERIFY_KEY_ENV, "").strip()
+        if verifying:
+            loaded_public = serialization.load_pem_public_key(_key_bytes(verifying, VERIFY_KEY_ENV))
+            if not isinstance(loaded_public, Ed25519PublicKey):
+                raise AnchorKeyError(f"{VERIFY_KEY_ENV}: {verifying} is not an Ed25519 public key")
+            public = loaded_public
+        return cls(hmac_key, private, public)
+
+
+def _key_bytes(path: str, env: str) -> bytes:
+    try:
+        data = Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise AnchorKeyError(f"{env}: cannot read {path}: {exc.strerror}") from None
+    if b"-----BEGIN" not in data:
+        raise AnchorKeyError(f"{env}: {path} is not a PEM key", hint="holt audit keygen FILE writes one")
+    return data
+
+
+def generate_signing_key(path: Path) -> Path:
+    """A new Ed25519 key: the private key to ``path`` (0600), the public key to ``path.pub``; returns the latter."""
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    if path.exists():
+        raise AnchorKeyError(f"{path} exists; not overwriting a key")
+    write_private(path, pem.decode())
+    public = path.with_name(path.name + ".pub")
+    public.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+    return public
 
 
 class Checkpoint(BaseModel):
@@ -61,22 +134,35 @@ class Checkpoint(BaseModel):
         body = self.model_dump(exclude={"sig"})
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
-    def signed(self, key: bytes | None) -> Checkpoint:
-        if key is None:
-            return self.model_copy(update={"sig_alg": SIG_NONE, "sig": ""})
-        draft = self.model_copy(update={"sig_alg": SIG_HMAC})
-        return draft.model_copy(update={"sig": hmac.new(key, _DOMAIN + draft.canonical(), hashlib.sha256).hexdigest()})
+    def signed(self, keys: CheckpointKeys) -> Checkpoint:
+        """Signed with the ed25519 key when one is configured, else with the HMAC key, else unsigned."""
+        if keys.ed_private is not None:
+            draft = self.model_copy(update={"sig_alg": SIG_ED25519})
+            return draft.model_copy(update={"sig": keys.ed_private.sign(_DOMAIN + draft.canonical()).hex()})
+        if keys.hmac_key is not None:
+            draft = self.model_copy(update={"sig_alg": SIG_HMAC})
+            digest = hmac.new(keys.hmac_key, _DOMAIN + draft.canonical(), hashlib.sha256).hexdigest()
+            return draft.model_copy(update={"sig": digest})
+        return self.model_copy(update={"sig_alg": SIG_NONE, "sig": ""})
 
-    def signature_problem(self, key: bytes | None) -> str | None:
+    def signature_problem(self, keys: CheckpointKeys) -> str | None:
         """None when the signature holds (or there is neither key nor signature)."""
         if self.sig_alg == SIG_NONE:
-            return "it is unsigned while HOLT_AUDIT_KEY is set" if key is not None else None
-        if self.sig_alg != SIG_HMAC:
-            return f"unknown signature algorithm {self.sig_alg!r}"
-        if key is None:
-            return "it is HMAC-signed: set HOLT_AUDIT_KEY to verify it"
-        expected = hmac.new(key, _DOMAIN + self.canonical(), hashlib.sha256).hexdigest()
-        return None if hmac.compare_digest(expected, self.sig) else "its signature does not match (forged or edited)"
+            return "it is unsigned while a checkpoint key is set" if keys.configured else None
+        if self.sig_alg == SIG_HMAC:
+            if keys.hmac_key is None:
+                return f"it is HMAC-signed: set {AUDIT_KEY_ENV} to verify it"
+            expected = hmac.new(keys.hmac_key, _DOMAIN + self.canonical(), hashlib.sha256).hexdigest()
+            return None if hmac.compare_digest(expected, self.sig) else _MISMATCH
+        if self.sig_alg == SIG_ED25519:
+            if keys.ed_public is None:
+                return f"it is ed25519-signed: set {VERIFY_KEY_ENV} (or {SIGNING_KEY_ENV}) to verify it"
+            try:
+                keys.ed_public.verify(bytes.fromhex(self.sig), _DOMAIN + self.canonical())
+            except (InvalidSignature, ValueError):
+                return _MISMATCH
+            return None
+        return f"unknown signature algorithm {self.sig_alg!r}"
 
     @property
     def when(self) -> str:
@@ -169,9 +255,9 @@ def newest(checkpoints: Iterable[Checkpoint]) -> Checkpoint | None:
     return max(checkpoints, key=lambda c: (c.seq, c.ts_ms), default=None)
 
 
-def signature_problems(checkpoints: Iterable[Checkpoint], key: bytes | None) -> str | None:
+def signature_problems(checkpoints: Iterable[Checkpoint], keys: CheckpointKeys) -> str | None:
     for checkpoint in checkpoints:
-        problem = checkpoint.signature_problem(key)
+        problem = checkpoint.signature_problem(keys)
         if problem:
             return f"checkpoint of record {checkpoint.seq} at {checkpoint.when} is not trustworthy: {problem}"
     return None
@@ -212,13 +298,13 @@ def by_seq(checkpoints: Iterable[Checkpoint]) -> dict[int, Checkpoint]:
 class Anchor:
     """Writes checkpoints for one instance (the file, then the webhook when one is configured)."""
 
-    def __init__(self, instance: str, key: bytes | None, settings: AnchorSettings | None = None) -> None:
+    def __init__(self, instance: str, keys: CheckpointKeys, settings: AnchorSettings | None = None) -> None:
         self.instance = instance
-        self.key = key
+        self.keys = keys
         self.settings = settings or AnchorSettings.for_instance(instance)
 
     def make(self, seq: int, digest: str, reason: str, ts_ms: int) -> Checkpoint:
-        return Checkpoint(instance=self.instance, seq=seq, hash=digest, ts_ms=ts_ms, reason=reason).signed(self.key)
+        return Checkpoint(instance=self.instance, seq=seq, hash=digest, ts_ms=ts_ms, reason=reason).signed(self.keys)
 
     async def write(self, checkpoint: Checkpoint) -> bool:
         """True when the file took it. Never raises: the act it anchors is already committed."""

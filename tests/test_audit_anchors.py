@@ -15,9 +15,12 @@ from holt_core.audit import ALG_SHA256, AuditRecord, AuditTrail
 from holt_core.audit_anchors import (
     CHECKPOINT_FILE_ENV,
     REASON_DESTROYED,
+    SIGNING_KEY_ENV,
+    VERIFY_KEY_ENV,
     Anchor,
     AnchorSettings,
     Checkpoint,
+    CheckpointKeys,
     anchor_forever,
     append_checkpoint,
     check_length,
@@ -145,6 +148,28 @@ async def test_external_checkpoint_copy(bb: Blackboard, cli_env: dict[str, str],
     assert code == 1 and "deleted" in text, text
 
 
+async def test_ed25519_checkpoints_verify_with_the_public_key_only(
+        bb: Blackboard, cli_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    private = tmp_path / "anchor.key"
+    code, _, err = await holt(cli_env, "audit", "keygen", str(private))
+    assert code == 0, err
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    monkeypatch.setenv(SIGNING_KEY_ENV, str(private))
+    await _acts(_trail(bb), 2)
+    [*_, last] = read_checkpoints(AnchorSettings.for_instance(bb.instance).path, bb.instance)
+    assert last.sig_alg == "ed25519"
+    auditor = {**cli_env, VERIFY_KEY_ENV: f"{private}.pub"}  # can verify, cannot sign
+    code, text = await _verify(auditor, bb.instance)
+    assert code == 0 and "checkpoint of record 4" in text, text
+    code, text = await _verify(cli_env, bb.instance)  # no public key: the signed checkpoints cannot be trusted
+    assert code == 1 and "ed25519-signed" in text, text
+    # A forger without the private key appends a checkpoint claiming a shorter trail: refused.
+    forged = last.model_copy(update={"seq": 2, "hash": "f" * 64, "ts_ms": last.ts_ms + 1})
+    append_checkpoint(AnchorSettings.for_instance(bb.instance).path, forged)
+    code, text = await _verify(auditor, bb.instance)
+    assert code == 1 and "does not match" in text, text
+
+
 async def test_checkpoint_file_is_private_and_configurable(
         bb: Blackboard, cli_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "anchors" / "trail.jsonl"
@@ -157,12 +182,14 @@ async def test_checkpoint_file_is_private_and_configurable(
 
 
 def test_forged_or_unsigned_checkpoints_are_not_trusted(tmp_path: Path) -> None:
-    good = Checkpoint(instance="i", seq=3, hash="a" * 64, ts_ms=1).signed(KEY.encode())
-    assert signature_problems([good], KEY.encode()) is None
+    keys = CheckpointKeys(hmac_key=KEY.encode())
+    good = Checkpoint(instance="i", seq=3, hash="a" * 64, ts_ms=1).signed(keys)
+    assert signature_problems([good], keys) is None
     forged = good.model_copy(update={"seq": 1})
-    assert "does not match" in (signature_problems([forged], KEY.encode()) or "")
-    unsigned = good.signed(None)
-    assert "unsigned" in (signature_problems([unsigned], KEY.encode()) or "")
+    assert "does not match" in (signature_problems([forged], keys) or "")
+    unsigned = good.signed(CheckpointKeys())
+    assert "unsigned" in (signature_problems([unsigned], keys) or "")
+    assert signature_problems([unsigned], CheckpointKeys()) is None
     assert check_length(good, 3) is None and "ends at record 2" in (check_length(good, 2) or "")
     path = tmp_path / "c.jsonl"
     append_checkpoint(path, good)
@@ -174,7 +201,7 @@ def test_forged_or_unsigned_checkpoints_are_not_trusted(tmp_path: Path) -> None:
 async def test_orchestrator_loop_anchors_periodically(bb: Blackboard) -> None:
     trail = _trail(bb)
     await trail.append(operator="Coder", action="test")
-    anchor = Anchor(bb.instance, None)
+    anchor = Anchor(bb.instance, CheckpointKeys())
     task = asyncio.create_task(anchor_forever(trail.head_pair, anchor, clock=now_ms, interval_s=0.05))
     try:
         await poll(lambda: [c.seq for c in read_checkpoints(anchor.settings.path, bb.instance)] == [1],

@@ -13,9 +13,12 @@ import typer
 from holt_core.audit import AuditRecord, VerifyResult
 from holt_core.audit_anchors import (
     REASON_MANUAL,
+    SIGNING_KEY_ENV,
+    VERIFY_KEY_ENV,
     AnchorSettings,
     CheckpointFileError,
     check_length,
+    generate_signing_key,
     newest,
     read_checkpoints,
     write_private,
@@ -130,6 +133,16 @@ def _report(result: VerifyResult, as_json: bool) -> None:
         raise HoltError(f"audit trail not verified: {result.reason}")
     where = f"record {result.broken_seq}" + (f" (stream entry {result.broken_entry})" if result.broken_entry else "")
     raise HoltError(f"audit trail broken at {where}: {result.reason}")
+
+
+@app.command("keygen")
+def keygen(path: Annotated[Path, typer.Argument(help="Where to write the private key (0600); the public key "
+                                                     "goes next to it as PATH.pub.")]) -> None:
+    """Create an Ed25519 key pair for signing audit checkpoints (HOLT_AUDIT_SIGNING_KEY_FILE)."""
+    public = generate_signing_key(path)
+    success(f"wrote {path} (private, 0600) and {public}")
+    stdout.out(f"sign with: export {SIGNING_KEY_ENV}={path}\nverify with: export {VERIFY_KEY_ENV}={public}",
+               highlight=False)
 
 
 @app.command("checkpoint")
