@@ -46,7 +46,9 @@ _USERS: dict[Role, str] = {
 }
 # Instance keys are written through Lua scripts (holt_core/transaction.py); Redis checks every command a
 # script runs against the caller's ACL, so these key patterns hold inside scripts too.
-_WRITER_RULES = ("%R~*", "%W~holt:*", "&*", "+@all", "-@admin", "-@dangerous")
+# A key a script declares must be both readable and writable through ONE pattern (Redis checks EVALSHA's keys as
+# read-write), so the writable prefixes are plain ``~`` patterns, next to read-only ``%R~*`` for everything else.
+_WRITER_RULES = ("%R~*", "~holt:*", "&*", "+@all", "-@admin", "-@dangerous")
 _VIEWER_RULES = ("%R~*", "&*", "-@all", "+@read", "+@connection", "+@pubsub", "-publish", "-spublish")
 _ADMIN_RULES = ("~*", "&*", "+@all")
 
@@ -81,7 +83,7 @@ def role_rules(role: Role) -> tuple[str, ...]:
 
 def operator_rules(name: str) -> tuple[str, ...]:
     """An operator: what an agent may do, plus writing its own proofs."""
-    return (*_WRITER_RULES, f"%W~{operator_proof_pattern(name)}")
+    return (*_WRITER_RULES, f"~{operator_proof_pattern(name)}")
 
 
 def _hash(password: str) -> str:
@@ -153,6 +155,19 @@ def role_url(admin_url: str, role: Role) -> str:
     if admin_password is None:
         return admin_url  # a Redis without a password has no ACL users to switch to
     return with_user(admin_url, user_of(role), role_password(admin_password, role))
+
+
+def scoped_url(url: str, role: Role) -> str:
+    """The URL of ``role`` when ``url`` is holt-admin's (the embedded Redis, or an external one set up with
+    ``holt acl``), else ``url`` unchanged (it already names the user to connect as)."""
+    if unquote(urlsplit(url).username or "") != ADMIN_USER:
+        return url
+    return role_url(url, role)
+
+
+def viewer_url(url: str) -> str:
+    """The read-only URL for a watcher: Redis itself refuses its writes."""
+    return scoped_url(url, "viewer")
 
 
 def setup_script(admin_password: str) -> str:

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
@@ -21,9 +22,10 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from holt_core.acl import command, operator_rules, operator_user, setuser_args, with_user
+from holt_core.acl import ADMIN_USER, command, operator_rules, operator_user, setuser_args, with_user
+from holt_core.blackboard import connect_redis
 from holt_core.errors import HoltError, InvalidInput, NotFound
-from holt_core.identity import validate_operator
+from holt_core.identity import OPERATOR_ENV, resolve_operator, validate_operator, whoami
 from holt_core.keys import OPERATORS
 from holt_core.models import now_ms
 
@@ -160,3 +162,85 @@ def load_token(name: str) -> str | None:
     except OSError as err:
         raise HoltError(f"cannot read the token of {name}: {err.strerror}") from err
     return text or None
+
+
+# ------------------------------------------------------------------ who is acting (the CLI, the TUI)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The person a client acts as, and the Redis URL that authenticates as that person."""
+
+    operator: str
+    url: str
+    impersonated_by: str = ""  # set when an admin acts as someone else (``--as``)
+
+
+class NotAuthenticated(HoltError):
+    exit_code = 1
+
+
+def _no_token(name: str) -> NotAuthenticated:
+    return NotAuthenticated(
+        f"no operator token for {name}: human acts need one",
+        hint=f"an admin runs `holt operator add {name} --roles ... --save` (it saves your token), or set "
+             f"{TOKEN_ENV} to the token you were given",
+    )
+
+
+async def authenticate(base_url: str, as_operator: str | None = None) -> Actor:
+    """Who is acting, proven to Redis: the operator whose token this process holds (``HOLT_OPERATOR_TOKEN``,
+    else the saved token of ``$HOLT_OPERATOR`` / the login name), connecting as that operator's Redis user.
+
+    ``as_operator`` (``--as``) is impersonation: only the admin identity (``base_url`` authenticates as
+    holt-admin, or as the default user of a Redis without holt's ACL users) may use it.
+    """
+    redis = connect_redis(base_url, socket_connect_timeout=5)
+    try:
+        user = await whoami(redis)
+        if as_operator:
+            name = validate_operator(as_operator)
+            if user == operator_user(name):
+                return Actor(operator=name, url=base_url)
+            if user not in (ADMIN_USER, "default"):
+                raise NotAuthenticated(
+                    f"--as {name} needs the admin identity (this connection is Redis user {user})",
+                    hint=f"act as yourself: drop --as (your token: {TOKEN_ENV} or `holt operator add`)")
+            return Actor(operator=name, url=base_url, impersonated_by=ADMIN_USER)
+        if user.startswith("holt-op-"):
+            return Actor(operator=user.removeprefix("holt-op-"), url=base_url)  # the URL already authenticates
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        where = TOKEN_ENV
+        if not token:
+            name = resolve_operator(None)
+            token = load_token(name) or ""
+            where = str(token_dir() / name)
+            if not token:
+                raise _no_token(name)
+        record = await verify_token(redis, token)
+        if record is None:
+            raise NotAuthenticated(f"the operator token in {where} is unknown or revoked",
+                                   hint="ask an admin for a new one: holt operator add NAME --save")
+        explicit = os.environ.get(OPERATOR_ENV, "").strip()
+        if explicit and explicit != record.name and where == TOKEN_ENV:
+            raise NotAuthenticated(f"{TOKEN_ENV} belongs to {record.name}, not {OPERATOR_ENV}={explicit}")
+        return Actor(operator=record.name, url=operator_url(base_url, record.name, token))
+    finally:
+        await redis.aclose()
+
+
+async def ensure_local_operator(url: str, configured_roles: dict[str, list[str]]) -> tuple[str, Path] | None:
+    """Local mode (``holt up`` on the embedded Redis): register the login user as an operator with a saved token,
+    unless its saved token already works. Roles: holt.yml's ``hitl.operators`` entry, else approver+operator.
+    Returns (name, token file) when it registered someone."""
+    name = resolve_operator(None)
+    redis = connect_redis(url, socket_connect_timeout=5)
+    try:
+        token = load_token(name)
+        if token is not None and await verify_token(redis, token) is not None:
+            return None
+        roles = configured_roles.get(name) or ["approver", "operator"]
+        _, token = await add_operator(redis, name, roles)
+    finally:
+        await redis.aclose()
+    return name, save_token(name, token)

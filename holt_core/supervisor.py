@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from holt_core.acl import scoped_url
 from holt_core.blackboard import connect_redis
 from holt_core.config import CONFIG_FILE, load_config
 from holt_core.embedded_redis import ENV_URL, resolve_redis_url
@@ -249,7 +250,11 @@ class Supervisor:
         """Start the child, copy its output until it exits; its exit code (-1 if it could not start)."""
         env = {
             **os.environ,
-            ENV_URL: self.redis_url,
+            # Never the admin for the orchestrator and the agents: they get their own Redis users (holt_core/acl.py).
+            # The approvals API keeps it, as this supervisor does: it checks operators' tokens against the registry
+            # and acts for a Slack user mapped in holt.yml; it runs no agent code.
+            ENV_URL: self.redis_url if child.component == API else scoped_url(
+                self.redis_url, "orchestrator" if child.component == ORCHESTRATOR else "agent"),
             ENV_SUPERVISOR_PID: str(os.getpid()),
             "PYTHONUNBUFFERED": "1",
         }

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from holt_core.acl import viewer_url
 from holt_core.cli.common import run_typer_app
 from holt_core.embedded_redis import resolve_redis_url
 from holt_core.identity import resolve_operator
@@ -41,6 +42,8 @@ def attach(
 
     Keys(instance)  # validates the name: one line, no traceback
     url = redis_url or resolve_redis_url(start=False)
+    if read_only:
+        url = viewer_url(url)  # Redis itself then refuses every write (holt_core/acl.py)
     asyncio.run(check_attach(url, instance))
     operator = resolve_operator(as_)
     config = TuiConfig()

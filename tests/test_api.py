@@ -24,7 +24,7 @@ from holt_core.hitl.notify import message
 from holt_core.hitl.policy import HitlPolicy
 from holt_core.hitl.requests import Requester, RequestStore
 from holt_core.models import Artefact, StructuralType, new_id
-from holt_core.operators import add_operator
+from holt_core.operators import add_operator, revoke_operator
 from tests.engine import poll
 
 SECRET = "slack-signing-secret-for-tests"
@@ -66,7 +66,7 @@ async def _gate(bb: Blackboard, store: RequestStore, started_by: str) -> HitlReq
 
 
 @pytest.fixture
-async def api(bb: Blackboard, instance: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Api]:
+async def api(bb: Blackboard, instance: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Api]:
     monkeypatch.setenv(SECRET_ENV, SECRET)
     names = {n: f"{n}.{instance}" for n in ("bob", "carol", "olivia", "dave", "erin")}
     tokens = {n: (await add_operator(bb.redis, names[n], ["approver"]))[1] for n in names}
@@ -76,7 +76,7 @@ async def api(bb: Blackboard, instance: str, monkeypatch: pytest.MonkeyPatch) ->
     settings = ApiSettings(slack=SlackSettings(signing_secret_env=SECRET_ENV,
                                                users={"UCAROL1": names["carol"], "UERIN1": names["erin"]}))
     sock = bind("127.0.0.1", 0)
-    async with running(ApiContext(bb, settings, policy), sock):
+    async with running(ApiContext(bb, settings, policy, redis_url=redis_url), sock):
         async with httpx.AsyncClient(base_url=url_of(sock), timeout=30) as http:
             yield Api(http, bb, store, tokens, names, request)
 
@@ -95,6 +95,9 @@ async def test_bad_or_missing_token_is_401(api: Api) -> None:
         assert (await api.http.get("/requests", headers=headers)).status_code == 401
         response = await api.http.post(f"/requests/{api.request.id}/approve", json={}, headers=headers)
         assert response.status_code == 401
+    await revoke_operator(api.bb.redis, api.names["bob"])  # a revoked token stops working at once
+    response = await api.http.post(f"/requests/{api.request.id}/approve", json={}, headers=api.auth("bob"))
+    assert response.status_code == 401
     assert await api.status() == RequestStatus.OPEN
 
 
@@ -120,7 +123,8 @@ async def test_right_operator_approves_starter_gets_403(api: Api) -> None:
     again = await api.http.post(f"/requests/{api.request.id}/approve", json={}, headers=headers)  # a retry
     assert again.status_code == 200 and again.json()["status"] == "approved"
     records = await api.bb.audit.records()
-    assert [r.operator for r in records if r.action == "approved"] == [f"human:{api.names['bob']}"]
+    [decision] = [r for r in records if r.action == "approved"]
+    assert decision.operator == f"human:{api.names['bob']}" and "impersonated_by" not in decision.details
     assert {r.operator for r in records if r.action == "refused"} == {f"human:{api.names['olivia']}",
                                                                         f"human:{api.names['dave']}"}
 
@@ -193,7 +197,9 @@ async def test_slack_button_with_a_valid_signature_approves(api: Api, capture: t
     assert response.status_code == 200
     assert await api.status() == RequestStatus.APPROVED
     records = await api.bb.audit.records()
-    assert [r.operator for r in records if r.action == "approved"] == [f"human:{api.names['carol']}"]
+    [approved] = [r for r in records if r.action == "approved"]
+    assert approved.operator == f"human:{api.names['carol']}"
+    assert approved.details["impersonated_by"] == "system:chat:slack:UCAROL1"  # who vouched for carol
     await poll(lambda: received, what="the reply in the thread")
     assert "approve recorded" in received[0]["text"] and received[0]["thread_ts"] == "1700000000.000100"
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
 from holt_core.acl import role_url
 from holt_core.blackboard import Blackboard, connect_redis
 from holt_core.keys import OPERATORS, Keys
-from holt_core.operators import add_operator, operator_url, revoke_operator, verify_token
+from holt_core.operators import (
+    add_operator,
+    authenticate,
+    ensure_local_operator,
+    load_token,
+    operator_url,
+    revoke_operator,
+    verify_token,
+)
 
 
 async def test_viewer_user_write_is_refused_by_redis(redis_url: str, instance: str) -> None:
@@ -33,12 +43,15 @@ async def test_agent_user_cannot_write_proofs_or_the_registry(bb: Blackboard, re
         with pytest.raises(NoPermissionError):
             await agent.hset(OPERATORS, "eve", "{}")
         # Inside a Lua script too: Redis checks every command a script runs against the caller's ACL.
-        with pytest.raises(ResponseError, match="(?i)permission"):
+        with pytest.raises(ResponseError, match=r"(?i)permission"):
             await agent.eval("return redis.call('SET', KEYS[1], '1')", 1, proof)
-        with pytest.raises(ResponseError, match="(?i)permission"):
-            await agent.eval("redis.call('SET', KEYS[1], '1'); return redis.call('SET', ARGV[1], '1')", 1,
-                             Keys(instance).hitl_open, proof)
-        assert await bb.redis.exists(proof) == 0
+        # As holt's Tx declares every key it writes, Redis refuses the whole script before it runs: nothing is
+        # written, not even the keys the agent may write.
+        allowed = Keys(instance).hitl_policy
+        with pytest.raises(ResponseError, match=r"(?i)permission"):
+            await agent.eval("redis.call('SET', KEYS[1], 'x'); return redis.call('SET', KEYS[2], '1')", 2,
+                             allowed, proof)
+        assert await bb.redis.exists(proof) == 0 and await bb.redis.get(allowed) == "{}"
     finally:
         await agent.aclose()
 
@@ -69,3 +82,16 @@ async def test_operator_add_verify_revoke(bb: Blackboard, redis_url: str, instan
             await again.ping()
     finally:
         await again.aclose()
+
+
+async def test_local_operator_is_registered_once_with_a_saved_token(
+        bb: Blackboard, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("HOLT_OPERATOR", "local-dev")
+    made = await ensure_local_operator(redis_url, {"local-dev": ["lead"]})
+    assert made is not None and made[0] == "local-dev" and (made[1].stat().st_mode & 0o777) == 0o600
+    record = await verify_token(bb.redis, load_token("local-dev") or "")
+    assert record is not None and record.roles == ["lead"]
+    assert await ensure_local_operator(redis_url, {}) is None  # its token works: nothing to do
+    actor = await authenticate(redis_url)  # the CLI now acts as local-dev, connected as its own user
+    assert actor.operator == "local-dev" and not actor.impersonated_by and "holt-op-local-dev" in actor.url

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
@@ -73,26 +74,43 @@ def context(request: Request) -> ApiContext:
     return ctx
 
 
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated operator and the token that proves it (to Redis too: acts connect as its user)."""
+
+    record: OperatorRecord
+    token: str
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+
 async def operator(request: Request,
-                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> OperatorRecord:
+                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
     """The operator whose token this is (401 otherwise)."""
     token = credentials.credentials if credentials is not None else ""
     found = await verify_token(context(request).bb.redis, token) if token else None
     if found is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing, unknown or revoked operator token",
                             headers={"WWW-Authenticate": "Bearer"})
-    return found
+    return Caller(found, token)
 
 
 Ctx = Annotated[ApiContext, Depends(context)]
-Operator = Annotated[OperatorRecord, Depends(operator)]
+Operator = Annotated[Caller, Depends(operator)]
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (401, 403, 404, 409, 422)}
 
 
-async def act(ctx: ApiContext, request_id: str, work: Callable[[HitlClient], Awaitable[HitlRequest]],
+async def act(ctx: ApiContext, who: Caller, request_id: str, work: Callable[[HitlClient], Awaitable[HitlRequest]],
               digest: str | None = None) -> RequestView:
-    """Run one human act and map the outcome to HTTP."""
-    client = await ctx.client()
+    """Run one human act as ``who`` (connected to Redis as that operator) and map the outcome to HTTP."""
+    async with ctx.as_operator(who.name, who.token) as client:
+        return await _mapped(client, request_id, work, digest)
+
+
+async def _mapped(client: HitlClient, request_id: str, work: Callable[[HitlClient], Awaitable[HitlRequest]],
+                  digest: str | None) -> RequestView:
     try:
         return RequestView.of_request(await work(client))
     except NotFound as exc:
@@ -145,7 +163,7 @@ async def get_request(request_id: str, ctx: Ctx, who: Operator) -> RequestView:
 async def approve(request_id: str, body: ApproveBody, ctx: Ctx, who: Operator,
                   idempotency_key: IdempotencyKey = "") -> RequestView:
     """Approve as the token's operator (counts once towards M-of-N)."""
-    return await act(ctx, request_id, lambda c: c.approve(
+    return await act(ctx, who, request_id, lambda c: c.approve(
         request_id, operator=who.name, justification=body.justification, request_id_key=idempotency_key,
         digest=body.digest), digest=body.digest)
 
@@ -154,7 +172,7 @@ async def approve(request_id: str, body: ApproveBody, ctx: Ctx, who: Operator,
 async def reject(request_id: str, body: RejectBody, ctx: Ctx, who: Operator,
                  idempotency_key: IdempotencyKey = "") -> RequestView:
     """Reject as the token's operator; the reason goes to the agent and the audit trail."""
-    return await act(ctx, request_id, lambda c: c.reject(
+    return await act(ctx, who, request_id, lambda c: c.reject(
         request_id, reason=body.reason, operator=who.name, justification=body.justification,
         request_id_key=idempotency_key))
 
@@ -163,7 +181,7 @@ async def reject(request_id: str, body: RejectBody, ctx: Ctx, who: Operator,
 async def answer(request_id: str, body: AnswerBody, ctx: Ctx, who: Operator,
                  idempotency_key: IdempotencyKey = "") -> RequestView:
     """Answer an agent's question (``amend`` replaces an answer the agent has not read yet)."""
-    return await act(ctx, request_id, lambda c: c.answer(
+    return await act(ctx, who, request_id, lambda c: c.answer(
         request_id, body.text, operator=who.name, request_id_key=idempotency_key, amend=body.amend))
 
 

@@ -97,7 +97,8 @@ async def serve(instance: str, workspace: Path) -> None:
     log = EventLogger(COMPONENT, instance)
     config = load_config(workspace / CONFIG_FILE)
     settings: ApiSettings = config.api
-    bb = Blackboard.from_url(resolve_redis_url(start=False), instance)
+    url = resolve_redis_url(start=False)
+    bb = Blackboard.from_url(url, instance)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -105,7 +106,7 @@ async def serve(instance: str, workspace: Path) -> None:
     watch = _watch_supervisor(stop)
     sock = bind(settings.host, settings.port)
     try:
-        async with running(ApiContext(bb, settings, config.hitl), sock):
+        async with running(ApiContext(bb, settings, config.hitl, redis_url=url), sock):
             log.info(READY_EVENT, url=url_of(sock), pid=os.getpid())
             flush_logs()
             await stop.wait()

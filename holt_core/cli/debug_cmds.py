@@ -17,8 +17,10 @@ from holt_core.debug.client import DebugClient, Released
 from holt_core.debug.explain import Explanation
 from holt_core.debug.held import HeldDecision
 from holt_core.debug.lease import LeaseInfo
+from holt_core.embedded_redis import resolve_redis_url
 from holt_core.errors import InvalidInput
 from holt_core.identity import resolve_operator
+from holt_core.operators import authenticate
 from holt_core.sanitise import sanitise_text
 
 app = typer.Typer(help="Breakpoints, held decisions, stepping, manual actions and the control lease.",
@@ -39,12 +41,21 @@ def register(root: typer.Typer) -> None:
     root.command("explain")(explain_cmd)
 
 
-def _run(name: str | None, operator: str | None, act: Callable[[DebugClient], Awaitable[T]]) -> T:
-    who = resolve_operator(operator)
+def _run(name: str | None, operator: str | None, act: Callable[[DebugClient], Awaitable[T]], *,
+         read: bool = False) -> T:
+    """Run ``act`` as the authenticated operator (its own Redis user); ``read``: looking only, no token needed."""
 
     async def main() -> T:
-        async with open_blackboard(name, client_name="holt-debug") as bb:
-            return await act(DebugClient(bb, who))
+        base = resolve_redis_url(start=False)
+        if read:
+            who, url, impersonated_by = resolve_operator(operator), base, ""
+        else:
+            actor = await authenticate(base, operator)
+            who, url, impersonated_by = actor.operator, actor.url, actor.impersonated_by
+        async with open_blackboard(name, url=url, client_name="holt-debug") as bb:
+            client = DebugClient(bb, who)
+            client.impersonated_by = impersonated_by
+            return await act(client)
 
     return run_async(main())
 
@@ -151,7 +162,7 @@ def break_disable(breakpoint_id: str, name: NameOpt = None, operator: AsOpt = No
 @break_app.command("list")
 def break_list(name: NameOpt = None, operator: AsOpt = None, as_json: JsonOpt = False) -> None:
     """List breakpoints with their hit counts."""
-    bps = _run(name, operator, lambda c: c.breakpoints())
+    bps = _run(name, operator, lambda c: c.breakpoints(), read=True)
     if as_json:
         _json(bps)
         return
@@ -172,7 +183,7 @@ def held_cmd(name: NameOpt = None, operator: AsOpt = None, as_json: JsonOpt = Fa
         state = await c.state()
         return state.held_list(), state.mode
 
-    held, mode = _run(name, operator, act)
+    held, mode = _run(name, operator, act, read=True)
     if as_json:
         _json({"mode": mode.model_dump(mode="json"), "held": [h.model_dump(mode="json") for h in held]})
         return
@@ -284,7 +295,7 @@ def lease_show(ctx: typer.Context, name: NameOpt = None, operator: AsOpt = None,
 
 
 def _show_lease(name: str | None, operator: str | None, as_json: bool) -> None:
-    info = _run(name, operator, lambda c: c.lease_holder())
+    info = _run(name, operator, lambda c: c.lease_holder(), read=True)
     if as_json:
         _json(info.model_dump(mode="json", exclude={"token"}) if info else None)
     else:
@@ -343,7 +354,7 @@ def explain_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Why is this claim (or artefact) not moving? Missing bids, pending outputs, queues, holds."""
-    result = _run(name, operator, lambda c: c.explain(ident))
+    result = _run(name, operator, lambda c: c.explain(ident), read=True)
     if as_json:
         _json(result)
         return

@@ -12,12 +12,13 @@ import typer
 from holt_core.cli.common import AsOpt, JsonOpt, NameOpt, open_blackboard, run_async
 from holt_core.cli.output import stdout, success
 from holt_core.config import CONFIG_FILE, load_config
+from holt_core.embedded_redis import resolve_redis_url
 from holt_core.errors import HoltError, InvalidInput
 from holt_core.hitl.client import HitlClient, OpenItem
 from holt_core.hitl.models import HitlRequest, RequestKind
 from holt_core.hitl.policy import HitlPolicy
-from holt_core.identity import resolve_operator
 from holt_core.instances import workspace_root
+from holt_core.operators import authenticate
 from holt_core.sanitise import sanitise_text
 
 RequestIdOpt = Annotated[str, typer.Option("--request-id", help="Your id for this act: a retry with the same id "
@@ -137,11 +138,10 @@ def answer(
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question: the asking agent runs again with the question and your answer in its context."""
-    op = resolve_operator(operator)
     if not text.strip():
         raise InvalidInput("the answer is empty")
-    req = run_async(_act(name, lambda c: c.answer(request_id, text, operator=op, request_id_key=caller_request_id,
-                                                  amend=amend)))
+    req, _ = run_async(_act(name, operator, lambda c, op: c.answer(
+        request_id, text, operator=op, request_id_key=caller_request_id, amend=amend)))
     if as_json:
         stdout.out(_request_json(req), highlight=False)
         return
@@ -150,7 +150,16 @@ def answer(
             f"(answer artefact {req.answer.artefact_id})")
 
 
-async def _act(name: str | None, fn: Any) -> HitlRequest:
+async def _act(name: str | None, as_operator: str | None, fn: Any) -> tuple[HitlRequest, str]:
+    """Run a human act as the authenticated operator (connected to Redis as that operator's user)."""
+    actor = await authenticate(resolve_redis_url(start=False), as_operator)
+    async with open_blackboard(name, url=actor.url, client_name="holt-hitl") as bb:
+        client = await HitlClient.connect(bb, _fallback_policy(), impersonated_by=actor.impersonated_by)
+        result: HitlRequest = await fn(client, actor.operator)
+        return result, actor.operator
+
+
+async def _read(name: str | None, fn: Any) -> HitlRequest:
     async with open_blackboard(name, client_name="holt-hitl") as bb:
         client = await HitlClient.connect(bb, _fallback_policy())
         result: HitlRequest = await fn(client)
@@ -182,11 +191,10 @@ def approve(
     as_json: JsonOpt = False,
 ) -> None:
     """Approve a gated action (or close a post-review item)."""
-    op = resolve_operator(operator)
     clean_digest = digest.removeprefix("sha256:") if digest else None
-    req = run_async(_act(name, lambda c: c.approve(request_id, operator=op, justification=justification,
-                                                   request_id_key=caller_request_id, bypass=bypass,
-                                                   digest=clean_digest)))
+    req, op = run_async(_act(name, operator, lambda c, op: c.approve(
+        request_id, operator=op, justification=justification, request_id_key=caller_request_id, bypass=bypass,
+        digest=clean_digest)))
     if as_json:
         stdout.out(_request_json(req), highlight=False)
         return
@@ -210,9 +218,8 @@ def reject(
     as_json: JsonOpt = False,
 ) -> None:
     """Reject a gated action; the reason goes back to the agent."""
-    op = resolve_operator(operator)
-    req = run_async(_act(name, lambda c: c.reject(request_id, reason=reason, operator=op,
-                                                  justification=justification, request_id_key=caller_request_id)))
+    req, op = run_async(_act(name, operator, lambda c, op: c.reject(
+        request_id, reason=reason, operator=op, justification=justification, request_id_key=caller_request_id)))
     if as_json:
         stdout.out(_request_json(req), highlight=False)
         return
@@ -225,7 +232,7 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Everything about one request: its state, route, approvals and outcome."""
-    req = run_async(_act(name, lambda c: c.status(request_id)))
+    req = run_async(_read(name, lambda c: c.status(request_id)))
     if as_json:
         stdout.out(_request_json(req), highlight=False)
         return

@@ -44,6 +44,7 @@ from holt_core.instances import (
 from holt_core.keys import Keys, validate_instance_name
 from holt_core.logs import configure
 from holt_core.models import Artefact, StructuralType, new_id, now_ms
+from holt_core.operators import ensure_local_operator
 from holt_core.orchestrator import Orchestrator, WorkerLauncher, clear_dead_lock
 from holt_core.processes import pid_alive
 from holt_core.pup import Pup, run_worker
@@ -234,6 +235,10 @@ def up(
     if name is not None:
         validate_instance_name(name)
     url = resolve_redis_url(start=True)
+    if env_redis_url() is None:  # local mode: the login user may act as a person at once (docs/security.md)
+        made = run_async(ensure_local_operator(url, {n: list(e.roles) for n, e in config.hitl.operators.items()}))
+        if made is not None:
+            stdout.print(f"operator {made[0]} registered; token saved to {made[1]}")
     instance = run_async(_prepare_up(url, name, root, force=force))
     _exclude_holt_dir(root)
     log_dir = log_dir_for(root, instance)

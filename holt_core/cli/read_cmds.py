@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from holt_core.acl import viewer_url
 from holt_core.artefact_filter import ArtefactFilter
 from holt_core.blackboard import Blackboard, next_message
 from holt_core.cli.common import NameOpt, open_blackboard, redis_client, run_async
@@ -217,7 +218,9 @@ class _Watcher:
         self.seen = _SeenKeys()
 
     async def run(self) -> None:
-        async with open_blackboard(self.name, client_name="holt-watch") as bb:
+        # As holt-viewer where holt's ACL users exist: Redis itself refuses any write from a watcher.
+        async with open_blackboard(self.name, url=viewer_url(resolve_redis_url(start=False)),
+                                   client_name="holt-watch") as bb:
             try:
                 await self._loop(bb)
             except _Done:

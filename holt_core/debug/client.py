@@ -25,6 +25,7 @@ from holt_core.debug.lease import DEFAULT_LEASE_TTL_S, ControlLease, LeaseInfo
 from holt_core.debug.mode import ControlMode
 from holt_core.debug.store import DebugState, load_state
 from holt_core.errors import HoltError, InvalidInput, NotFound
+from holt_core.hitl.proofs import proof_tx
 from holt_core.identity import human_role, validate_operator
 from holt_core.models import Claim, ClaimStatus, WorkflowEvent, now_ms
 from holt_core.orchestrator import F_NOTE, F_REV
@@ -54,6 +55,7 @@ class DebugClient:
         self.actor = human_role(self.operator)  # the audit form of a person
         self.lease = ControlLease(bb, self.operator, lease_token)
         self.lease_ttl_s = lease_ttl_s
+        self.impersonated_by = ""  # an admin acting as ``operator`` (--as)
 
     # ------------------------------------------------------------------ reads
 
@@ -103,9 +105,9 @@ class DebugClient:
             await self.lease.ensure(action, self.lease_ttl_s)
             state = await self.state()
             tx, subject, details, value = change(state)
-            guarded = self.lease.guard(Tx()).extend(tx)
+            guarded = self._proven(action, subject).extend(self.lease.guard(Tx())).extend(tx)
             result, _ = await self.bb.audit.commit(guarded, operator=self.actor, action=action,
-                                                   subject=subject, details=details)
+                                                   subject=subject, details=self._impersonation(details))
             if result.ok:
                 await self.applied()
                 return value
@@ -128,6 +130,16 @@ class DebugClient:
             if not await self.bb.redis.exists(self.keys.lock) or loop.time() >= deadline:
                 return False
             await asyncio.sleep(0.02)
+
+    def _proven(self, action: str, subject: str) -> Tx:
+        """The operator's proof, first in the write (holt_core/hitl/proofs.py): only that operator's Redis user
+        (or admin, for ``--as``) may write it."""
+        return proof_tx(self.keys, self.operator, action, subject, impersonated_by=self.impersonated_by)
+
+    def _impersonation(self, details: Any) -> Any:
+        if self.impersonated_by and isinstance(details, dict):
+            return {**details, "impersonated_by": self.impersonated_by}
+        return details
 
     def _sync(self, tx: Tx, subject: str = "") -> Tx:
         return send(tx, self.keys, Command(kind=CommandKind.SYNC, by=self.operator, subject=subject))
@@ -383,8 +395,9 @@ class DebugClient:
         await self.lease.ensure(action, self.lease_ttl_s)
         state = await self.state()
         tx, subject, details, value = change(state)
-        result, _ = await self.bb.audit.commit(self.lease.guard(Tx()).extend(tx), operator=self.actor,
-                                               action=action, subject=subject, details=details)
+        result, _ = await self.bb.audit.commit(self._proven(action, subject).extend(self.lease.guard(Tx())).extend(tx),
+                                               operator=self.actor, action=action, subject=subject,
+                                               details=self._impersonation(details))
         if not result.ok:
             raise _Conflict
         await self.applied()

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from holt_core.blackboard import Blackboard
 from holt_core.debug.events import DebugEventType, announce
 from holt_core.errors import HoltError, InvalidInput, MalformedRecord
+from holt_core.hitl.proofs import proof_tx
 from holt_core.identity import human_role, is_human_role
 from holt_core.models import Artefact, ClaimStatus, Phase, StructuralType, feedback_excerpt, is_approval, new_id
 
@@ -84,6 +85,7 @@ async def inject_review(bb: Blackboard, operator: str, artefact_ref: str, payloa
     review = Artefact(id=ident, logical_id=ident, version=1, structural_type=StructuralType.REVIEW, type="Review",
                       payload=payload, source_artefacts=[target.id], produced_by_role=human_role(operator))
     review, tx = bb.artefact_tx(review, add_to_thread=True)
+    tx = proof_tx(bb.keys, operator, "debug_inject_review", target.id).extend(tx)  # first: the person's proof
     announce(tx, bb.keys, DebugEventType.REVIEW_INJECTED, review_id=review.id, target_id=target.id,
              approval=approval, by=operator)
     actor = human_role(operator)

@@ -82,13 +82,18 @@ async def load_policy(bb: Blackboard, fallback: HitlPolicy | None = None) -> Hit
 
 
 class HitlClient:
-    def __init__(self, bb: Blackboard, policy: HitlPolicy) -> None:
+    """``bb`` should be connected as the acting person (holt_core/operators.py ``authenticate``): Redis then
+    refuses any act whose proof is not that person's. ``impersonated_by`` marks an admin's ``--as``."""
+
+    def __init__(self, bb: Blackboard, policy: HitlPolicy, *, impersonated_by: str = "") -> None:
         self.bb = bb
         self.store = RequestStore(bb, policy)
+        self.store.impersonated_by = impersonated_by
 
     @classmethod
-    async def connect(cls, bb: Blackboard, fallback: HitlPolicy | None = None) -> HitlClient:
-        return cls(bb, await load_policy(bb, fallback))
+    async def connect(cls, bb: Blackboard, fallback: HitlPolicy | None = None, *,
+                      impersonated_by: str = "") -> HitlClient:
+        return cls(bb, await load_policy(bb, fallback), impersonated_by=impersonated_by)
 
     @property
     def channel(self) -> str:

@@ -29,6 +29,7 @@ from holt_core.hitl.models import (
     payload_digest,
 )
 from holt_core.hitl.notify import Notifier
+from holt_core.hitl.proofs import ForgeryReporter
 from holt_core.hitl.requests import SYSTEM_ORCHESTRATOR, RequestStore
 from holt_core.models import Artefact, Claim, ClaimStatus, GrantNotification, Phase, StructuralType, new_id, now_ms
 from holt_core.transaction import Tx
@@ -54,7 +55,8 @@ class HitlCoordinator:
         self.bb = orch.bb
         self.keys = orch.bb.keys
         self.policy = orch.config.hitl
-        self.store = RequestStore(orch.bb, self.policy)
+        # Reads honour proofs (holt_core/hitl/proofs.py): a decision without its person's proof does not count.
+        self.store = RequestStore(orch.bb, self.policy, on_forgery=ForgeryReporter(orch.bb, orch.log))
         self.requests: dict[str, HitlRequest] = {}  # open, or decided with an effect still to carry out
         self.by_claim: dict[str, set[str]] = defaultdict(set)
         self.artefacts: dict[str, str] = {}  # artefact id -> request id (hitl:artefacts)
@@ -379,7 +381,8 @@ class HitlCoordinator:
                 self.orch.log.info("approval_requested", request_id=req.id, claim_id=rt.claim.id, risk=risk,
                                    status=req.status.value)
             self._remember(req)
-        return _approves(req) and req.digest == payload_digest(target.payload)
+        # The stored risk too: an agent may rewrite the request's terms, the policy's risk is the one that counts.
+        return _approves(req) and req.digest == payload_digest(target.payload) and req.risk == risk
 
     # ================================================================== housekeeping
 

@@ -80,6 +80,7 @@ class Approval(BaseModel):
     justification: str = ""
     request_id: str = ""
     artefact_id: str = ""
+    proof: str = ""  # nonce of the approver's proof key (holt_core/hitl/proofs.py)
 
 
 class Answer(BaseModel):
@@ -93,6 +94,7 @@ class Answer(BaseModel):
     logical_id: str = ""
     flagged: bool = False  # a default answer given by the timeout, not by a person
     amended: int = 0
+    proof: str = ""  # nonce of the person's proof key ("" for an agent's or the timeout's answer)
 
 
 class HitlRequest(BaseModel):
@@ -151,6 +153,7 @@ class HitlRequest(BaseModel):
     justification: str = ""
     decision_request_id: str = ""  # the caller's request id of the deciding act (retries return this result)
     decision_artefact_id: str = ""
+    decision_proof: str = ""  # nonce of the deciding person's proof key (reject, bypass, closing a post-review)
     effect: Effect = Effect.NONE
 
     def to_hash(self) -> dict[str, str]:

@@ -9,6 +9,7 @@ A refused human attempt raises ``Refused`` after its own audit record.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from holt_core.hitl.models import (
     payload_digest,
 )
 from holt_core.hitl.policy import HitlPolicy, QuestionPolicy, RiskPolicy
+from holt_core.hitl.proofs import Proof, claimed_proofs, honour
 from holt_core.identity import SYSTEM_TIMEOUT, human_role, is_human_role, operator_of_role
 from holt_core.models import Artefact, StructuralType, dumps, new_id, now_ms
 from holt_core.transaction import Tx
@@ -66,6 +68,7 @@ class Step:
     notify: str = ""  # request | escalation | expiry | decision: queued for webhooks in the same step
     notify_text: str = ""
     change: str = ""
+    proof: tuple[str, Proof] | None = None  # (nonce, value) of a person's act: written first in the same Tx
 
 
 @dataclass
@@ -77,18 +80,17 @@ class Unchanged:
 
 @dataclass
 class Denied:
-    """A refusal; ``audit`` when it was a person's attempt that belongs on the record.
-
-    ``operator`` is the audit actor (``human:<name>`` or an agent role), the same form decisions are recorded in.
-    """
+    """A refusal; ``audit`` when it was a person's attempt that belongs on the record."""
 
     message: str
     hint: str | None = None
     operator: str = ""
     audit: bool = True
+    agent: bool = False  # ``operator`` is an agent role, not a person
 
 
 StepFn = Callable[[HitlRequest], "Step | Unchanged | Denied"]
+ForgeryFn = Callable[[HitlRequest, list[str]], None]
 
 
 @dataclass
@@ -103,10 +105,16 @@ class Requester:
 
 
 class RequestStore:
-    def __init__(self, bb: Blackboard, policy: HitlPolicy) -> None:
+    """Reads return requests as they count (holt_core/hitl/proofs.py): a person's act without its proof is
+    taken out, and ``on_forgery`` hears about it. ``impersonated_by`` (set for an admin's ``--as``) is recorded
+    in every proof and audit record this store writes for a person."""
+
+    def __init__(self, bb: Blackboard, policy: HitlPolicy, *, on_forgery: ForgeryFn | None = None) -> None:
         self.bb = bb
         self.keys = bb.keys
         self.policy = policy
+        self.on_forgery = on_forgery
+        self.impersonated_by = ""
 
     # ================================================================== reading
 
@@ -114,7 +122,8 @@ class RequestStore:
         raw = await self.bb.redis.hgetall(self.keys.hitl_request(request_id))
         if not raw:
             raise NotFound(f"request '{request_id}' not found", hint="holt questions / holt pending list open ones")
-        return HitlRequest.from_hash({str(k): str(v) for k, v in raw.items()}, self.keys.hitl_request(request_id))
+        req = HitlRequest.from_hash({str(k): str(v) for k, v in raw.items()}, self.keys.hitl_request(request_id))
+        return (await self._honour([req]))[0]
 
     async def get_many(self, ids: Sequence[str]) -> list[HitlRequest]:
         rows = await self.bb.hgetall_many([self.keys.hitl_request(i) for i in ids])
@@ -125,7 +134,28 @@ class RequestStore:
                     out.append(HitlRequest.from_hash(raw, self.keys.hitl_request(request_id)))
                 except HoltError:
                     continue
+        return await self._honour(out)
+
+    async def _honour(self, reqs: list[HitlRequest]) -> list[HitlRequest]:
+        """Each request as it counts: human acts without a valid proof are taken out (one MGET for all)."""
+        keys = list(dict.fromkeys(c.key for r in reqs for c in claimed_proofs(self.keys, r)))
+        if not keys:
+            return reqs
+        values = await self.bb.redis.mget(keys)
+        found = {k: (str(v) if v is not None else None) for k, v in zip(keys, values, strict=True)}
+        out = []
+        for req in reqs:
+            honoured = honour(self.keys, req, found, self.policy)
+            if honoured.forged and self.on_forgery is not None:
+                self.on_forgery(req, honoured.problems)
+            out.append(honoured.request)
         return out
+
+    def _proof(self, operator: str, act: str, subject: str, *, digest: str = "",
+               caller_request_id: str = "") -> tuple[str, Proof]:
+        return secrets.token_hex(8), Proof(act=act, subject=subject, operator=operator, at_ms=now_ms(), digest=digest,
+                                           caller_request_id=caller_request_id,
+                                           impersonated_by=self.impersonated_by)
 
     async def open_requests(self) -> list[HitlRequest]:
         ids = [str(i) for i in await self.bb.redis.zrange(self.keys.hitl_open, 0, -1)]
@@ -208,9 +238,16 @@ class RequestStore:
     async def _commit(self, old: HitlRequest | None, step: Step) -> AuditRecord:
         new = step.new.model_copy(update={"rev": (old.rev + 1) if old else 1, "updated_ms": now_ms()})
         step.new = new
-        tx = self._base_tx(old, new).extend(step.tx)
+        tx = Tx()
+        if step.proof is not None:
+            # First: Redis refuses the whole script when this key is not the caller's to write.
+            nonce, proof = step.proof
+            tx.set(self.keys.proof(proof.operator, proof.subject, nonce), proof.to_json())
+        tx.extend(self._base_tx(old, new)).extend(step.tx)
         self._finish(tx, step)
         details = {"request_id": new.id, "kind": new.kind.value, "status": new.status.value, **step.details}
+        if step.proof is not None and self.impersonated_by:
+            details["impersonated_by"] = self.impersonated_by
         result, record = await self.bb.audit.commit(tx, operator=step.operator, action=step.action,
                                                     subject=new.id, details=details)
         if not result.ok or record is None:
@@ -226,8 +263,13 @@ class RequestStore:
                 return outcome.request
             if isinstance(outcome, Denied):
                 if outcome.audit:
-                    await self.bb.audit.append(operator=outcome.operator or "unknown", action="refused",
-                                               subject=request_id, details={"reason": outcome.message})
+                    actor = outcome.operator if outcome.agent or not outcome.operator or ":" in outcome.operator \
+                        else human_role(outcome.operator)
+                    details: dict[str, Any] = {"reason": outcome.message}
+                    if self.impersonated_by and not outcome.agent:
+                        details["impersonated_by"] = self.impersonated_by
+                    await self.bb.audit.append(operator=actor or "unknown", action="refused",
+                                               subject=request_id, details=details)
                 raise Refused(outcome.message, hint=outcome.hint)
             try:
                 await self._commit(old, outcome)
@@ -368,23 +410,23 @@ class RequestStore:
                 if req.answer.text == text and req.answer.by == by_role:
                     return Unchanged(req)
                 return Denied(f"request id {caller_request_id} was already used for a different answer",
-                              operator=by_role)
+                              operator=by, agent=agent)
             if not req.is_open:
                 if req.answer is not None:
                     return Denied(f"already answered by {req.answer.by} at {when(req.answer.at_ms)}",
                                   hint=("use holt answer --amend to change it before the asker reads it"
                                         if not req.consumed_ms and is_human_role(req.answer.by) else None),
-                                  operator=by_role)
+                                  operator=by, agent=agent)
                 return Denied(f"question {req.id} is {req.status.value} (by {req.decided_by or 'nobody'} at "
-                              f"{when(req.decided_ms or req.updated_ms)})", operator=by_role)
+                              f"{when(req.decided_ms or req.updated_ms)})", operator=by, agent=agent)
             if agent:
                 if req.assignee != f"role:{by}":
                     return Denied(f"agent {by} is not the one asked (the question is with {req.assignee})",
-                                  operator=by_role)
+                                  operator=by, agent=True)
             else:
                 problem = self._may_answer(req, by)
                 if problem:
-                    return Denied(problem, operator=by_role)
+                    return Denied(problem, operator=by)
             now = now_ms()
             tx = Tx()
             art = self._artefact(tx, req.id, Artefact(
@@ -396,15 +438,17 @@ class RequestStore:
             if hops and not hops[-1].outcome:
                 hops[-1] = hops[-1].model_copy(update={"outcome": "answered" if hops[-1].to in (
                     "human", f"role:{by}") else "superseded"})
+            proof = None if agent else self._proof(by, "answer", req.id, caller_request_id=caller_request_id)
             new = req.model_copy(update={
                 "status": RequestStatus.ANSWERED, "hops": hops, "scheduled": [],
                 "answer": Answer(text=text, by=by_role, at_ms=now, request_id=caller_request_id,
-                                 artefact_id=art.id, logical_id=art.logical_id),
+                                 artefact_id=art.id, logical_id=art.logical_id, proof=proof[0] if proof else ""),
                 "decided_by": by_role, "decided_ms": now, "decision_request_id": caller_request_id,
                 "effect": Effect.PENDING,
             })
             return Step(new=new, action="question_answered", operator=by_role, tx=tx, change="answered",
-                        details={"answer_artefact_id": art.id, "text": text, "caller_request_id": caller_request_id})
+                        details={"answer_artefact_id": art.id, "text": text, "caller_request_id": caller_request_id},
+                        proof=proof)
 
         return await self.transition(request_id, step)
 
@@ -421,13 +465,13 @@ class RequestStore:
                 return Unchanged(req)
             if req.consumed_ms:
                 return Denied(f"too late to amend: {req.role} already read the answer at {when(req.consumed_ms)}",
-                              operator=by_role)
+                              operator=by)
             if req.status != RequestStatus.ANSWERED or req.answer.flagged:
                 return Denied(f"question {req.id} is {req.status.value}: only a person's answer can be amended",
-                              operator=by_role)
+                              operator=by)
             problem = self._may_answer(req, by)
             if problem:
-                return Denied(problem, operator=by_role)
+                return Denied(problem, operator=by)
             previous = req.answer
             tx = Tx()
             art = self._artefact(tx, req.id, Artefact(
@@ -436,14 +480,16 @@ class RequestStore:
                 source_artefacts=[req.artefact_id, req.target_artefact_id, previous.artefact_id],
                 produced_by_role=by_role), thread=True)
             now = now_ms()
+            nonce, proof = self._proof(by, "amend", req.id, caller_request_id=caller_request_id)
             new = req.model_copy(update={
                 "answer": Answer(text=text, by=by_role, at_ms=now, request_id=caller_request_id,
-                                 artefact_id=art.id, logical_id=art.logical_id, amended=previous.amended + 1),
+                                 artefact_id=art.id, logical_id=art.logical_id, amended=previous.amended + 1,
+                                 proof=nonce),
                 "decided_by": by_role, "decided_ms": now, "decision_request_id": caller_request_id,
             })
             return Step(new=new, action="answer_amended", operator=by_role, tx=tx, change="amended",
                         details={"answer_artefact_id": art.id, "previous_artefact_id": previous.artefact_id,
-                                 "text": text})
+                                 "text": text}, proof=(nonce, proof))
 
         return await self.transition(request_id, step)
 
@@ -592,23 +638,25 @@ class RequestStore:
                 return Unchanged(req)
             if not req.is_open:
                 return Denied(f"request {req.id} is already {req.status.value} by {req.decided_by} at "
-                              f"{when(req.decided_ms)}", operator=human_role(operator))
+                              f"{when(req.decided_ms)}", operator=operator)
             if digest is not None and digest != req.digest:
                 return Denied(f"the request now covers digest {req.digest[:12]}, not {digest[:12]}: "
-                              "the payload changed since you looked", operator=human_role(operator))
+                              "the payload changed since you looked", operator=operator)
             problem = self._check_decider(req, operator, justification=justification)
             if problem:
-                return Denied(problem, operator=human_role(operator))
+                return Denied(problem, operator=operator)
             if any(a.digest == req.digest for a in mine):
                 return Denied(f"{operator} already approved this request at {when(mine[0].at_ms)}; "
-                              f"it needs {req.min_approvals} distinct approvers", operator=human_role(operator))
+                              f"it needs {req.min_approvals} distinct approvers", operator=operator)
             now = now_ms()
             tx = Tx()
             art = self._decision_artefact(tx, req, "approved", human_role(operator), by=operator,
                                           justification=justification)
+            nonce, proof = self._proof(operator, "approve", req.id, digest=req.digest,
+                                       caller_request_id=caller_request_id)
             approvals = [*req.approvals, Approval(operator=operator, at_ms=now, digest=req.digest,
                                                   justification=justification, request_id=caller_request_id,
-                                                  artefact_id=art.id)]
+                                                  artefact_id=art.id, proof=nonce)]
             update: dict[str, Any] = {"approvals": approvals}
             count = len(dict.fromkeys(a.operator for a in approvals if a.digest == req.digest))
             done = count >= req.min_approvals
@@ -621,6 +669,7 @@ class RequestStore:
             new = req.model_copy(update=update)
             return Step(new=new, action="approved" if done else "approval_added", operator=human_role(operator),
                         tx=tx, change="approved" if done else "approval_added", notify="decision" if done else "",
+                        proof=(nonce, proof),
                         notify_text=f"Approved by {operator}: {req.action or req.id}",
                         details={"digest": req.digest, "justification": justification, "approvals": count,
                                  "needed": req.min_approvals, "decision_artefact_id": art.id})
@@ -642,21 +691,25 @@ class RequestStore:
                 return Unchanged(req)
             if not req.is_open:
                 return Denied(f"request {req.id} is already {req.status.value} by {req.decided_by} at "
-                              f"{when(req.decided_ms)}", operator=human_role(operator))
+                              f"{when(req.decided_ms)}", operator=operator)
             problem = self._check_decider(req, operator, justification=justification or reason)
             if problem:
-                return Denied(problem, operator=human_role(operator))
+                return Denied(problem, operator=operator)
             now = now_ms()
             tx = Tx()
             art = self._decision_artefact(tx, req, "rejected", human_role(operator), by=operator, reason=reason,
                                           justification=justification)
             self._unschedule(tx, req)
+            nonce, proof = self._proof(operator, "reject", req.id, digest=req.digest,
+                                       caller_request_id=caller_request_id)
             new = req.model_copy(update={
                 "status": RequestStatus.REJECTED, "decided_by": human_role(operator), "decided_ms": now,
                 "reason": reason, "justification": justification, "scheduled": [],
                 "decision_request_id": caller_request_id, "decision_artefact_id": art.id, "effect": Effect.PENDING,
+                "decision_proof": nonce,
             })
             return Step(new=new, action="rejected", operator=human_role(operator), tx=tx, change="rejected",
+                        proof=(nonce, proof),
                         notify="decision", notify_text=f"Rejected by {operator}: {req.action or req.id}: {reason}",
                         details={"reason": reason, "justification": justification, "decision_artefact_id": art.id})
 
@@ -677,14 +730,13 @@ class RequestStore:
                 return Unchanged(req)
             if not req.is_open:
                 return Denied(f"request {req.id} is already {req.status.value} by {req.decided_by} at "
-                              f"{when(req.decided_ms)}", operator=human_role(operator))
+                              f"{when(req.decided_ms)}", operator=operator)
             bypass_role = self.policy.bypass_role
-            actor = human_role(operator)
             if bypass_role is None or bypass_role not in self.policy.roles_of(operator):
                 return Denied(f"{operator} does not hold the bypass role "
-                              f"({bypass_role or 'none is configured in hitl.bypass_role'})", operator=actor)
+                              f"({bypass_role or 'none is configured in hitl.bypass_role'})", operator=operator)
             if operator_of_role(req.producer) == operator:
-                return Denied(f"{operator} produced the gated artefact and cannot bypass its gate", operator=actor)
+                return Denied(f"{operator} produced the gated artefact and cannot bypass its gate", operator=operator)
             now = now_ms()
             tx = Tx()
             art = self._decision_artefact(tx, req, "bypassed", human_role(operator), by=operator,
@@ -702,12 +754,16 @@ class RequestStore:
             tx.zadd(self.keys.hitl_open, now, review_id)
             tx.publish(self.keys.hitl_events, RequestChange(
                 request_id=review_id, kind=review.kind, status=review.status, change="created").to_json())
+            nonce, proof = self._proof(operator, "bypass", req.id, digest=req.digest,
+                                       caller_request_id=caller_request_id)
             new = req.model_copy(update={
                 "status": RequestStatus.BYPASSED, "decided_by": human_role(operator), "decided_ms": now,
                 "justification": justification, "scheduled": [], "decision_request_id": caller_request_id,
                 "decision_artefact_id": art.id, "post_review_id": review_id, "effect": _effect_of_approval(req),
+                "decision_proof": nonce,
             })
             return Step(new=new, action="bypassed", operator=human_role(operator), tx=tx, change="bypassed",
+                        proof=(nonce, proof),
                         notify="decision", notify_text=f"BYPASSED by {operator}: {req.action or req.id}: "
                                                        f"{justification} (post-review {review_id})",
                         details={"justification": justification, "post_review_id": review_id,
@@ -721,14 +777,17 @@ class RequestStore:
             if caller_request_id and req.decision_request_id == caller_request_id:
                 return Unchanged(req)
             return Denied(f"post-review {req.id} was already closed by {req.decided_by} at {when(req.decided_ms)}",
-                          operator=human_role(operator))
+                          operator=operator)
         if req.bypassed_by == operator:
-            return Denied(f"{operator} made the bypass: another person must review it", operator=human_role(operator))
+            return Denied(f"{operator} made the bypass: another person must review it", operator=operator)
         now = now_ms()
         status = RequestStatus.CLOSED if approve else RequestStatus.REJECTED
+        nonce, proof = self._proof(operator, "close", req.id, caller_request_id=caller_request_id)
         new = req.model_copy(update={"status": status, "decided_by": human_role(operator), "decided_ms": now,
-                                     "reason": note, "decision_request_id": caller_request_id})
+                                     "reason": note, "decision_request_id": caller_request_id,
+                                     "decision_proof": nonce})
         return Step(new=new, action="post_review_closed", operator=human_role(operator), change=status.value,
+                    proof=(nonce, proof),
                     details={"bypassed_request": req.review_of, "finding": "accepted" if approve else "objection",
                              "note": note})
 
@@ -856,6 +915,8 @@ def digest_of(artefact: Artefact) -> str:
 async def post_goal(bb: Blackboard, goal: Artefact, operator: str) -> Artefact:
     """Write a goal artefact recording who started the workflow (separation of duties), with its audit record."""
     goal, tx = bb.artefact_tx(goal)
+    proof = Proof(act="start", subject=goal.id, operator=operator, at_ms=now_ms())
+    tx = Tx().set(bb.keys.proof(operator, goal.id, secrets.token_hex(8)), proof.to_json()).extend(tx)
     tx.set(bb.keys.hitl_starter(goal.id), operator)
     result, _ = await bb.audit.commit(tx, operator=human_role(operator), action="workflow_started", subject=goal.id,
                                       details={"goal": goal.payload[:500]})
