@@ -8,6 +8,11 @@ and removing the newest records is detectable too.
 Callers hand ``AuditTrail.commit`` their own guarded ``Tx``: it appends the record, runs everything as one
 Lua script and retries only when another record won the race for the head (the caller's own guards are
 never retried: their failure is returned).
+
+Actors are named in one form: ``human:<operator>`` for a person, ``system:<what>`` for holt itself and the
+bare role for an agent (roles are letters, digits and hyphens, so the three never collide). After a person's
+act the trail is anchored outside Redis (``holt_core.audit_anchors``); ``verify`` checks it against those
+checkpoints.
 """
 
 from __future__ import annotations
@@ -23,12 +28,26 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from redis.asyncio import Redis
 
+from holt_core.audit_anchors import (
+    AUDIT_KEY_ENV,
+    REASON_HUMAN,
+    Anchor,
+    Checkpoint,
+    CheckpointKeys,
+    by_seq,
+    check_length,
+    check_record,
+    newest,
+    read_checkpoints,
+    signature_problems,
+)
+from holt_core.identity import HUMAN_PREFIX
 from holt_core.keys import Keys
 from holt_core.models import now_ms
 from holt_core.redis_wire import CommandWire
 from holt_core.transaction import Tx, TxResult, TxRunner
 
-AUDIT_KEY_ENV = "HOLT_AUDIT_KEY"
+__all__ = ["AUDIT_KEY_ENV", "AuditRecord", "AuditTrail", "VerifyResult"]
 GENESIS_HASH = "0" * 64
 ALG_SHA256 = "sha256"
 ALG_HMAC = "hmac-sha256"
@@ -108,6 +127,9 @@ class VerifyResult:
     broken_seq: int | None = None
     broken_entry: str | None = None
     reason: str = ""
+    checkpoints: int = 0
+    checkpoint_seq: int | None = None
+    checkpoint_ms: int | None = None
 
 
 def audit_key_from_env() -> bytes | None:
@@ -126,13 +148,35 @@ def _digest(record: AuditRecord, key: bytes | None) -> str:
 class AuditTrail:
     """Append, read, follow and verify one instance's audit stream."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, key: bytes | None = None, runner: TxRunner | None = None) -> None:
+    def __init__(self, redis: Redis, keys: Keys, *, key: bytes | None = None, runner: TxRunner | None = None,
+                 anchor: Anchor | None = None) -> None:
         self.redis = redis
         # redis-py's stream replies are typed as unions of every shape; we read them as the decoded lists they are.
         self._r: Any = redis
         self.keys = keys
         self.key = key if key is not None else audit_key_from_env()
         self._runner = runner or TxRunner(CommandWire(redis))
+        self._anchor = anchor
+
+    @property
+    def anchor(self) -> Anchor:
+        """Where checkpoints go (resolved from the environment on first use)."""
+        if self._anchor is None:
+            self._anchor = Anchor(self.keys.instance, CheckpointKeys.from_env(self.key))
+        return self._anchor
+
+    async def checkpoint(self, reason: str) -> Checkpoint | None:
+        """Anchor the trail as it is now (None for an empty trail: there is nothing to anchor)."""
+        head = await self.head()
+        if head.seq == 0:
+            return None
+        checkpoint = self.anchor.make(head.seq, head.hash, reason, now_ms())
+        await self.anchor.write(checkpoint)
+        return checkpoint
+
+    async def head_pair(self) -> tuple[int, str]:
+        head = await self.head()
+        return head.seq, head.hash
 
     async def head(self) -> AuditHead:
         return AuditHead.parse(await self._r.get(self.keys.audit_head))
@@ -172,6 +216,8 @@ class AuditTrail:
             attempt.set(self.keys.audit_head, f"{record.seq}:{record.hash}")
             result = await self._runner.run(attempt)
             if result.ok:
+                if record.operator.startswith(HUMAN_PREFIX):  # a person's act is anchored outside Redis at once
+                    await self.anchor.write(self.anchor.make(record.seq, record.hash, REASON_HUMAN, record.ts_ms))
                 return result, record
             if result.failed_guard != guard_index:
                 return result, None
@@ -228,11 +274,31 @@ class AuditTrail:
                     except (KeyError, ValueError, ValidationError):
                         continue
 
-    async def verify(self) -> VerifyResult:
-        """Walk the whole chain; the first record that does not fit is reported."""
+    async def verify(self, checkpoints: list[Checkpoint] | None = None) -> VerifyResult:
+        """Walk the whole chain against the checkpoints; the first thing that does not fit is reported.
+
+        ``checkpoints`` None: this instance's checkpoint file (``AnchorSettings``); pass a list to check an
+        external copy.
+        """
+        if checkpoints is None:
+            checkpoints = self.anchor_checkpoints()
+        alg = ALG_HMAC if self.key else ALG_SHA256
+        latest = newest(checkpoints)
+        anchored = {"checkpoints": len(checkpoints), "checkpoint_seq": latest.seq if latest else None,
+                    "checkpoint_ms": latest.ts_ms if latest else None}
+        result = await self._walk(alg, checkpoints)
+        return VerifyResult(**{**result.__dict__, **anchored})
+
+    def anchor_checkpoints(self) -> list[Checkpoint]:
+        return read_checkpoints(self.anchor.settings.path, self.keys.instance)
+
+    async def _walk(self, alg: str, checkpoints: list[Checkpoint]) -> VerifyResult:
+        problem = signature_problems(checkpoints, self.anchor.keys)
+        if problem:
+            return VerifyResult(False, 0, alg, None, None, problem)
+        expected_at = by_seq(checkpoints)
         expected = AuditHead(0, GENESIS_HASH)
         seen_hmac = False
-        alg = ALG_HMAC if self.key else ALG_SHA256
         count = 0
         async for entry_id, fields in self.entries():
             count += 1
@@ -248,6 +314,10 @@ class AuditTrail:
                                     "prev_hash does not match the previous record: the chain was altered")
             if record.alg == ALG_HMAC:
                 seen_hmac = True
+            elif self.key is not None:
+                return VerifyResult(False, count, alg, record.seq, entry_id,
+                                    f"record {record.seq} is unsigned while {AUDIT_KEY_ENV} is set: "
+                                    "the chain was recomputed without the key")
             elif seen_hmac:
                 return VerifyResult(False, count, alg, record.seq, entry_id,
                                     "unsigned record after signed ones: the chain was rewritten")
@@ -258,10 +328,16 @@ class AuditTrail:
             if not hmac.compare_digest(digest, record.hash):
                 return VerifyResult(False, count, alg, record.seq, entry_id,
                                     "hash does not match the record's content: the record was edited")
+            mismatch = check_record(expected_at, record.seq, record.hash)
+            if mismatch:
+                return VerifyResult(False, count, alg, record.seq, entry_id, mismatch)
             expected = AuditHead(record.seq, record.hash)
         head = await self.head()
         if head != expected:
             return VerifyResult(False, count, alg, expected.seq + 1, None,
                                 f"head says record {head.seq} is the newest, the stream ends at {expected.seq}: "
                                 "records were removed")
+        short = check_length(newest(checkpoints), expected.seq)
+        if short:
+            return VerifyResult(False, count, alg, expected.seq + 1, None, short)
         return VerifyResult(True, count, alg)

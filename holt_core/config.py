@@ -34,6 +34,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from holt_core.api.settings import ApiSettings
 from holt_core.errors import InvalidInput, NotFound
 from holt_core.hitl.policy import HitlPolicy
 from holt_core.timespec import parse_duration
@@ -197,6 +198,7 @@ class Config(BaseModel):
     agents: dict[RoleName, AgentConfig]
     services: Any = None  # Docker services in the Go version; ignored
     hitl: HitlPolicy = Field(default_factory=HitlPolicy)
+    api: ApiSettings = Field(default_factory=ApiSettings)  # the approvals API (holt_core/api)
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
@@ -209,7 +211,7 @@ class Config(BaseModel):
             raise ValueError(f"unsupported version: {value} (expected: {SUPPORTED_VERSION})")
         return value
 
-    @field_validator("orchestrator", "hitl", mode="before")
+    @field_validator("orchestrator", "hitl", "api", mode="before")
     @classmethod
     def _orchestrator(cls, value: Any) -> Any:
         return {} if value is None else value

@@ -18,9 +18,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from holt_core.audit import AuditRecord, AuditTrail
+from holt_core.audit import GENESIS_HASH, AuditRecord, AuditTrail
+from holt_core.audit_anchors import REASON_DESTROYED
+from holt_core.identity import human_role
 from holt_core.instances import InstanceRecord, get_record, unregister
 from holt_core.keys import Keys
+from holt_core.models import now_ms
 from holt_core.supervisor import is_holt_process
 
 _DELETE_BATCH = 1000
@@ -120,7 +123,7 @@ async def destroy_instance(
     trail = AuditTrail(redis, keys)
     verdict = await trail.verify()
     await trail.append(
-        operator=operator,
+        operator=human_role(operator),
         action="instance.destroy",
         subject=instance,
         details={
@@ -148,6 +151,8 @@ async def destroy_instance(
     if progress:
         progress(deleted)
     await unregister(redis, instance)
+    # Checkpoints before this one belong to the destroyed instance, not to a new one of the same name.
+    await trail.anchor.write(trail.anchor.make(0, GENESIS_HASH, REASON_DESTROYED, now_ms()))
     return DestroyReport(plan, deleted, audit_count, artefact_count, archive_file, verdict.ok, verdict.reason)
 
 

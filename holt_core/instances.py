@@ -30,6 +30,7 @@ class InstanceRecord(BaseModel):
     supervisor_pid: int = 0
     log_dir: str = ""
     status: str = "running"  # running | stopped
+    api_url: str = ""  # the approvals API (holt_core/api), once it listens
 
 
 async def register(redis: Redis, record: InstanceRecord) -> None:

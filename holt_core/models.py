@@ -196,6 +196,20 @@ ARTEFACT_FIELDS = (
 )
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def is_clean_artefact_type(value: str) -> bool:
+    """An artefact type is a name shown on every screen and in the audit: no control characters."""
+    return _CONTROL.search(value) is None
+
+
+def check_artefact_type(value: str) -> str:
+    if not is_clean_artefact_type(value):
+        raise ValueError("artefact type may not contain control characters")
+    return value
+
+
 class Artefact(_Record):
     id: str
     logical_id: str
@@ -211,6 +225,11 @@ class Artefact(_Record):
     @classmethod
     def _ids(cls, v: str) -> str:
         return _check_uuid(v, "id")
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        return check_artefact_type(v)
 
     @field_validator("source_artefacts", mode="before")
     @classmethod

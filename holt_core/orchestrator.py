@@ -27,6 +27,7 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from holt_core.audit_anchors import anchor_forever
 from holt_core.blackboard import Blackboard, resubscribe
 from holt_core.config import Config
 from holt_core.debug.gate import DebugGate
@@ -219,6 +220,7 @@ class Orchestrator:
         heartbeat = asyncio.create_task(survive_disconnects(lambda: self._heartbeat(lost)))
         sweeper: asyncio.Task[None] | None = None
         control: asyncio.Task[None] | None = None
+        anchors: asyncio.Task[None] | None = None
         try:
             channels = [self.keys.artefact_events, self.keys.workflow_events, *self.hitl.channels]
             async with self.bb.subscribe(*channels) as sub:
@@ -232,6 +234,8 @@ class Orchestrator:
                 self.hitl.recovered()
                 self.hitl.start()
                 sweeper = asyncio.create_task(self._sweep_forever())
+                anchors = asyncio.create_task(anchor_forever(self.bb.audit.head_pair, self.bb.audit.anchor,
+                                                             clock=now_ms))
                 if self.debug is not None:
                     control = asyncio.create_task(self.debug.serve(self))
                 self.ready.set()
@@ -246,7 +250,7 @@ class Orchestrator:
         finally:
             try:
                 heartbeat.cancel()
-                for task in (sweeper, control):
+                for task in (sweeper, control, anchors):
                     if task is not None:
                         task.cancel()
                 for timer in self._timers.values():

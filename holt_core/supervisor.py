@@ -57,9 +57,10 @@ from holt_core.waiting import wait_set
 ENV_SUPERVISOR_PID = "HOLT_SUPERVISOR_PID"
 ORCHESTRATOR = "orchestrator"
 SUPERVISOR = "supervisor"
-RESERVED_COMPONENTS = (ORCHESTRATOR, SUPERVISOR)
+API = "api"  # the approvals API (holt_core/api/server.py); its api_ready line carries the URL for the registry
+RESERVED_COMPONENTS = (ORCHESTRATOR, SUPERVISOR, API)
 STATE_FILE = "state.json"
-READY_EVENTS = frozenset({"orchestrator_ready", "pup_ready"})
+READY_EVENTS = frozenset({"orchestrator_ready", "pup_ready", "api_ready"})
 # What a child logs when its Redis connection drops and when it is back (its subscription, re-read done).
 LOST_EVENTS = frozenset({"subscription_lost"})
 RESTORED_EVENTS = frozenset({"subscription_restored"})
@@ -123,6 +124,8 @@ def child_argv(component: str, instance: str, workspace: Path) -> list[str]:
     base = [sys.executable, "-m", "holt_core.cli.main"]
     if component == ORCHESTRATOR:
         return [*base, "orchestrator", "--instance", instance, "--workspace", str(workspace)]
+    if component == API:
+        return [sys.executable, "-m", "holt_core.api.server", "--instance", instance, "--workspace", str(workspace)]
     return [*base, "pup", "--instance", instance, "--agent", component, "--workspace", str(workspace)]
 
 
@@ -273,6 +276,7 @@ class Supervisor:
         *,
         on_ready: Callable[[], None] | None = None,
         resolve_url: Callable[[], str | None] = known_redis_url,
+        api: bool = True,
     ) -> None:
         check_roles(roles)
         self.instance = validate_instance_name(instance)
@@ -281,6 +285,7 @@ class Supervisor:
         # Re-read before every start: the URL that works now (None: keep the one we have).
         self._resolve_url = resolve_url
         self.roles = list(roles)
+        self.components = [ORCHESTRATOR, *([API] if api else []), *self.roles]
         self.log_dir = log_dir_for(workspace, instance)
         self.run_id = str(uuid.uuid4())
         self.status: Status = "starting"
@@ -302,8 +307,8 @@ class Supervisor:
         try:
             await self._register()
             self.log.info("supervisor_started", pid=os.getpid(), run_id=self.run_id, workspace=str(self.workspace),
-                          components=[ORCHESTRATOR, *self.roles])
-            for component in [ORCHESTRATOR, *self.roles]:
+                          components=self.components)
+            for component in self.components:
                 log = RotatingFile(component_log(self.log_dir, component))  # rotated by size (HOLT_LOG_MAX_BYTES)
                 self._children.append(_Child(component, child_argv(component, self.instance, self.workspace), log))
             self._write_state()
@@ -418,8 +423,11 @@ class Supervisor:
             await self._reconnect_registry(url)
         env = {
             **os.environ,
-            # Never the admin: the orchestrator and the agents get their own Redis users (holt_core/acl.py).
-            ENV_URL: scoped_url(url, "orchestrator" if child.component == ORCHESTRATOR else "agent"),
+            # Never the admin for the orchestrator and the agents: they get their own Redis users (holt_core/acl.py).
+            # The approvals API keeps it, as this supervisor does: it checks operators' tokens against the registry
+            # and acts for a Slack user mapped in holt.yml; it runs no agent code.
+            ENV_URL: url if child.component == API else scoped_url(
+                url, "orchestrator" if child.component == ORCHESTRATOR else "agent"),
             ENV_SUPERVISOR_PID: str(os.getpid()),
             "PYTHONUNBUFFERED": "1",
         }
@@ -521,6 +529,10 @@ class Supervisor:
             child.state.reason = ""
             self._write_state()
         elif kind in READY_EVENTS and not child.state.ready:
+            if kind == "api_ready":
+                recorded = asyncio.get_running_loop().create_task(self._update_record(api_url=str(event.get("url"))))
+                self._background.add(recorded)
+                recorded.add_done_callback(self._background.discard)
             child.state.ready = True
             child.state.status = "ready"
             child.held_lock = child.component == ORCHESTRATOR
@@ -700,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         workspace = args.workspace.resolve()
         config = load_config(workspace / CONFIG_FILE)
         url = resolve_redis_url(start=False)
-        supervisor = Supervisor(args.instance, workspace, url, list(config.agents))
+        supervisor = Supervisor(args.instance, workspace, url, list(config.agents), api=config.api.enabled)
         asyncio.run(supervise(supervisor))
     except HoltError as exc:
         log.error("supervisor_failed", message=exc.message, details=exc.details)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from holt_core.models import StructuralType
+from holt_core.models import StructuralType, is_clean_artefact_type
 
 OUTPUT_CAP = 10 * 1024 * 1024
 FAILURE_TEXT_CAP = 5000
@@ -160,6 +160,8 @@ def parse_tool_output(stdout: str) -> ToolResult:
     artefact_type = value.get("artefact_type")
     if not isinstance(artefact_type, str) or not artefact_type.strip():
         raise ValueError("validation failed: artefact_type is required and cannot be empty")
+    if not is_clean_artefact_type(artefact_type):
+        raise ValueError("validation failed: artefact_type may not contain control characters")
     payload = value.get("artefact_payload", "")
     if payload is None:
         payload = ""

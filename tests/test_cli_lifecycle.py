@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import pytest
 import redis
 
@@ -176,8 +177,13 @@ def test_up_registers_a_running_instance(recipe: Instance) -> None:
     assert row["uptime"].endswith("s")
     state = recipe.state()
     assert state.status == "running"
-    assert sorted(state.components) == sorted(["orchestrator", "Drafter", "Reviewer", "Nutritionist", "Formatter"])
+    assert sorted(state.components) == sorted(["orchestrator", "api", "Drafter", "Reviewer", "Nutritionist",
+                                               "Formatter"])
     assert all(c.ready and c.pid for c in state.components.values())
+    # The approvals API listens on loopback; its URL is in the registry record, and it serves its OpenAPI document.
+    assert row["api_url"].startswith("http://127.0.0.1:")
+    document = httpx.get(row["api_url"] + "/openapi.json", timeout=10)
+    assert document.status_code == 200 and "/requests/{request_id}/approve" in document.json()["paths"]
     # Logs stay out of git status, so forage still sees a clean workspace.
     assert ".holt/" in (recipe.ws / ".git" / "info" / "exclude").read_text()
 
@@ -282,7 +288,7 @@ def test_down_stops_everything_and_unregisters(tmp_path: Path, cli_env: dict[str
         up = holt(inst.env, inst.ws, "up", "--name", inst.name)
         assert up.returncode == 0, up.stdout + up.stderr
         pids = instance_pids(inst.name)
-        assert len(pids) == 3  # supervisor, orchestrator, one pup
+        assert len(pids) == 4  # supervisor, orchestrator, the approvals API, one pup
         assert [row["status"] for row in listed(inst)] == ["Running"]
 
         down = holt(inst.env, inst.ws, "down")  # no --name: the instance of this workspace

@@ -241,7 +241,7 @@ def test_unknown_key_suggests_the_closest() -> None:
 def test_unknown_key_without_a_close_match_lists_valid_keys() -> None:
     err = error_of(MINIMAL + "zebra: 1\n")
     assert err.message == "holt.yml:6: zebra: unknown key"
-    assert err.hint == "valid keys: agents, hitl, orchestrator, services, version"
+    assert err.hint == "valid keys: agents, api, hitl, orchestrator, services, version"
 
 
 def test_several_problems_first_by_line_rest_in_details() -> None:
@@ -314,3 +314,12 @@ def test_load_config(tmp_path: Path) -> None:
     (tmp_path / "holt.yml").write_bytes(b"version: '\xff'\n")
     with pytest.raises(InvalidInput, match="not valid UTF-8"):
         load_config(tmp_path)
+
+
+def test_api_section_checks_slack_user_ids_and_operators() -> None:
+    ok = parse_config(MINIMAL + "api:\n  port: 8765\n  slack:\n    users: {U0123ABCD: bob}\n")
+    assert ok.api.port == 8765 and ok.api.host == "127.0.0.1" and ok.api.slack.users == {"U0123ABCD": "bob"}
+    err = error_of(MINIMAL + "api:\n  slack:\n    users: {'not an id': bob}\n")
+    assert "not a Slack user id" in err.message
+    err = error_of(MINIMAL + "api:\n  slack:\n    users: {U0123ABCD: 'bob smith'}\n")
+    assert "invalid operator name" in err.message

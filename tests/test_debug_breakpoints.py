@@ -130,7 +130,7 @@ async def test_stop_enters_full_control_and_each_step_carries_out_exactly_one_de
     finally:
         await engine.close()
     steps = [r for r in await bb.audit.records() if r.action == "debug_step"]
-    assert len(steps) == 5 and {r.operator for r in steps} == {"alice"}
+    assert len(steps) == 5 and {r.operator for r in steps} == {"human:alice"}
 
 
 async def _differs(bb: Blackboard, before: dict[str, int]) -> bool:

@@ -57,13 +57,13 @@ async def test_second_operator_is_refused_until_an_audited_take_over(
         await engine.close()
     records = await bb.audit.records()
     refused = [r for r in records if r.action == "debug_control_refused"]
-    assert [(r.operator, r.details["holder"]) for r in refused] == [("bob", "alice"), ("bob", "alice"),
-                                                                      ("alice", "bob")]
+    assert [(r.operator, r.details["holder"]) for r in refused] == [
+        ("human:bob", "alice"), ("human:bob", "alice"), ("human:alice", "bob")]
     takeover = [r for r in records if r.action == "debug_lease_taken_over"]
-    assert len(takeover) == 1 and takeover[0].operator == "bob"
+    assert len(takeover) == 1 and takeover[0].operator == "human:bob"
     assert takeover[0].details["previous_holder"] == "alice"
     steps = [r for r in records if r.action == "debug_step"]
-    assert [r.operator for r in steps] == ["bob"]
+    assert [r.operator for r in steps] == ["human:bob"]
     assert [r.action for r in records if r.action.startswith("debug_lease")] == [
         "debug_lease_taken", "debug_lease_taken_over", "debug_lease_released"]
     assert (await bb.audit.verify()).ok

@@ -47,7 +47,7 @@ async def test_injected_feedback_on_a_completed_claim_produces_a_rework_from_the
     arts = (await bb.list_artefacts()).artefacts
     assert len([a for a in arts if a.type == "RecipeDraft" and a.version == 3]) == 1  # exactly once
     records = [r for r in await bb.audit.records() if r.action == "debug_inject_review"]
-    assert len(records) == 1 and records[0].operator == "carol" and records[0].subject == v2.id
+    assert len(records) == 1 and records[0].operator == "human:carol" and records[0].subject == v2.id
 
 
 async def test_injected_approval_counts_in_a_pending_review_phase_then_terminate(
@@ -104,4 +104,4 @@ async def test_injected_approval_counts_in_a_pending_review_phase_then_terminate
     assert claim.status == ClaimStatus.TERMINATED and claim.termination_reason == "Terminated by human:carol: enough"
     assert not await bb.redis.sismember(bb.keys.open_claims, claim_id)
     records = [r for r in await bb.audit.records() if r.action == "debug_terminate"]
-    assert len(records) == 1 and records[0].operator == "carol" and records[0].subject == claim_id
+    assert len(records) == 1 and records[0].operator == "human:carol" and records[0].subject == claim_id

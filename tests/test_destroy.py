@@ -100,7 +100,7 @@ async def test_destroy_with_typed_name_removes_every_key_and_nothing_else(
     assert lines[0]["kind"] == "header" and lines[0]["operator"] == "bob"
     audit = [line["record"] for line in lines if line["kind"] == "audit"]
     assert [r["action"] for r in audit][-2:] == ["test", "instance.destroy"]
-    assert audit[-1]["operator"] == "bob" and audit[-1]["prev_hash"] == audit[-2]["hash"]
+    assert audit[-1]["operator"] == "human:bob" and audit[-1]["prev_hash"] == audit[-2]["hash"]
     assert audit[-1]["details"]["artefacts"] == 2 and audit[-1]["ts_ms"] > 0
     assert sorted(line["id"] for line in lines if line["kind"] == "artefact") == sorted(ids)
     # Logged on disk, in the instance's log folder, with time and operator.

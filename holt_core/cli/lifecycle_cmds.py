@@ -382,7 +382,8 @@ def _start_failure(instance: str, log_dir: Path, components: list[str], reason: 
 def _up_foreground(instance: str, root: Path, url: str, config: Config, log_dir: Path) -> None:
     configure(sys.stderr)
     add_log_file(component_log(log_dir, SUPERVISOR))
-    supervisor = Supervisor(instance, root, url, list(config.agents), on_ready=lambda: _print_up(instance, log_dir))
+    supervisor = Supervisor(instance, root, url, list(config.agents), on_ready=lambda: _print_up(instance, log_dir),
+                            api=config.api.enabled)
     asyncio.run(supervise(supervisor))
 
 
@@ -514,6 +515,7 @@ async def _list_rows() -> list[dict[str, str]]:
             "status": _instance_status(r) if running else "Stopped",
             "workspace": r.workspace_path,
             "uptime": format_uptime(r.started_at) if running else "-",
+            "api_url": r.api_url if running else "",  # the approvals API (docs/api.md)
         })
     return rows
 

@@ -52,6 +52,7 @@ class DebugClient:
         self.wait_applied_s = wait_applied_s
         self.keys = bb.keys
         self.operator = validate_operator(operator)
+        self.actor = human_role(self.operator)  # the audit form of a person
         self.lease = ControlLease(bb, self.operator, lease_token)
         self.lease_ttl_s = lease_ttl_s
         self.impersonated_by = ""  # an admin acting as ``operator`` (--as)
@@ -105,7 +106,7 @@ class DebugClient:
             state = await self.state()
             tx, subject, details, value = change(state)
             guarded = self._proven(action, subject).extend(self.lease.guard(Tx())).extend(tx)
-            result, _ = await self.bb.audit.commit(guarded, operator=self.operator, action=action,
+            result, _ = await self.bb.audit.commit(guarded, operator=self.actor, action=action,
                                                    subject=subject, details=self._impersonation(details))
             if result.ok:
                 await self.applied()
@@ -395,7 +396,7 @@ class DebugClient:
         state = await self.state()
         tx, subject, details, value = change(state)
         result, _ = await self.bb.audit.commit(self._proven(action, subject).extend(self.lease.guard(Tx())).extend(tx),
-                                               operator=self.operator, action=action, subject=subject,
+                                               operator=self.actor, action=action, subject=subject,
                                                details=self._impersonation(details))
         if not result.ok:
             raise _Conflict

@@ -88,7 +88,8 @@ async def inject_review(bb: Blackboard, operator: str, artefact_ref: str, payloa
     tx = proof_tx(bb.keys, operator, "debug_inject_review", target.id).extend(tx)  # first: the person's proof
     announce(tx, bb.keys, DebugEventType.REVIEW_INJECTED, review_id=review.id, target_id=target.id,
              approval=approval, by=operator)
-    result, _ = await bb.audit.commit(tx, operator=operator, action="debug_inject_review", subject=target.id, details={
+    actor = human_role(operator)
+    result, _ = await bb.audit.commit(tx, operator=actor, action="debug_inject_review", subject=target.id, details={
         "review_id": review.id, "approval": approval, "payload_excerpt": feedback_excerpt(payload),
         "target_type": target.type, "target_version": target.version, "producer": target.produced_by_role})
     if not result.ok:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from holt_core.blackboard import Blackboard
 from holt_core.debug.events import DebugEventType, announce
 from holt_core.errors import HoltError
+from holt_core.identity import human_role
 from holt_core.models import now_ms
 from holt_core.transaction import Tx
 
@@ -37,6 +38,7 @@ class ControlLease:
         self.bb = bb
         self.keys = bb.keys
         self.operator = operator
+        self.actor = human_role(operator)  # the audit form of a person
         self.token = token or secrets.token_hex(8)
 
     async def holder(self) -> LeaseInfo | None:
@@ -67,20 +69,20 @@ class ControlLease:
             key = self.keys.debug_lease
             if current is None:
                 tx = self._write(Tx().require_absent(key), ttl_s)
-                result, _ = await self.bb.audit.commit(tx, operator=self.operator, action="debug_lease_taken",
+                result, _ = await self.bb.audit.commit(tx, operator=self.actor, action="debug_lease_taken",
                                                        details={"ttl_s": ttl_s})
             elif current.operator == self.operator:
                 if await self.refresh(ttl_s):
                     break
                 continue
             elif not force:
-                await self.bb.audit.append(operator=self.operator, action="debug_control_refused",
+                await self.bb.audit.append(operator=self.actor, action="debug_control_refused",
                                            details={"action": "lease_take", "holder": current.operator})
                 raise self.refusal(current)
             else:
                 tx = Tx().require_field(key, "token", current.token).delete(key)
                 result, _ = await self.bb.audit.commit(
-                    self._write(tx, ttl_s), operator=self.operator, action="debug_lease_taken_over",
+                    self._write(tx, ttl_s), operator=self.actor, action="debug_lease_taken_over",
                     details={"previous_holder": current.operator, "previous_since_ms": current.since_ms,
                              "ttl_s": ttl_s})
             if result.ok:
@@ -100,14 +102,14 @@ class ControlLease:
     async def release(self) -> bool:
         tx = self.guard(Tx()).delete(self.keys.debug_lease)
         announce(tx, self.keys, DebugEventType.LEASE_CHANGED, operator=None)
-        result, _ = await self.bb.audit.commit(tx, operator=self.operator, action="debug_lease_released")
+        result, _ = await self.bb.audit.commit(tx, operator=self.actor, action="debug_lease_released")
         return result.ok
 
     async def ensure(self, action: str, ttl_s: float = DEFAULT_LEASE_TTL_S) -> None:
         """Before a change: take the lease if free, refresh it if ours, refuse (audited) if another's."""
         current = await self.holder()
         if current is not None and current.operator != self.operator:
-            await self.bb.audit.append(operator=self.operator, action="debug_control_refused",
+            await self.bb.audit.append(operator=self.actor, action="debug_control_refused",
                                        details={"action": action, "holder": current.operator})
             raise self.refusal(current)
         await self.take(ttl_s=ttl_s)

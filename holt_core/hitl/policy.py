@@ -168,6 +168,8 @@ def _default_events() -> list[NotifyEvent]:
 class Webhook(_Strict):
     url: str
     events: list[NotifyEvent] = Field(default_factory=_default_events)
+    # slack: Block Kit with Approve/Reject buttons; teams: an adaptive card; generic: text plus holt's fields.
+    format: Literal["generic", "slack", "teams"] = "generic"
     timeout: float = 5.0
     retries: int = Field(default=5, ge=0, strict=True)
 

@@ -295,9 +295,9 @@ async def test_breakpoint_step_continue_terminate_and_inject_from_the_keyboard(
     ops = {(op, action) for op, action, _ in records}
     for action in ("debug_breakpoint_added", "debug_step", "debug_continue", "debug_breakpoint_disabled",
                    "debug_lease_taken"):
-        assert ("alice", action) in ops, action
-    assert ("alice", "debug_terminate", claim_id) in records
-    assert ("alice", "debug_inject_review", v2.id) in records
+        assert ("human:alice", action) in ops, action
+    assert ("human:alice", "debug_terminate", claim_id) in records
+    assert ("human:alice", "debug_inject_review", v2.id) in records
 
 
 # ------------------------------------------------------------------------------------------------ breakpoints panel
@@ -397,12 +397,12 @@ async def test_breakpoints_panel_add_enable_delete_and_pause_resume(tmp_path: Pa
     finally:
         await engine.close()
     records = [(r.operator, r.action, r.subject) for r in await bb.audit.records() if r.action.startswith("debug_")]
-    actions = [a for op, a, _ in records if op == "alice"]
+    actions = [a for op, a, _ in records if op == "human:alice"]
     for action in ("debug_breakpoint_added", "debug_breakpoint_disabled", "debug_breakpoint_enabled",
                    "debug_breakpoint_removed", "debug_pause", "debug_resume"):
         assert action in actions, (action, records)
     assert actions.count("debug_breakpoint_added") == 2  # the refused one never reached Redis
-    assert ("alice", "debug_breakpoint_removed", selected.id) in records
+    assert ("human:alice", "debug_breakpoint_removed", selected.id) in records
 
 
 async def _is(value: Any, expected: object) -> bool:

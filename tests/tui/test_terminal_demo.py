@@ -92,8 +92,8 @@ async def test_answer_and_breakpoint_from_the_keyboard(tmp_path: Path, redis_url
         assert "spelt flour" in final.payload
         records = [(r.operator, r.action) for r in await bb.audit.records()]
         assert ("human:tester", "question_answered") in records, records
-        assert ("tester", "debug_continue") in records
-        assert ("tester", "debug_lease_taken") in records
+        assert ("human:tester", "debug_continue") in records
+        assert ("human:tester", "debug_lease_taken") in records
     finally:
         _tmux_quiet(socket, "kill-server")
         await engine.close()
