@@ -60,7 +60,7 @@ BEAT_S = 1.0
 REGISTER_EVERY_S = 10.0
 COUNT_EVERY_S = 0.1
 _EVENT_BACKLOG = 100_000  # events waiting to be counted at most (a stalled thread never grows memory unbounded)
-READY_EVENTS = frozenset({"orchestrator_ready", "pup_ready"})
+READY_EVENTS = frozenset({"orchestrator_ready", "pup_ready", "api_ready"})
 ORCHESTRATOR = "orchestrator"
 
 

@@ -105,12 +105,17 @@ async def serve(instance: str, workspace: Path) -> None:
         loop.add_signal_handler(sig, stop.set)
     watch = _watch_supervisor(stop)
     sock = bind(settings.host, settings.port)
+    from holt_core.health import HealthService  # /healthz, /readyz, /metrics, as every component has
+
+    health = HealthService(url, instance, COMPONENT)
     try:
+        await health.start()
         async with running(ApiContext(bb, settings, config.hitl, redis_url=url), sock):
             log.info(READY_EVENT, url=url_of(sock), pid=os.getpid())
             flush_logs()
             await stop.wait()
     finally:
+        await health.stop()
         if watch is not None:
             watch.cancel()
         sock.close()
