@@ -43,6 +43,7 @@ SUPPORTED_VERSION = "1.0"
 
 BiddingStrategy = Literal["review", "claim", "exclusive", "ignore"]
 WorkspaceMode = Literal["ro", "rw"]
+SandboxMode = Literal["auto", "required", "off"]
 
 _ROLE = re.compile(r"^[A-Za-z0-9-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -98,6 +99,13 @@ def _expand_env_entry(entry: str) -> str:
     return f"{name}={os.path.expandvars(value)}" if sep else name
 
 
+def _sandbox_word(value: Any) -> Any:
+    # YAML 1.1 reads a bare off/on as a boolean: "sandbox: off" means "off", "sandbox: on" means "required".
+    if isinstance(value, bool):
+        return "required" if value else "off"
+    return value
+
+
 Duration = Annotated[float, BeforeValidator(_to_seconds)]
 RoleName = Annotated[str, AfterValidator(_check_role)]
 Command = Annotated[list[str], AfterValidator(_check_command)]
@@ -138,6 +146,9 @@ class AgentConfig(_Section):
     worker: WorkerConfig | None = None
     timeout: Duration = 300.0  # tool timeout
     bid_timeout: Duration = 10.0  # bid script timeout
+    # auto: tools (and bid scripts) run in a sandbox where the platform has one; required: the pup refuses to
+    # start without one; off: no sandbox (a warning at pup start). See docs/security.md.
+    sandbox: Annotated[SandboxMode, BeforeValidator(_sandbox_word)] = "auto"
     # Docker-era keys: accepted so Go projects load, otherwise ignored.
     image: Any = None
     build: Any = None

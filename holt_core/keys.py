@@ -120,6 +120,11 @@ class Keys:
         """An agent's lease on executing one grant: stops a re-sent grant from running twice."""
         return f"{self.prefix}exec:{claim_id}:{agent_name}"
 
+    def exec_tool(self, claim_id: str, agent_name: str) -> str:
+        """JSON ``ProcessStamp`` of the process group running that grant's tool (``tool_lease``): a restarted
+        pup kills a leftover run before it runs the tool again. Deleted when the run is recorded."""
+        return f"{self.prefix}exec:{claim_id}:{agent_name}:tool"
+
     # --- audit trail (shared by HITL and debugging) ---
     @property
     def audit(self) -> str:
