@@ -119,3 +119,16 @@ def run_typer_app(app: typer.Typer) -> None:
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except FileNotFoundError:
+        if _cwd_exists():
+            raise
+        print_error(HoltError("the current directory no longer exists: cd to an existing directory and try again"))
+        sys.exit(1)
+
+
+def _cwd_exists() -> bool:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return False
+    return True
