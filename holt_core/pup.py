@@ -38,6 +38,7 @@ from holt_core.models import (
     WorkflowEventType,
     new_id,
 )
+from holt_core.sandbox import sandbox_for, tool_env
 from holt_core.tool_runner import ToolFailure, ToolResult, parse_tool_output, run_process
 from holt_core.transaction import Tx
 
@@ -68,6 +69,8 @@ class Pup:
         self.workspace = workspace
         self.log = log or EventLogger("pup", bb.instance)
         self.hitl = AgentHitl(bb, config, agent_name)
+        # Raises (the pup does not start) when holt.yml says sandbox: required and there is none.
+        self.sandbox = sandbox_for(self.agent.sandbox, agent_name)
         # (claim id, claim type, the target's id if the notification named it, else "")
         self._queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -86,6 +89,7 @@ class Pup:
         try:
             async with self.bb.subscribe(*channels) as sub:
                 await self.catch_up()
+                self._log_sandbox()
                 self.ready.set()
                 self.log.info("pup_ready", agent_name=self.name, controller=self.agent.is_controller)
                 # Claims and grants handled as they arrive, in order (looked up per message, as a loop would).
@@ -108,6 +112,15 @@ class Pup:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _log_sandbox(self) -> None:
+        if self.sandbox.active:
+            self.log.info("tools_sandboxed", agent_name=self.name, bwrap=self.sandbox.bwrap)
+        elif self.agent.sandbox == "off":
+            self.log.warning("tools_not_sandboxed", agent_name=self.name,
+                             reason="sandbox: off in holt.yml; tools can read holt's data dir and the operator's files")
+        else:
+            self.log.warning("tools_not_sandboxed", agent_name=self.name, reason=self.sandbox.reason)
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -206,7 +219,7 @@ class Pup:
             return static or BidType.IGNORE
         try:
             out = await run_process(
-                list(self.agent.bid_script),
+                self.sandbox.wrap(list(self.agent.bid_script), cwd=self.workspace),
                 (target.to_json() + "\n").encode(),
                 cwd=self.workspace,
                 env=self._env(),
@@ -345,8 +358,9 @@ class Pup:
         self.log.info("tool_started", claim_id=claim.id, claim_type=claim_type, context=len(chain))
         try:
             async with self._tool_workspace(target) as cwd:
-                out = await run_process(command, tool_input, cwd=cwd, env=self._env(),
-                                        timeout_s=self.agent.tool_timeout_s, on_start=on_start)
+                out = await run_process(self.sandbox.wrap(command, cwd=cwd), tool_input,
+                                        cwd=cwd, env=self._env(), timeout_s=self.agent.tool_timeout_s,
+                                        on_start=on_start)
             if out.exit_code != 0:
                 raise ToolFailure(f"process exited with code {out.exit_code}", exit_code=out.exit_code,
                                   stdout=out.stdout, stderr=out.stderr)
@@ -408,12 +422,10 @@ class Pup:
         return await self.bb.create_artefact(artefact, add_to_thread=True)
 
     def _env(self) -> dict[str, str]:
-        # Tools never get the Redis credentials: they talk to Holt only through stdin/stdout.
-        env = {k: v for k, v in os.environ.items() if k not in ("HOLT_REDIS_URL", "REDIS_URL", "HOLT_AUDIT_KEY")}
-        env.update(self.agent.env_overrides())
-        env.update({"HOLT_INSTANCE_NAME": self.bb.instance, "HOLT_AGENT_NAME": self.name,
-                    "HOLT_WORKSPACE": str(self.workspace)})
-        return env
+        # Tools get no credential: they talk to Holt only through stdin/stdout (the rule: holt_core/sandbox.py).
+        return tool_env(os.environ, self.agent.env_overrides(),
+                        {"HOLT_INSTANCE_NAME": self.bb.instance, "HOLT_AGENT_NAME": self.name,
+                         "HOLT_WORKSPACE": str(self.workspace)})
 
     @contextlib.asynccontextmanager
     async def _tool_workspace(self, target: Artefact) -> AsyncIterator[Path]:
