@@ -9,8 +9,11 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from holt_core.blackboard import Blackboard
 from holt_core.models import Artefact, Claim, ClaimStatus, StructuralType, new_id
+from holt_core.sandbox import find_bwrap
 from holt_core.tool_lease import ProcessStamp, holder_of, lease_is_stale, running_value, stamp
 from tests.engine import make_workspace, poll, wait_for_artefact
 
@@ -37,7 +40,7 @@ agents:
   Worker:
     command: ["{sys.executable}", "tool.py"]
     bidding_strategy: exclusive
-    sandbox: off
+    sandbox: {{sandbox}}
     timeout: 60s
     workspace:
       mode: rw
@@ -58,10 +61,13 @@ async def start_pup(env: dict[str, str], instance: str, ws: Path) -> asyncio.sub
         "--workspace", str(ws), env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 
+@pytest.mark.parametrize("sandbox", ["off", pytest.param("auto", marks=pytest.mark.skipif(
+    find_bwrap()[0] is None, reason="no working bubblewrap here"))])
 async def test_a_restarted_pup_kills_the_leftover_tool_before_running_it_again(
-    tmp_path: Path, bb: Blackboard, cli_env: dict[str, str], instance: str
+    tmp_path: Path, bb: Blackboard, cli_env: dict[str, str], instance: str, sandbox: str
 ) -> None:
-    ws = make_workspace(tmp_path, files={"holt.yml": CONFIG, "tool.py": TOOL})
+    """Unsandboxed, the tool outlives its pup and the restarted pup kills it; sandboxed, it dies with its pup."""
+    ws = make_workspace(tmp_path, files={"holt.yml": CONFIG.format(sandbox=sandbox), "tool.py": TOOL})
     ident = new_id()
     goal = await bb.create_artefact(Artefact(
         id=ident, logical_id=ident, version=1, structural_type=StructuralType.STANDARD, type="GoalDefined",
@@ -78,7 +84,8 @@ async def test_a_restarted_pup_kills_the_leftover_tool_before_running_it_again(
         tool = ProcessStamp.model_validate_json(str(await bb.redis.get(bb.keys.exec_tool(claim.id, "Worker"))))
         first.send_signal(signal.SIGKILL)
         await first.wait()
-        assert tool.alive(), "the tool outlives its SIGKILLed pup (it runs in its own session)"
+        if sandbox == "off":
+            assert tool.alive(), "the tool outlives its SIGKILLed pup (it runs in its own session)"
 
         second = await start_pup(cli_env, instance, ws)
         result = await wait_for_artefact(bb, lambda a: a.produced_by_role == "Worker", within=60)
