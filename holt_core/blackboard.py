@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from holt_core.errors import (
     AlreadyExists,
@@ -22,6 +23,7 @@ from holt_core.errors import (
     RedisUnavailable,
 )
 from holt_core.keys import Keys
+from holt_core.logs import EventLogger
 from holt_core.models import (
     Artefact,
     BidType,
@@ -76,6 +78,11 @@ class Blackboard:
         self.wire = CommandWire(redis)
         self._tx = TxRunner(self.wire)
         self._audit: AuditTrail | None = None
+        # Every record a read had to skip (key -> why), reported once each through on_unreadable: a record
+        # a foreign client wrote in another shape never blinds a reader, and never goes unmentioned.
+        self.unreadable: dict[str, str] = {}
+        self.on_unreadable: Callable[[MalformedRecord], None] = self._log_unreadable
+        self._log = EventLogger("blackboard", instance)
 
     @property
     def audit(self) -> AuditTrail:
@@ -85,6 +92,16 @@ class Blackboard:
 
             self._audit = AuditTrail(self.redis, self.keys, runner=self._tx)
         return self._audit
+
+    def _log_unreadable(self, bad: MalformedRecord) -> None:
+        self._log.warning("record_unreadable", key=bad.key, error=bad.reason)
+
+    def report_unreadable(self, bad: MalformedRecord) -> None:
+        """Note a record that cannot be read; the first time for its key, tell ``on_unreadable``."""
+        first = bad.key not in self.unreadable
+        self.unreadable[bad.key] = bad.reason
+        if first:
+            self.on_unreadable(bad)
 
     @classmethod
     def from_url(cls, url: str, instance: str) -> Blackboard:
@@ -135,8 +152,17 @@ class Blackboard:
         return artefact
 
     async def get_artefact(self, artefact_id: str) -> Artefact:
-        raw = _hash(await self.wire.call("HGETALL", self.keys.artefact(artefact_id)))
+        raw = await self._hgetall(self.keys.artefact(artefact_id))
         return self._artefact_from(artefact_id, raw)
+
+    async def _hgetall(self, key: str) -> dict[str, str]:
+        """One hash; a key of another type raises MalformedRecord (and is reported)."""
+        try:
+            return _hash(await self.wire.call("HGETALL", key))
+        except ResponseError as exc:
+            bad = MalformedRecord(key, _type_error(exc))
+            self.report_unreadable(bad)
+            raise bad from None
 
     def _artefact_from(self, artefact_id: str, raw: dict[str, str]) -> Artefact:
         if not raw:
@@ -144,17 +170,36 @@ class Blackboard:
         return Artefact.from_hash(raw, self.keys.artefact(artefact_id))
 
     async def get_artefacts(self, ids: Sequence[str]) -> list[Artefact | None]:
-        """Pipelined fetch; missing ids give None, malformed records raise."""
+        """Pipelined fetch; missing ids give None, and so do unreadable records (reported, see ``unreadable``)."""
         keys = [self.keys.artefact(i) for i in ids]
         rows = await self.hgetall_many(keys)
-        return [Artefact.from_hash(raw, key) if raw else None for key, raw in zip(keys, rows, strict=True)]
+        return [self._decode_artefact(key, raw) if raw else None for key, raw in zip(keys, rows, strict=True)]
 
-    async def hgetall_many(self, keys: Sequence[str]) -> list[dict[str, str]]:
-        """HGETALL of many keys, pipelined in batches (one round trip per batch)."""
+    def _decode_artefact(self, key: str, raw: dict[str, str]) -> Artefact | None:
+        try:
+            return Artefact.from_hash(raw, key)
+        except MalformedRecord as bad:
+            self.report_unreadable(bad)
+            return None
+
+    async def hgetall_many(self, keys: Sequence[str], *,
+                           unreadable: list[MalformedRecord] | None = None) -> list[dict[str, str]]:
+        """HGETALL of many keys, pipelined in batches (one round trip per batch).
+
+        A key that is not a hash (a foreign client wrote a string there) reads as absent, ``{}``, and is
+        reported (``report_unreadable``) and appended to ``unreadable``; the other keys are read as usual."""
         out: list[dict[str, str]] = []
         for start in range(0, len(keys), _BATCH):
-            replies = await self.wire.call_many([("HGETALL", key) for key in keys[start : start + _BATCH]])
-            for reply in replies:
+            batch = keys[start : start + _BATCH]
+            replies = await self.wire.call_many([("HGETALL", key) for key in batch])
+            for key, reply in zip(batch, replies, strict=True):
+                if isinstance(reply, ResponseError):
+                    bad = MalformedRecord(key, _type_error(reply))
+                    self.report_unreadable(bad)
+                    if unreadable is not None:
+                        unreadable.append(bad)
+                    out.append({})
+                    continue
                 if isinstance(reply, Exception):
                     raise reply
                 out.append(_hash(reply))
@@ -171,15 +216,17 @@ class Blackboard:
                 yield artefact_id
 
     async def list_artefacts(self) -> ArtefactListing:
-        """All artefacts, oldest first; records that do not decode are reported, not fatal."""
+        """All artefacts, oldest first; records that do not decode (or are not hashes) are skipped: returned in
+        ``malformed`` and reported (``report_unreadable``), never fatal."""
         keys = [self.keys.artefact(i) async for i in self.scan_artefact_ids()]
         listing = ArtefactListing()
-        for key, raw in zip(keys, await self.hgetall_many(keys), strict=True):
+        for key, raw in zip(keys, await self.hgetall_many(keys, unreadable=listing.malformed), strict=True):
             if not raw:
-                continue  # deleted between SCAN and HGETALL
+                continue  # deleted between SCAN and HGETALL, or not a hash (reported)
             try:
                 listing.artefacts.append(Artefact.from_hash(raw, key))
             except MalformedRecord as bad:
+                self.report_unreadable(bad)
                 listing.malformed.append(bad)
         listing.artefacts.sort(key=lambda a: (a.created_at_ms, a.id))
         return listing
@@ -251,7 +298,7 @@ class Blackboard:
         return (await self.run(self.claim_update_tx(claim, expect_status=expect_status))).ok
 
     async def get_claim(self, claim_id: str) -> Claim:
-        return self._claim_from(claim_id, _hash(await self.wire.call("HGETALL", self.keys.claim(claim_id))))
+        return self._claim_from(claim_id, await self._hgetall(self.keys.claim(claim_id)))
 
     def _claim_from(self, claim_id: str, raw: dict[str, str]) -> Claim:
         if not raw:
@@ -263,7 +310,10 @@ class Blackboard:
 
         Raises as get_claim and get_artefact do; the claim's errors come first."""
         keys = [self.keys.claim(claim_id), self.keys.artefact(artefact_id)]
-        claim_raw, artefact_raw = await self.hgetall_many(keys)
+        wrong: list[MalformedRecord] = []
+        claim_raw, artefact_raw = await self.hgetall_many(keys, unreadable=wrong)
+        for bad in wrong:
+            raise bad  # the claim's first: hgetall_many keeps the order of keys
         return self._claim_from(claim_id, claim_raw), self._artefact_from(artefact_id, artefact_raw)
 
     async def claim_id_for_artefact(self, artefact_id: str) -> str | None:
@@ -278,15 +328,17 @@ class Blackboard:
                 yield claim_id
 
     async def list_claims(self) -> tuple[list[Claim], list[MalformedRecord]]:
+        """Every readable claim, and the claim records skipped (reported as ``list_artefacts`` does)."""
         keys = [self.keys.claim(i) async for i in self.scan_claim_ids()]
         claims: list[Claim] = []
         bad: list[MalformedRecord] = []
-        for key, raw in zip(keys, await self.hgetall_many(keys), strict=True):
+        for key, raw in zip(keys, await self.hgetall_many(keys, unreadable=bad), strict=True):
             if not raw:
                 continue
             try:
                 claims.append(Claim.from_hash(raw, key))
             except MalformedRecord as exc:
+                self.report_unreadable(exc)
                 bad.append(exc)
         return claims, bad
 
@@ -307,7 +359,7 @@ class Blackboard:
         return await self.hgetall_many([self.keys.bids(c) for c in claim_ids])
 
     async def get_bids(self, claim_id: str) -> dict[str, str]:
-        return _hash(await self.wire.call("HGETALL", self.keys.bids(claim_id)))
+        return (await self.hgetall_many([self.keys.bids(claim_id)]))[0]
 
     # ------------------------------------------------------------------ events
 
@@ -327,6 +379,11 @@ class Blackboard:
             with contextlib.suppress(Exception):
                 await pubsub.unsubscribe()
             await pubsub.aclose()
+
+
+def _type_error(exc: Exception) -> str:
+    text = str(exc)
+    return "not a hash (a foreign client wrote another type here)" if "WRONGTYPE" in text else text
 
 
 def _hash(reply: list[str]) -> dict[str, str]:

@@ -44,10 +44,15 @@ SUPPORTED_VERSION = "1.0"
 
 BiddingStrategy = Literal["review", "claim", "exclusive", "ignore"]
 WorkspaceMode = Literal["ro", "rw"]
+SandboxMode = Literal["auto", "required", "off"]
 
 _ROLE = re.compile(r"^[A-Za-z0-9-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENV_REF = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+MAX_CONFIG_BYTES = 1024 * 1024  # holt.yml larger than this is refused before it is parsed
+MAX_AGENTS = 64  # one process each: more is refused before anything starts
+ENV_MAX_CONFIG_BYTES = "HOLT_MAX_CONFIG_BYTES"
+ENV_MAX_AGENTS = "HOLT_MAX_AGENTS"
 _MAX_NODES = 100_000  # a few aliases can expand exponentially ("billion laughs")
 _MAX_DEPTH = 64
 _MAX_ERRORS_SHOWN = 10
@@ -99,6 +104,13 @@ def _expand_env_entry(entry: str) -> str:
     return f"{name}={os.path.expandvars(value)}" if sep else name
 
 
+def _sandbox_word(value: Any) -> Any:
+    # YAML 1.1 reads a bare off/on as a boolean: "sandbox: off" means "off", "sandbox: on" means "required".
+    if isinstance(value, bool):
+        return "required" if value else "off"
+    return value
+
+
 Duration = Annotated[float, BeforeValidator(_to_seconds)]
 RoleName = Annotated[str, AfterValidator(_check_role)]
 Command = Annotated[list[str], AfterValidator(_check_command)]
@@ -139,6 +151,9 @@ class AgentConfig(_Section):
     worker: WorkerConfig | None = None
     timeout: Duration = 300.0  # tool timeout
     bid_timeout: Duration = 10.0  # bid script timeout
+    # auto: tools (and bid scripts) run in a sandbox where the platform has one; required: the pup refuses to
+    # start without one; off: no sandbox (a warning at pup start). See docs/security.md.
+    sandbox: Annotated[SandboxMode, BeforeValidator(_sandbox_word)] = "auto"
     # Docker-era keys: accepted so Go projects load, otherwise ignored.
     image: Any = None
     build: Any = None
@@ -233,22 +248,59 @@ class Config(BaseModel):
 # Loading
 
 
+def _limit(env: str, default: int) -> int:
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInput(f"{env} must be a positive whole number, got '{raw[:40]}'")
+    return int(raw)
+
+
+def max_config_bytes() -> int:
+    """The size limit of holt.yml: 1 MiB, or ``$HOLT_MAX_CONFIG_BYTES``."""
+    return _limit(ENV_MAX_CONFIG_BYTES, MAX_CONFIG_BYTES)
+
+
+def max_agents() -> int:
+    """The most agents a holt.yml may define: 64, or ``$HOLT_MAX_AGENTS``."""
+    return _limit(ENV_MAX_AGENTS, MAX_AGENTS)
+
+
+def _too_big(source: str, size: int, limit: int) -> InvalidInput:
+    return InvalidInput(f"{source} is too large ({size:,} bytes; the limit is {limit:,})",
+                        hint=f"holt.yml describes agents, not data; {ENV_MAX_CONFIG_BYTES} raises the limit")
+
+
 def load_config(path: Path) -> Config:
-    """Load ``path`` (a holt.yml, or a directory holding one)."""
+    """Load ``path`` (a holt.yml, or a directory holding one); a file over the size limit is never read whole."""
     target = path / CONFIG_FILE if path.is_dir() else path
+    limit = max_config_bytes()
     try:
-        text = target.read_text(encoding="utf-8")
+        with target.open("rb") as f:
+            data = f.read(limit + 1)
     except FileNotFoundError:
         raise NotFound(f"{target.name} not found in {target.parent.resolve()}", hint="holt init creates one") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{target.name}: not valid UTF-8 text") from None
     except OSError as exc:
         raise InvalidInput(f"cannot read {target}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        try:
+            size = target.stat().st_size
+        except OSError:
+            size = len(data)
+        raise _too_big(target.name, size, limit)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{target.name}: not valid UTF-8 text") from None
     return parse_config(text, source=target.name)
 
 
 def parse_config(text: str, source: str = CONFIG_FILE) -> Config:
     """Validate holt.yml text; every problem is an InvalidInput naming ``source``, line and key path."""
+    limit = max_config_bytes()
+    if len(text) > limit or len(text.encode("utf-8")) > limit:
+        raise _too_big(source, len(text.encode("utf-8")), limit)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -261,6 +313,7 @@ def parse_config(text: str, source: str = CONFIG_FILE) -> Config:
         raise InvalidInput(f"{source}:1: the file is empty; it needs version and agents")
     if not isinstance(root, yaml.MappingNode):
         raise InvalidInput(f"{source}:{_line(root)}: expected a mapping (version, agents, ...) at the top level")
+    _check_agent_count(root, source)
     builder = _Builder(source)
     data = builder.build(root, (), 0)
     # Top-level "x-..." keys are free for YAML anchors (as in compose files): not configuration.
@@ -271,6 +324,17 @@ def parse_config(text: str, source: str = CONFIG_FILE) -> Config:
         raise _as_invalid_input(exc, builder.lines, source) from None
     config._warnings = _warnings(config, data)
     return config
+
+
+def _check_agent_count(root: yaml.MappingNode, source: str) -> None:
+    """Refuse more agents than the limit before building anything (each one becomes a process)."""
+    limit = max_agents()
+    for key, value in root.value:
+        if isinstance(key, yaml.ScalarNode) and key.value == "agents" and isinstance(value, yaml.MappingNode):
+            count = len(value.value)
+            if count > limit:
+                raise InvalidInput(f"{source}:{_line(key)}: agents: {count:,} agents defined; the limit is {limit}",
+                                   hint=f"each agent runs as its own process; {ENV_MAX_AGENTS} raises the limit")
 
 
 def _line(node: yaml.Node) -> int:

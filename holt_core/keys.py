@@ -158,6 +158,11 @@ class Keys:
         /readyz and /metrics (each component writes only its own field)."""
         return f"{self.prefix}health"
 
+    def exec_tool(self, claim_id: str, agent_name: str) -> str:
+        """JSON ``ProcessStamp`` of the process group running that grant's tool (``tool_lease``): a restarted
+        pup kills a leftover run before it runs the tool again. Deleted when the run is recorded."""
+        return f"{self.prefix}exec:{claim_id}:{agent_name}:tool"
+
     # --- audit trail (shared by HITL and debugging) ---
     @property
     def audit(self) -> str:

@@ -15,12 +15,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from holt_core import tool_lease
 from holt_core.blackboard import Blackboard, resubscribe
 from holt_core.config import AgentConfig, Config
 from holt_core.errors import HoltError, MalformedRecord, NotFound
@@ -38,9 +39,12 @@ from holt_core.models import (
     new_id,
 )
 from holt_core.redis_wire import or_stop, survive_disconnects
+from holt_core.sandbox import sandbox_for, tool_env
 from holt_core.tool_runner import ToolFailure, ToolResult, parse_tool_output, run_process
+from holt_core.transaction import Tx
 
 LEASE_TTL_S = 30
+TOOL_RECORD_TTL_S = 7 * 24 * 3600  # outlives any tool run; deleted as soon as the run is recorded
 LEASE_REFRESH_S = 10
 CONTEXT_LEVELS = 10
 _IN_CONTEXT = (StructuralType.STANDARD, StructuralType.ANSWER, StructuralType.REVIEW)
@@ -66,11 +70,15 @@ class Pup:
         self.workspace = workspace
         self.log = log or EventLogger("pup", bb.instance)
         self.hitl = AgentHitl(bb, config, agent_name)
+        # Raises (the pup does not start) when holt.yml says sandbox: required and there is none.
+        self.sandbox = sandbox_for(self.agent.sandbox, agent_name)
         # (claim id, claim type, the target's id if the notification named it, else "")
         self._queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._queued: set[str] = set()
         self.ready = asyncio.Event()
+        # This pup as its leases name it: a restarted pup recognises a lease whose holder is dead.
+        self._lease_value = tool_lease.running_value(tool_lease.stamp(os.getpid()))
 
     # ================================================================== main loop
 
@@ -82,6 +90,7 @@ class Pup:
         try:
             async with self.bb.subscribe(*channels) as sub:
                 await self.catch_up()
+                self._log_sandbox()
                 self.ready.set()
                 self.log.info("pup_ready", agent_name=self.name, controller=self.agent.is_controller)
                 # Claims and grants handled as they arrive, in order (looked up per message, as a loop would).
@@ -107,6 +116,15 @@ class Pup:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _log_sandbox(self) -> None:
+        if self.sandbox.active:
+            self.log.info("tools_sandboxed", agent_name=self.name, bwrap=self.sandbox.bwrap)
+        elif self.agent.sandbox == "off":
+            self.log.warning("tools_not_sandboxed", agent_name=self.name,
+                             reason="sandbox: off in holt.yml; tools can read holt's data dir and the operator's files")
+        else:
+            self.log.warning("tools_not_sandboxed", agent_name=self.name, reason=self.sandbox.reason)
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -159,7 +177,7 @@ class Pup:
                 continue
             if claim.status == ClaimStatus.PENDING_ASSIGNMENT:
                 if claim.granted_exclusive_agent == self.name and not self.agent.is_controller:
-                    if not await self.bb.redis.exists(self.keys.exec_lease(claim.id, self.name)):
+                    if await self._lease_free(claim.id):
                         self._enqueue(claim.id, "exclusive")
                 continue
             if claim.phase_state is None and claim.status == ClaimStatus.PENDING_REVIEW:
@@ -169,7 +187,7 @@ class Pup:
             if self.agent.is_controller:
                 continue
             grant_type = self._held_grant(claim)
-            if grant_type and not await self.bb.redis.exists(self.keys.exec_lease(claim.id, self.name)):
+            if grant_type and await self._lease_free(claim.id):
                 self._enqueue(claim.id, grant_type)
 
     def _held_grant(self, claim: Claim) -> str | None:
@@ -205,7 +223,7 @@ class Pup:
             return static or BidType.IGNORE
         try:
             out = await run_process(
-                list(self.agent.bid_script),
+                self.sandbox.wrap(list(self.agent.bid_script), cwd=self.workspace),
                 (target.to_json() + "\n").encode(),
                 cwd=self.workspace,
                 env=self._env(),
@@ -236,17 +254,64 @@ class Pup:
             self.log.warning("grant_not_ours", claim_id=claim_id)
             return None
         lease = self.keys.exec_lease(claim_id, self.name)
-        if not await self.bb.redis.set(lease, f"running:{os.getpid()}", nx=True, ex=LEASE_TTL_S):
+        if not await self._take_lease(claim_id, lease):
             self.log.info("grant_already_taken", claim_id=claim_id)
             return None
         # Redis going away (a restart) pauses the refresh; it carries on once Redis is back.
         refresher = asyncio.create_task(survive_disconnects(lambda: self._refresh_lease(lease)))
+        tool_key = self.keys.exec_tool(claim_id, self.name)
         try:
-            result = await self._execute(claim, claim_type, command or list(self.agent.command), target)
+            if not await self._stop_leftover_tool(claim_id, tool_key):
+                await self.bb.run(Tx().require_value(lease, self._lease_value).delete(lease))
+                return None  # the grant is re-sent and tried again; never a second run beside the first
+
+            async def record_tool(pid: int) -> None:
+                await self.bb.redis.set(tool_key, tool_lease.stamp(pid).model_dump_json(), ex=TOOL_RECORD_TTL_S)
+
+            result = await self._execute(claim, claim_type, command or list(self.agent.command), target,
+                                         on_start=record_tool)
         finally:
             refresher.cancel()
-        await self.bb.redis.set(lease, f"done:{result.id if result else ''}")
+        await self.bb.run(Tx().set(lease, f"{tool_lease.DONE}{result.id if result else ''}").delete(tool_key))
         return result
+
+    async def _take_lease(self, claim_id: str, lease: str) -> bool:
+        """SET NX; or, when the pup holding it is dead on this machine, take it over (compare-and-set)."""
+        for _ in range(3):
+            if await self.bb.redis.set(lease, self._lease_value, nx=True, ex=LEASE_TTL_S):
+                return True
+            current = await self.bb.redis.get(lease)
+            if current is None:
+                continue  # expired meanwhile
+            if not tool_lease.lease_is_stale(str(current)):
+                return False
+            taken = Tx().require_value(lease, str(current)).set(lease, self._lease_value)
+            if (await self.bb.run(taken.pexpire(lease, LEASE_TTL_S * 1000))).ok:
+                self.log.warning("lease_taken_over", claim_id=claim_id, previous=str(current)[:200])
+                return True
+        return False
+
+    async def _lease_free(self, claim_id: str) -> bool:
+        """Nobody runs or ran this grant: no lease, or one whose pup died (catch-up runs it again)."""
+        value = await self.bb.redis.get(self.keys.exec_lease(claim_id, self.name))
+        return value is None or tool_lease.lease_is_stale(str(value))
+
+    async def _stop_leftover_tool(self, claim_id: str, tool_key: str) -> bool:
+        """Kill a run of this grant's tool left by a dead pup (and wait until it is gone). False if it lives on."""
+        raw = await self.bb.redis.get(tool_key)
+        leftover = tool_lease.tool_record(None if raw is None else str(raw))
+        if leftover is None:
+            return True
+        if not leftover.on_this_machine():
+            self.log.warning("leftover_tool_elsewhere", claim_id=claim_id, host=leftover.host, pgid=leftover.pid)
+            return True
+        if not tool_lease.leftover_group(leftover):
+            return True
+        self.log.warning("leftover_tool_killed", claim_id=claim_id, pgid=leftover.pid)
+        if await tool_lease.kill_group(leftover.pid):
+            return True
+        self.log.error("leftover_tool_survived", claim_id=claim_id, pgid=leftover.pid)
+        return False
 
     async def _read_grant(self, claim_id: str, artefact_id: str) -> tuple[Claim, Artefact | None] | None:
         """The claim and, when the notification named it, its target (one round trip); None if the claim is
@@ -278,7 +343,8 @@ class Pup:
             await self.bb.redis.expire(lease, LEASE_TTL_S)
 
     async def _execute(self, claim: Claim, claim_type: str, command: list[str],
-                       target: Artefact | None = None) -> Artefact | None:
+                       target: Artefact | None = None, *,
+                       on_start: Callable[[int], Awaitable[None]] | None = None) -> Artefact | None:
         if target is None:
             try:
                 target = await self.bb.get_artefact(claim.artefact_id)
@@ -297,8 +363,9 @@ class Pup:
         self.log.info("tool_started", claim_id=claim.id, claim_type=claim_type, context=len(chain))
         try:
             async with self._tool_workspace(target) as cwd:
-                out = await run_process(command, tool_input, cwd=cwd, env=self._env(),
-                                        timeout_s=self.agent.tool_timeout_s)
+                out = await run_process(self.sandbox.wrap(command, cwd=cwd), tool_input,
+                                        cwd=cwd, env=self._env(), timeout_s=self.agent.tool_timeout_s,
+                                        on_start=on_start)
             if out.exit_code != 0:
                 raise ToolFailure(f"process exited with code {out.exit_code}", exit_code=out.exit_code,
                                   stdout=out.stdout, stderr=out.stderr)
@@ -360,12 +427,10 @@ class Pup:
         return await self.bb.create_artefact(artefact, add_to_thread=True)
 
     def _env(self) -> dict[str, str]:
-        # Tools never get the Redis credentials: they talk to Holt only through stdin/stdout.
-        env = {k: v for k, v in os.environ.items() if k not in ("HOLT_REDIS_URL", "REDIS_URL", "HOLT_AUDIT_KEY")}
-        env.update(self.agent.env_overrides())
-        env.update({"HOLT_INSTANCE_NAME": self.bb.instance, "HOLT_AGENT_NAME": self.name,
-                    "HOLT_WORKSPACE": str(self.workspace)})
-        return env
+        # Tools get no credential: they talk to Holt only through stdin/stdout (the rule: holt_core/sandbox.py).
+        return tool_env(os.environ, self.agent.env_overrides(),
+                        {"HOLT_INSTANCE_NAME": self.bb.instance, "HOLT_AGENT_NAME": self.name,
+                         "HOLT_WORKSPACE": str(self.workspace)})
 
     @contextlib.asynccontextmanager
     async def _tool_workspace(self, target: Artefact) -> AsyncIterator[Path]:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,12 @@ async def run_process(
     env: dict[str, str],
     timeout_s: float,
     cap: int = OUTPUT_CAP,
+    on_start: Callable[[int], Awaitable[None]] | None = None,
 ) -> ProcessOutput:
-    """Run argv with stdin, capture stdout/stderr (each capped), kill the whole group on timeout."""
+    """Run argv with stdin, capture stdout/stderr (each capped), kill the whole group on timeout.
+
+    ``on_start(pid)`` is awaited once the process (the leader of its own process group) exists and before
+    it is given its input; if it raises, the process is killed and the error propagates."""
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -114,6 +119,15 @@ async def run_process(
     def kill() -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+    if on_start is not None:
+        try:
+            await on_start(proc.pid)
+        except BaseException:
+            kill()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5)
+            raise
 
     feeder = asyncio.create_task(feed())
     out_task = asyncio.create_task(_read_capped(proc.stdout, cap))

@@ -331,6 +331,8 @@ class HoltTui(App[None]):
         held = len(m.debug.held)
         if held:
             t.append(f" │ ⏸ {held} held", style="bold red")
+        if m.skipped:
+            t.append(f" │ ⚠ {len(m.skipped)} unreadable", style="yellow")
         waiting = sum(1 for i in m.inbox.items if i.status == "open")
         if waiting:
             t.append(f" │ ✉ {waiting} waiting", style="bold yellow")

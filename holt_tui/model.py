@@ -100,6 +100,7 @@ class LiveModel:
         self.resync_notice = ""
         self.inbox = InboxSnapshot()
         self.debug = DebugSnapshot()
+        self.skipped: set[str] = set()  # keys of records that could not be read (named in the event log)
         self.agent_activity: dict[str, int] = {}
         self.agent_bids: dict[str, int] = {}
         self.revision = 0
@@ -155,6 +156,9 @@ class LiveModel:
             case WorkflowSeen():
                 self._log_workflow(item.event, item.ts_ms)
                 c.events = True
+                if item.event.event == "malformed_record":
+                    self.skipped.add(str(item.event.data.get("key", "")))
+                    c.status = True
             case AuditSeen():
                 c.audit = self._add_audit(item.record)
             case InstanceSeen():

@@ -85,6 +85,7 @@ class Reader:
         while True:
             redis = redis_client(self.url, client_name="holt-tui")
             bb = Blackboard(redis, self.instance)
+            bb.on_unreadable = lambda bad: self._malformed(bad.key, bad.reason)  # skipped, counted, shown
             try:
                 self.sink(ConnectionSeen("connecting"))
                 await self._attach(bb, resync=resync)
@@ -206,9 +207,12 @@ class Reader:
                 for c in chunk:
                     pipe.hgetall(bb.keys.claim(c))
                     pipe.hgetall(bb.keys.bids(c))
-                replies = await pipe.execute()
+                replies = await pipe.execute(raise_on_error=False)
             for i, c in enumerate(chunk):
                 raw, bids = replies[2 * i], replies[2 * i + 1]
+                if isinstance(raw, Exception) or isinstance(bids, Exception):
+                    self._malformed(bb.keys.claim(c), "not a hash (a foreign client wrote another type here)")
+                    continue
                 if not raw:
                     continue
                 try:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HOLT = str(Path(sys.executable).parent / "holt")
-WAIT_S = 15.0
+WAIT_S = 60.0  # generous: a loaded 2-core machine can take seconds to start a CLI
 
 
 async def holt(env: dict[str, str], *args: str, stdin: bytes | None = None) -> tuple[int, bytes, str]:

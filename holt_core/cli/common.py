@@ -19,8 +19,9 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from holt_core.blackboard import Blackboard, connect_redis
+from holt_core.cli.output import warn
 from holt_core.embedded_redis import resolve_redis_url
-from holt_core.errors import HoltError, RedisUnavailable
+from holt_core.errors import HoltError, MalformedRecord, RedisUnavailable
 from holt_core.instances import resolve_instance
 from holt_core.sanitise import sanitise_text
 
@@ -74,6 +75,12 @@ def connection_failed(exc: Exception) -> RedisUnavailable:
     )
 
 
+def warn_unreadable(bad: MalformedRecord) -> None:
+    """One warning line naming a record a command skipped (it goes on with the rest)."""
+    what = next((kind for kind in ("claim", "artefact") if f":{kind}:" in bad.key), "record")
+    warn(f"Skipping malformed {what}: key={bad.key} (error: {bad.reason})")
+
+
 @contextlib.asynccontextmanager
 async def open_blackboard(
     name: str | None, *, url: str | None = None, client_name: str | None = None
@@ -83,6 +90,7 @@ async def open_blackboard(
     try:
         instance = await resolve_instance(redis, name)
         bb = Blackboard(redis, instance)
+        bb.on_unreadable = warn_unreadable
         yield bb
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise connection_failed(exc) from None
@@ -111,3 +119,16 @@ def run_typer_app(app: typer.Typer, args: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except FileNotFoundError:
+        if _cwd_exists():
+            raise
+        print_error(HoltError("the current directory no longer exists: cd to an existing directory and try again"))
+        sys.exit(1)
+
+
+def _cwd_exists() -> bool:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return False
+    return True

@@ -323,18 +323,29 @@ def _exclude_holt_dir(root: Path) -> None:
 
 
 def _up_detached(instance: str, root: Path, url: str, log_dir: Path) -> None:
-    with component_log(log_dir, SUPERVISOR).open("ab") as log:
-        proc = subprocess.Popen(
-            supervisor_argv(instance, root),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            # Not the URL: the supervisor finds Redis as this command did, and again after a Redis restart.
-            env=dict(os.environ),
-            start_new_session=True,  # outlives this command and the terminal
-        )
+    """Start the supervisor and wait until it is ready. Ctrl-C at any moment leaves nothing running: one that
+    arrives while the supervisor is being started is acted on as soon as its pid is known, and the clean-up
+    itself cannot be cut short by another Ctrl-C."""
+    interrupted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: interrupted.append(signum))
+    if previous is None:  # installed outside Python: Python's own is the one to go back to
+        previous = signal.default_int_handler
+    proc: subprocess.Popen[bytes] | None = None
     try:
+        with component_log(log_dir, SUPERVISOR).open("ab") as log:
+            proc = subprocess.Popen(
+                supervisor_argv(instance, root),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=root,
+                # Not the URL: the supervisor finds Redis as this command did, and again after a Redis restart.
+                env=dict(os.environ),
+                start_new_session=True,  # outlives this command and the terminal
+            )
+        signal.signal(signal.SIGINT, previous)
+        if interrupted:
+            raise KeyboardInterrupt
         _wait_ready(proc, instance, log_dir)
         from holt_core.cli.ops_cmds import ENV_UP_HEALTH_TIMEOUT_S, UP_HEALTH_TIMEOUT_S, wait_healthy
 
@@ -342,9 +353,14 @@ def _up_detached(instance: str, root: Path, url: str, log_dir: Path) -> None:
         run_async(wait_healthy(url, instance, list(state.components) if state else [],
                                float(os.environ.get(ENV_UP_HEALTH_TIMEOUT_S, "") or UP_HEALTH_TIMEOUT_S)))
     except BaseException:  # a failure or Ctrl-C: leave nothing running
-        _stop_supervisor(proc.pid, log_dir, DOWN_TIMEOUT_S, proc)
-        with contextlib.suppress(HoltError):  # the start failure is the error worth reporting
-            run_async(_unregister_run(url, instance, proc.pid))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if proc is not None:
+                _stop_supervisor(proc.pid, log_dir, DOWN_TIMEOUT_S, proc)
+                with contextlib.suppress(HoltError):  # the start failure is the error worth reporting
+                    run_async(_unregister_run(url, instance, proc.pid))
+        finally:
+            signal.signal(signal.SIGINT, previous)
         raise
 
 

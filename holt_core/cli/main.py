@@ -79,8 +79,11 @@ def run(argv: list[str] | None = None) -> None:
         print(f"Usage: holt [OPTIONS] COMMAND [ARGS]...\nTry 'holt --help' for help.\n\nError: No such command "
               f"'{first}'.", file=sys.stderr)
         sys.exit(2)
-    app = _app_for(entry[0])
-    from holt_core.cli.common import run_typer_app
+    try:
+        app = _app_for(entry[0])
+        from holt_core.cli.common import run_typer_app
+    except KeyboardInterrupt:  # Ctrl-C while the command's modules load: nothing has started, nothing to undo
+        sys.exit(130)
 
     run_typer_app(app, args)
 

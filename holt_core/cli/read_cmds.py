@@ -135,10 +135,6 @@ def _write(text: str) -> None:
     sys.stdout.flush()
 
 
-def _warn_malformed(bad: MalformedRecord, what: str = "artefact") -> None:
-    warn(f"Skipping malformed {what}: key={sanitise_text(bad.key)} (error: {sanitise_text(bad.reason)})")
-
-
 def _local_tz() -> tzinfo:
     tz = datetime.now().astimezone().tzinfo
     assert tz is not None  # astimezone() always attaches one
@@ -151,9 +147,7 @@ def _local_tz() -> tzinfo:
 
 async def _hoard_list(name: str | None, fmt: OutputFormat, filt: ArtefactFilter) -> None:
     async with open_blackboard(name) as bb:
-        listing = await bb.list_artefacts()
-    for bad in listing.malformed:
-        _warn_malformed(bad)
+        listing = await bb.list_artefacts()  # a record it skips is named on stderr (open_blackboard)
     shown = [a for a in listing.artefacts if filt.matches(a, keep_zero_time=False)]
     _write(hoard_table(shown, bb.instance, now_ms()) if fmt == "default" else hoard_jsonl(shown))
 
@@ -261,12 +255,9 @@ class _Watcher:
             rescan_from = since_loss if rescan_from is None else min(rescan_from, since_loss)
 
     async def _history(self, bb: Blackboard, created_from_ms: int) -> None:
+        # Records they skip are named on stderr once each (open_blackboard sets the blackboard's report).
         listing = await bb.list_artefacts()
-        for bad in listing.malformed:
-            _warn_malformed(bad)
-        claims, bad_claims = await bb.list_claims()
-        for bad in bad_claims:
-            _warn_malformed(bad, "claim")
+        claims, _ = await bb.list_claims()
         for item in history_items(listing.artefacts, claims, self.filt, created_from_ms=created_from_ms or None):
             self._emit(item)
 

@@ -78,8 +78,7 @@ async def explain(bb: Blackboard, ident: str) -> Explanation:
     claim_raw: dict[str, str] = {}
     claim: Claim | None = None
     if claim_id is not None:
-        raw = await bb.redis.hgetall(bb.keys.claim(claim_id))
-        claim_raw = {str(k): str(v) for k, v in raw.items()}
+        claim_raw = (await bb.hgetall_many([bb.keys.claim(claim_id)]))[0]  # a non-hash reads as {}: malformed
         claim = Claim.from_hash(claim_raw, bb.keys.claim(claim_id))
         artefact_id = claim.artefact_id
     artefact: Artefact | None = None
