@@ -91,7 +91,8 @@ async def test_a_ghost_hold_left_by_an_older_version_is_dropped_when_the_orchest
     await client.step(held.hold_id)
     assert [h.hold_id for h in await client.held()] == [held.hold_id]
 
-    engine = recipe_engine(tmp_path, redis_url, instance)
+    (tmp_path / "restart").mkdir()
+    engine = recipe_engine(tmp_path / "restart", redis_url, instance)
     await engine.start_orchestrator()
     try:
         assert await client.held() == []

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from holt_core.claims import ClaimRuntime
 from holt_core.config import Config
+from holt_core.engine.rules import GRANT_TYPE
 from holt_core.keys import Keys
 from holt_core.models import ClaimStatus, GrantNotification
 from holt_core.transaction import Tx
@@ -104,8 +105,6 @@ class Grants:
     @staticmethod
     def pending(rt: ClaimRuntime) -> list[tuple[str, str]]:
         """(role, grant type) of every grant of this claim whose output has not arrived."""
-        from holt_core.engine.rules import GRANT_TYPE
-
         claim = rt.claim
         if not claim.status.is_open or claim.grant_queue is not None:
             return []
