@@ -65,3 +65,35 @@ class OpenGate:
 
     async def admit(self, decision: Decision) -> bool:
         return True
+
+
+class _Claimish(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def status(self) -> Any: ...
+
+
+class _Artefactish(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def structural_type(self) -> Any: ...
+
+    @property
+    def produced_by_role(self) -> str: ...
+
+
+def decision_of(kind: DecisionKind, claim: _Claimish, target: _Artefactish, summary: str,
+                granted: tuple[str, ...] = (), **details: Any) -> Decision:
+    """The decision ``kind`` about ``claim`` on ``target``: the one way decisions are built."""
+    return Decision(
+        kind=kind, claim_id=claim.id, artefact_id=target.id, artefact_type=target.type,
+        structural_type=target.structural_type.value, produced_by_role=target.produced_by_role,
+        claim_status=claim.status.value, summary=summary, granted_roles=granted, details=details,
+    )

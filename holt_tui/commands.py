@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-if TYPE_CHECKING:
-    from holt_tui.app import HoltTui
+
+class _CommandHost(Protocol):
+    """What the palette needs of the app (holt_tui.app.HoltTui), without importing it."""
+
+    def command_available(self, command: Command) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class ActionsProvider(Provider):
     """Offers the actions that work now (context-aware: disabled ones are left out)."""
 
     def _available(self) -> list[Command]:
-        app: HoltTui = self.app  # type: ignore[assignment]
+        app = cast(_CommandHost, self.app)
         return [c for c in COMMANDS if app.command_available(c)]
 
     async def discover(self) -> Hits:

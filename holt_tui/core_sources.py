@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 from redis.exceptions import RedisError
+from redis.asyncio import Redis
 
 from holt_core.blackboard import Blackboard
 from holt_core.debug.breakpoints import BreakpointAction, BreakpointSpec
@@ -21,6 +22,7 @@ from holt_core.debug.client import DebugClient
 from holt_core.errors import HoltError
 from holt_core.hitl.client import HitlClient, OpenItem
 from holt_core.hitl.models import RequestKind
+from holt_core.keys import Keys
 from holt_tui.breakpoint_form import CONDITION_ALIASES, CONDITION_NAMES
 from holt_tui.sources import (
     CAPABILITIES,
@@ -31,6 +33,7 @@ from holt_tui.sources import (
     InboxItem,
     InboxSnapshot,
     LeaseState,
+    Sources,
 )
 
 T = TypeVar("T")
@@ -248,3 +251,9 @@ class CoreDebugSource:
         except HoltError as err:
             return [err.message]
         return [r.message for r in explanation.reasons]
+
+
+def attach_sources(redis: Redis, keys: Keys, operator: str) -> Sources:
+    """The sources for a live attach: the human-in-the-loop and debugging planes of holt_core."""
+    bb = Blackboard(redis, keys.instance)
+    return Sources(HitlInboxSource(bb, operator), CoreDebugSource(bb, operator))

@@ -17,7 +17,7 @@ from holt_core.keys import Keys
 from holt_tui.config import TuiConfig
 from holt_tui.feed import FeedItem
 from holt_tui.recording import Recorder, load_recording, replay
-from holt_tui.sources import Sources, attach_sources
+from holt_tui.sources import Sources
 
 app = typer.Typer(
     name="holt-tui",
@@ -64,6 +64,7 @@ def attach(
 
 def attach_sources_for(url: str, instance: str, operator: str) -> Sources:
     from holt_core.cli.common import redis_client
+    from holt_tui.core_sources import attach_sources
 
     return attach_sources(redis_client(url, client_name="holt-tui-control"), Keys(instance), operator)
 

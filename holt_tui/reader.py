@@ -35,6 +35,7 @@ from holt_core.cli.common import redis_client
 from holt_core.config import load_config
 from holt_core.errors import HoltError, MalformedRecord
 from holt_core.instances import get_record
+from holt_core.lock import is_fresh, lock_value, stamp_seconds
 from holt_core.models import Artefact, Claim, WorkflowEvent
 from holt_core.redis_wire import Backoff
 from holt_tui.config import TuiConfig
@@ -277,11 +278,8 @@ class Reader:
 
     async def _instance_info(self, bb: Blackboard) -> InstanceInfo:
         record = await get_record(bb.redis, self.instance)
-        lock = await bb.redis.get(bb.keys.lock)
-        seen_ms = 0
-        if lock and ":" in str(lock):
-            with contextlib.suppress(ValueError):
-                seen_ms = int(str(lock).rsplit(":", 1)[1]) * 1000
+        lock = await lock_value(bb.redis, bb.keys)
+        seen_ms = (stamp_seconds(lock) or 0) * 1000
         workspace = record.workspace_path if record else ""
         if workspace and workspace != self._roles_from:
             self._roles_from = workspace
@@ -291,7 +289,7 @@ class Reader:
             name=self.instance,
             status=record.status if record else "unknown",
             workspace=workspace,
-            orchestrator_alive=lock is not None,
+            orchestrator_alive=is_fresh(lock),
             orchestrator_seen_ms=seen_ms,
             roles=self._roles,
         )

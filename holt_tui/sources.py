@@ -18,10 +18,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from redis.asyncio import Redis
-
-from holt_core.keys import Keys
-
 
 @dataclass(frozen=True)
 class ActionResult:
@@ -270,15 +266,6 @@ class NullDebugSource:
 class Sources:
     inbox: InboxSource
     debug: DebugSource
-
-
-def attach_sources(redis: Redis, keys: Keys, operator: str) -> Sources:
-    """The sources for a live attach: the human-in-the-loop and debugging planes of holt_core."""
-    from holt_core.blackboard import Blackboard
-    from holt_tui.core_sources import CoreDebugSource, HitlInboxSource
-
-    bb = Blackboard(redis, keys.instance)
-    return Sources(HitlInboxSource(bb, operator), CoreDebugSource(bb, operator))
 
 
 def null_sources() -> Sources:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from holt_core.cli.common import AsOpt, JsonOpt, NameOpt, open_blackboard, run_async
 from holt_core.cli.output import stdout, success, warn
 from holt_core.debug.breakpoints import BreakpointAction, BreakpointSpec, BreakpointStatus
-from holt_core.debug.client import DebugClient, Released
+from holt_core.debug.client import DebugClient, Released, process_started_ms
 from holt_core.debug.explain import Explanation
 from holt_core.debug.held import HeldDecision
 from holt_core.debug.lease import LeaseInfo
@@ -53,7 +53,7 @@ def _run(name: str | None, operator: str | None, act: Callable[[DebugClient], Aw
             actor = await authenticate(base, operator)
             who, url, impersonated_by = actor.operator, actor.url, actor.impersonated_by
         async with open_blackboard(name, url=url, client_name="holt-debug") as bb:
-            client = DebugClient(bb, who)
+            client = DebugClient(bb, who, issued_at_ms=process_started_ms())
             client.impersonated_by = impersonated_by
             return await act(client)
 
@@ -87,7 +87,7 @@ def _bp_line(bp: BreakpointStatus) -> str:
 
 def _held_lines(h: HeldDecision) -> list[str]:
     d = h.decision
-    lines = [f"{h.subject}  {d.kind.value}  {d.summary}",
+    lines = [f"{h.hold_id}  {d.kind.value}  {d.summary}  (subject {h.subject})",
              f"    held since {_when(h.held_since_ms)} by {h.reason.value}"
              + (f" {h.breakpoint_id}" if h.breakpoint_id else "") + f"; claim {d.claim_id or '-'} ({d.claim_status})"]
     if h.artefact is not None:
@@ -203,7 +203,8 @@ def _report(result: Released, as_json: bool) -> None:
         return
     for h in result.decisions:
         verb = {"skip": "dropped"}.get(result.action, "released")
-        success(sanitise_text(f"{result.action}: {verb} {h.decision.kind.value} on {h.subject}: {h.decision.summary}"))
+        success(sanitise_text(f"{result.action}: {verb} {h.decision.kind.value} {h.hold_id} on {h.subject}: "
+                              f"{h.decision.summary}"))
     if not result.decisions:
         success(f"{result.action}: nothing was held")
     if result.action in ("continue", "resume") and not result.mode.full_control:

@@ -25,6 +25,7 @@ from typing import Annotated, Any, BinaryIO, TypeVar
 import typer
 from redis.asyncio import Redis
 
+from holt_core import lock
 from holt_core.blackboard import Blackboard, connect_redis, next_message
 from holt_core.cli.common import AsOpt, NameOpt, run_async
 from holt_core.cli.output import stdout, success, warn
@@ -42,10 +43,11 @@ from holt_core.instances import (
     workspace_root,
 )
 from holt_core.keys import Keys, validate_instance_name
+from holt_core.lock import clear_dead_lock
 from holt_core.logs import configure
 from holt_core.models import Artefact, StructuralType, new_id, now_ms
 from holt_core.operators import ensure_local_operator
-from holt_core.orchestrator import Orchestrator, WorkerLauncher, clear_dead_lock
+from holt_core.orchestrator import Orchestrator, WorkerLauncher
 from holt_core.processes import pid_alive
 from holt_core.pup import Pup, run_worker
 from holt_core.render import ArtefactItem, live_item, watch_lines
@@ -71,7 +73,6 @@ T = TypeVar("T")
 
 UP_TIMEOUT_S = 30.0
 DOWN_TIMEOUT_S = 20.0
-LOCK_STALE_S = 30  # protocol 4.13: an older `orchestrator:{unix_seconds}` lock is stale
 # A component that exits this often before it is ever ready will not come up: fail `up` early.
 EARLY_FAIL_EXITS = 2
 LOG_TAIL_LINES = 20
@@ -290,17 +291,7 @@ def next_default_name(names: list[str]) -> str:
 
 async def _check_lock(redis: Redis, name: str) -> None:
     """Protocol 4.13: a fresh orchestrator lock means some orchestrator (maybe Go's) serves the instance."""
-    keys = Keys(name)
-    value = await redis.get(keys.lock)
-    if value:
-        prefix, _, stamp = str(value).partition(":")
-        if prefix == "orchestrator" and stamp.isdigit() and time.time() - int(stamp) <= LOCK_STALE_S:
-            raise HoltError(
-                f"instance '{name}' orchestrator is already running",
-                hint="stop that orchestrator first (it may run on another machine), or choose another --name",
-            )
-    # Stale (its holder died without releasing it): free it, or our orchestrator could not start.
-    await redis.delete(keys.lock, keys.lock_owner)
+    await lock.ensure_free(redis, Keys(name), name)
 
 
 def _exclude_holt_dir(root: Path) -> None:
@@ -651,7 +642,7 @@ async def _watch_goal(bb: Blackboard, sub: Any, goal_id: str) -> None:
         if message is None:
             if time.monotonic() - last_check >= _RUNNING_CHECK_S:
                 last_check = time.monotonic()
-                if not await bb.redis.exists(bb.keys.lock):
+                if not await lock.is_running(bb.redis, bb.keys):
                     raise HoltError(f"instance '{bb.instance}' stopped before the workflow completed")
             continue
         channel, data = message

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from holt_core import claims
 from holt_core.blackboard import Blackboard
 from holt_core.debug.breakpoints import Breakpoint, BreakpointSpec, BreakpointStatus, new_breakpoint_id
 from holt_core.debug.commands import Command, CommandKind, send
@@ -27,8 +30,8 @@ from holt_core.debug.store import DebugState, load_state
 from holt_core.errors import HoltError, InvalidInput, NotFound
 from holt_core.hitl.proofs import proof_tx
 from holt_core.identity import human_role, validate_operator
-from holt_core.models import Claim, ClaimStatus, WorkflowEvent, now_ms
-from holt_core.orchestrator import F_NOTE, F_REV
+from holt_core.lock import is_running
+from holt_core.models import Claim, ClaimStatus, now_ms
 from holt_core.transaction import Tx
 
 _RETRIES = 20
@@ -47,8 +50,12 @@ class Released(BaseModel):
 
 class DebugClient:
     def __init__(self, bb: Blackboard, operator: str, *, lease_token: str | None = None,
-                 lease_ttl_s: float = DEFAULT_LEASE_TTL_S, wait_applied_s: float = 5.0) -> None:
+                 lease_ttl_s: float = DEFAULT_LEASE_TTL_S, wait_applied_s: float = 5.0,
+                 issued_at_ms: int | None = None) -> None:
+        """``issued_at_ms``: when the command was issued (a one-shot CLI passes ``process_started_ms()``); a
+        claim id then never names a decision held after it."""
         self.bb = bb
+        self.issued_at_ms = issued_at_ms
         self.wait_applied_s = wait_applied_s
         self.keys = bb.keys
         self.operator = validate_operator(operator)
@@ -127,7 +134,7 @@ class DebugClient:
             cursor = await self.bb.redis.get(self.keys.debug_commands_cursor)
             if cursor and _stream_id(str(cursor)) >= wanted:
                 return True
-            if not await self.bb.redis.exists(self.keys.lock) or loop.time() >= deadline:
+            if not await is_running(self.bb.redis, self.keys) or loop.time() >= deadline:
                 return False
             await asyncio.sleep(0.02)
 
@@ -194,7 +201,28 @@ class DebugClient:
 
     # --- held decisions ---
 
-    def _pick(self, state: DebugState, target: str | None) -> HeldDecision:
+    def _pick(self, state: DebugState, target: str | None, pin: dict[str, str]) -> HeldDecision:
+        """The held decision a command names. A hold id names one decision; a claim, subject or artefact id is
+        accepted only where exactly one decision of it is held, and only one held before the command was issued
+        (a duplicate or late command never acts on the next decision). The first answer is pinned in ``pin``:
+        a retry after a conflict acts on the same decision or on none."""
+        if "hold_id" in pin:
+            return self._pinned(state, pin["hold_id"])
+        held = self._resolve(state, target)
+        pin["hold_id"] = held.hold_id
+        return self._pinned(state, held.hold_id)
+
+    def _pinned(self, state: DebugState, hold_id: str) -> HeldDecision:
+        for h in state.held.values():
+            if h.hold_id == hold_id:
+                if h.release is not None:
+                    raise HoltError(f"that decision ({hold_id}) was already released ({h.release}) by "
+                                    f"{h.released_by}", hint="the orchestrator carries it out as soon as it runs")
+                return h
+        raise NotFound(f"the decision {hold_id} is no longer held (carried out, skipped, or its claim closed)",
+                       hint="holt debug held lists held decisions")
+
+    def _resolve(self, state: DebugState, target: str | None) -> HeldDecision:
         waiting = [h for h in state.held_list() if h.release is None]
         if target is None:
             if not waiting:
@@ -202,9 +230,14 @@ class DebugClient:
             return waiting[0]  # the oldest
         text = target.strip().lower()
         every = state.held_list()
+        by_hold = [h for h in every if h.hold_id == text]
+        if not by_hold and len(text) >= 6:
+            by_hold = [h for h in every if h.hold_id.startswith(text)]
+        if len(by_hold) == 1:
+            return by_hold[0]
 
         def ids(h: HeldDecision) -> tuple[str, ...]:
-            return (h.subject, h.hold_id, h.decision.claim_id, h.decision.artefact_id)
+            return (h.subject, h.decision.claim_id, h.decision.artefact_id)
 
         found = [h for h in every if text in ids(h)]
         if not found and len(text) >= 6:
@@ -213,12 +246,13 @@ class DebugClient:
             raise NotFound(f"no held decision for {target!r}", hint="holt debug held lists held decisions")
         if len(found) > 1:
             raise InvalidInput(f"{target!r} names {len(found)} held decisions",
-                               details=[f"{h.subject}: {h.decision.summary}" for h in found],
-                               hint="name the claim or use a longer prefix")
+                               details=[f"{h.hold_id}: {h.decision.summary}" for h in found],
+                               hint="name the decision by its hold id (holt debug held shows it)")
         held = found[0]
-        if held.release is not None:
-            raise HoltError(f"that decision was already released ({held.release}) by {held.released_by}",
-                            hint="the orchestrator carries it out as soon as it runs")
+        if self.issued_at_ms is not None and held.held_since_ms > self.issued_at_ms:
+            raise NotFound(f"no decision of {target!r} was held when this command was issued (the one held now, "
+                           f"{held.hold_id}, came later)",
+                           hint=f"to act on it, name it: holt debug step {held.hold_id}")
         return held
 
     def _release(self, tx: Tx, state: DebugState, held: HeldDecision, how: Release) -> HeldDecision:
@@ -243,9 +277,10 @@ class DebugClient:
 
     async def step(self, target: str | None = None) -> Released:
         """Carry out one held decision; the same claim's next decision is held again."""
+        pin: dict[str, str] = {}
 
         def change(state: DebugState) -> tuple[Tx, str, dict[str, Any], Any]:
-            held = self._pick(state, target)
+            held = self._pick(state, target, pin)
             tx = Tx()
             released = self._release(tx, state, held, Release.STEP)
             return (self._sync(tx, held.subject), held.subject, self._details([held]),
@@ -256,11 +291,12 @@ class DebugClient:
 
     async def continue_(self, target: str | None = None) -> Released:
         """Carry out the held decision (every held one without ``target``), leave full control, run on."""
+        pin: dict[str, str] = {}
 
         def change(state: DebugState) -> tuple[Tx, str, dict[str, Any], Any]:
             waiting = [h for h in state.held_list() if h.release is None]
             if target is not None:
-                chosen = [self._pick(state, target)]
+                chosen = [self._pick(state, target, pin)]
                 if state.mode.full_control:
                     chosen += [h for h in waiting if h.reason == HoldReason.FULL_CONTROL and h not in chosen]
             else:
@@ -279,9 +315,10 @@ class DebugClient:
 
     async def skip(self, target: str | None = None) -> Released:
         """Drop the held decision: the claim stays exactly as it is until something about it changes."""
+        pin: dict[str, str] = {}
 
         def change(state: DebugState) -> tuple[Tx, str, dict[str, Any], Any]:
-            held = self._pick(state, target)
+            held = self._pick(state, target, pin)
             key = self.keys.debug_held(held.subject)
             tx = Tx().require_value(key, state.held_raw[held.subject]).delete(key)
             tx.srem(self.keys.debug_held_index, held.subject)
@@ -360,27 +397,16 @@ class DebugClient:
             if not claim.status.is_open:
                 raise HoltError(f"claim {full_id} is already {claim.status.value}")
             why = f"Terminated by {human_role(self.operator)}" + (f": {reason}" if reason else "")
-            new = claim.model_copy(update={"status": ClaimStatus.TERMINATED, "termination_reason": why,
-                                           "artefact_expected": False})
-            rev = raw.get(F_REV) or None
-            tx = Tx().require_field(key, F_REV, rev).hset(key, new.to_hash())
-            tx.hset(key, {F_REV: str(int(rev or 0) + 1), F_NOTE: raw.get(F_NOTE, "")})
-            tx.srem(self.keys.open_claims, full_id)
-            if claim.grant_queue is not None and claim.grant_queue.agent_name:
-                tx.zrem(self.keys.grant_queue(claim.grant_queue.agent_name), full_id)
-            subjects = {full_id} | {h.subject for h in state.held.values() if h.decision.claim_id == full_id}
-            for subject in sorted(subjects):
-                tx.delete(self.keys.debug_held(subject)).srem(self.keys.debug_held_index, subject)
-            tx.srem(self.keys.debug_stepping, full_id)
-            tx.delete(self.keys.debug_skipped(full_id)).srem(self.keys.debug_skipped_index, full_id)
-            tx.publish(self.keys.workflow_events, WorkflowEvent(event="claim_terminated", data={
-                "claim_id": full_id, "artefact_id": claim.artefact_id, "status": new.status.value,
-                "reason": why}).to_json())
+            new = claims.closed(claim, ClaimStatus.TERMINATED, why)
+            rev = int(raw.get(claims.F_REV) or 0)
+            tx = claims.close_tx(self.keys, full_id, rev, new, note=raw.get(claims.F_NOTE, ""))
+            holds = claims.holds_of(state.held.values(), full_id)
+            released = claims.hold_release(tx, self.keys, full_id, holds, why=why)
             announce(tx, self.keys, DebugEventType.CLAIM_TERMINATED, claim_id=full_id, by=self.operator,
                      reason=why)
             send(tx, self.keys, Command(kind=CommandKind.FORGET, by=self.operator, claim_id=full_id))
             return tx, full_id, {"previous_status": claim.status.value, "reason": why,
-                                 "artefact_id": claim.artefact_id}, new
+                                 "artefact_id": claim.artefact_id, "holds": released["holds"]}, new
 
         for _ in range(_RETRIES):
             await load()
@@ -410,6 +436,19 @@ class DebugClient:
 
 class _Conflict(Exception):
     pass
+
+
+def process_started_ms() -> int | None:
+    """When this process started (Linux: from /proc), in unix ms; None where it cannot be told."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 (starttime), counted after the command name
+        since_boot_s = ticks / os.sysconf("SC_CLK_TCK")
+        uptime_s = time.clock_gettime(time.CLOCK_BOOTTIME)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    return int((time.time() - (uptime_s - since_boot_s)) * 1000)
 
 
 def _stream_id(text: str) -> tuple[int, int]:

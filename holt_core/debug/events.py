@@ -24,6 +24,7 @@ class DebugEventType(StrEnum):
     MODE_CHANGED = "mode_changed"
     LEASE_CHANGED = "lease_changed"
     CLAIM_TERMINATED = "claim_terminated_by_operator"
+    HOLD_DROPPED = "held_decision_dropped"  # its claim closed or it was superseded
     REVIEW_INJECTED = "review_injected"
 
 

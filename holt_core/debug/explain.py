@@ -11,29 +11,24 @@ provider gets the ``ClaimContext`` and returns its reasons.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
 from holt_core.blackboard import Blackboard
 from holt_core.debug.held import HeldDecision
-from holt_core.debug.store import DebugState, load_state
+from holt_core.debug.reasons import REASON_PROVIDERS, ClaimContext, Reason, ReasonProvider, register_reason_provider
+from holt_core.debug.store import load_state
 from holt_core.errors import HoltError, InvalidInput, MalformedRecord, NotFound
+from holt_core.lock import is_running
 from holt_core.models import Artefact, Claim, ClaimStatus, StructuralType, is_uuid, now_ms
 from holt_core.sanitise import sanitise_text
 
+__all__ = ["REASON_PROVIDERS", "ClaimContext", "Explanation", "Reason", "ReasonProvider", "explain",
+           "register_reason_provider"]
+
 _CLAIMABLE = (StructuralType.STANDARD, StructuralType.QUESTION, StructuralType.ANSWER)
 _CLOCK_MARGIN_MS = 10_000
-
-
-class Reason(BaseModel):
-    kind: str
-    message: str
-    blocking: bool = True  # False: informational (the claim is moving, or waits on nothing in particular)
-    waiting_for: list[str] = []
-    details: dict[str, Any] = {}
 
 
 class Explanation(BaseModel):
@@ -46,29 +41,8 @@ class Explanation(BaseModel):
     reasons: list[Reason]
 
 
-@dataclass
-class ClaimContext:
-    """What a reason provider is given (claim is None when the artefact has no claim)."""
-
-    bb: Blackboard
-    artefact: Artefact | None
-    claim: Claim | None
-    claim_raw: dict[str, str] = field(default_factory=dict)
-    debug: DebugState = field(default_factory=DebugState)
-
-
-ReasonProvider = Callable[[ClaimContext], Awaitable[list[Reason]]]
-REASON_PROVIDERS: list[ReasonProvider] = []
-
-
-def register_reason_provider(provider: ReasonProvider) -> None:
-    """Add a source of reasons (e.g. open questions and approvals); called once at import by its owner."""
-    if provider not in REASON_PROVIDERS:
-        REASON_PROVIDERS.append(provider)
-
-
 def _load_builtin_providers() -> None:
-    # Imported here, not at the top: the HITL package builds on this module (a top-level import would cycle).
+    # Imported when first needed (the HITL reasons register themselves in holt_core.debug.reasons).
     import holt_core.hitl.explain_reasons  # noqa: F401
 
 
@@ -260,7 +234,7 @@ async def _artefact_reasons(ctx: ClaimContext, artefact_id: str) -> list[Reason]
 
 async def _orchestrator_reasons(bb: Blackboard) -> list[Reason]:
     try:
-        running = bool(await bb.redis.exists(bb.keys.lock))
+        running = await is_running(bb.redis, bb.keys)
     except HoltError:
         running = True
     if running:

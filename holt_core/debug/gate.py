@@ -16,11 +16,13 @@ import secrets
 from typing import Any, Protocol
 
 from holt_core.blackboard import Blackboard
+from holt_core.claims import F_NOTE, holds_of, human_feedback_claim_id
 from holt_core.debug.breakpoints import BreakpointAction, hit_condition_met
 from holt_core.debug.commands import KEEP_COMMANDS, Command, CommandKind
 from holt_core.debug.events import DebugEventType, announce
 from holt_core.debug.held import (
     CLOSING_KINDS,
+    DETAIL_HUMAN_REVIEW,
     ArtefactView,
     DecisionView,
     HeldDecision,
@@ -37,7 +39,7 @@ from holt_core.decisions import Decision
 from holt_core.errors import HoltError
 from holt_core.identity import SYSTEM_ORCHESTRATOR
 from holt_core.logs import EventLogger
-from holt_core.models import dumps, now_ms
+from holt_core.models import ClaimStatus, dumps, now_ms
 from holt_core.transaction import Tx
 
 
@@ -167,6 +169,77 @@ class DebugGate:
             self.log.info("held_decision_carried_out", claim_id=d.claim_id, kind=d.kind.value,
                           release=str(held.release), released_by=held.released_by)
         return result.ok
+
+    # ------------------------------------------------------------------ holds die with their claim
+
+    def holds_of(self, claim_id: str) -> list[HeldDecision]:
+        """The holds a closing claim takes with it (none while nothing is armed: free on the hot path)."""
+        if not self._armed:
+            return []
+        return holds_of(self.state.held.values(), claim_id)
+
+    def has_marks(self, claim_id: str) -> bool:
+        """The claim is being stepped, or a decision of it was skipped: marks that go with the claim."""
+        return self._armed and (claim_id in self.state.stepping or claim_id in self.state.skipped)
+
+    async def holds_released(self) -> None:
+        async with self._lock:
+            await self._reload()
+
+    async def reconcile(self) -> int:
+        """On start: drop every hold whose decision can no longer happen (its claim closed or is gone, its
+        artefact already has a claim, its injected review was carried out), audited. Returns how many."""
+        async with self._lock:
+            await self._reload()
+            held = self.state.held_list()
+        dropped = 0
+        for h in held:
+            why = await self._ghost_reason(h)
+            if why is None:
+                continue
+            key = self.keys.debug_held(h.subject)
+            tx = Tx().require_value(key, self.state.held_raw.get(h.subject)).delete(key)
+            tx.srem(self.keys.debug_held_index, h.subject)
+            if h.redrive != Redrive.ARTEFACT:
+                tx.srem(self.keys.debug_stepping, h.decision.claim_id)
+            announce(tx, self.keys, DebugEventType.HOLD_DROPPED, subject=h.subject, hold_id=h.hold_id,
+                     claim_id=h.decision.claim_id, reason=why)
+            result, _ = await self.bb.audit.commit(
+                tx, operator=SYSTEM_ORCHESTRATOR, action="debug_hold_reconciled", subject=h.subject,
+                details={"hold_id": h.hold_id, "kind": h.decision.kind.value, "claim_id": h.decision.claim_id,
+                         "summary": h.decision.summary, "reason": why})
+            if result.ok:
+                dropped += 1
+                self.log.warning("ghost_hold_dropped", subject=h.subject, hold_id=h.hold_id, reason=why)
+        if dropped:
+            async with self._lock:
+                await self._reload()
+        return dropped
+
+    async def _ghost_reason(self, h: HeldDecision) -> str | None:
+        d = h.decision
+        if h.redrive == Redrive.ARTEFACT:
+            review = d.details.get(DETAIL_HUMAN_REVIEW)
+            if isinstance(review, str):
+                if await self.bb.redis.exists(self.keys.claim(human_feedback_claim_id(review))):
+                    return f"the review {review} was carried out"
+                return None
+            if await self.bb.redis.exists(self.keys.claim_by_artefact(d.artefact_id)):
+                return f"the artefact {d.artefact_id} already has a claim"
+            return None
+        raw_status, note = await self.bb.redis.hmget(self.keys.claim(d.claim_id), ["status", F_NOTE])
+        status = None if raw_status is None else str(raw_status)
+        if status is None:
+            return f"its claim {d.claim_id} is gone"
+        try:
+            is_open = ClaimStatus(str(status)).is_open
+        except ValueError:
+            return None
+        if not is_open:
+            return f"its claim {d.claim_id} is {status!s}"
+        if str(note or "").startswith("dormant"):
+            return f"its claim {d.claim_id} is dormant"
+        return None
 
     async def _clear_skipped(self, subject: str) -> None:
         tx = Tx().delete(self.keys.debug_skipped(subject)).srem(self.keys.debug_skipped_index, subject)

@@ -22,6 +22,19 @@ from holt_core.models import Artefact, ClaimStatus, Phase, StructuralType, feedb
 MAX_PAYLOAD = 1 << 20
 
 
+def review_payload(text: str, operator: str) -> str:
+    """The payload of a person's review, readable by any agent (docs/debugging.md, "Manual reviews").
+
+    JSON passes as is (``{}`` and ``[]`` approve, as in Holt); anything else is free text and becomes
+    ``{"feedback": "<the text>", "by": "human:<operator>"}``.
+    """
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return json.dumps({"feedback": text.strip(), "by": human_role(operator)}, ensure_ascii=False)
+    return text
+
+
 class InjectedReview(BaseModel):
     review_id: str
     target_id: str
@@ -58,6 +71,9 @@ async def _pending_review_phase(bb: Blackboard, target_id: str) -> list[str] | N
 async def inject_review(bb: Blackboard, operator: str, artefact_ref: str, payload: str = "{}") -> InjectedReview:
     if not payload.strip():
         raise InvalidInput("the review payload is empty", hint="use {} to approve, or feedback text / JSON")
+    if len(payload.encode()) > MAX_PAYLOAD:
+        raise InvalidInput("the review payload is larger than 1 MiB")
+    payload = review_payload(payload, operator)
     if len(payload.encode()) > MAX_PAYLOAD:
         raise InvalidInput("the review payload is larger than 1 MiB")
     target = await bb.get_artefact(await bb.resolve_artefact_id(artefact_ref))

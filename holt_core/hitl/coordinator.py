@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from holt_core.decisions import Decision, DecisionGate, DecisionKind
+from holt_core import claims
+from holt_core.blackboard import Blackboard
+from holt_core.claims import ClaimRuntime
+from holt_core.config import Config
+from holt_core.decisions import Decision, DecisionGate, DecisionKind, decision_of
 from holt_core.errors import HoltError
 from holt_core.hitl.deadlines import DeadlineSweeper
 from holt_core.hitl.models import (
@@ -31,13 +35,50 @@ from holt_core.hitl.models import (
 from holt_core.hitl.notify import Notifier
 from holt_core.hitl.proofs import ForgeryReporter
 from holt_core.hitl.requests import SYSTEM_ORCHESTRATOR, RequestStore
-from holt_core.models import Artefact, Claim, ClaimStatus, GrantNotification, Phase, StructuralType, new_id, now_ms
+from holt_core.logs import EventLogger
+from holt_core.models import Artefact, Claim, ClaimStatus, Phase, StructuralType, new_id, now_ms
 from holt_core.transaction import Tx
 
-if TYPE_CHECKING:
-    from holt_core.orchestrator import ClaimRuntime, Orchestrator
-
 Plan = tuple[Decision, Callable[[], Awaitable[bool]]]
+
+
+class GrantPort(Protocol):
+    """Notify the agent or launch its worker (``holt_core.engine.grants.Grants``)."""
+
+    def announce(self, tx: Tx, claim_id: str, artefact_id: str, role: str, grant_type: str, *,
+                 status: ClaimStatus | None = None) -> bool: ...
+
+    def notify(self, tx: Tx, claim_id: str, artefact_id: str, role: str, grant_type: str) -> None: ...
+
+    def launch(self, role: str, claim_id: str) -> None: ...
+
+
+class ClaimHost(Protocol):
+    """What the coordinator needs of the engine it plugs into (``holt_core.engine.orchestrator``)."""
+
+    @property
+    def bb(self) -> Blackboard: ...
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def log(self) -> EventLogger: ...
+
+    @property
+    def grants(self) -> GrantPort: ...
+
+    @property
+    def claims(self) -> Mapping[str, ClaimRuntime]: ...
+
+    async def advance(self, claim_id: str) -> None: ...
+
+    def track(self, rt: ClaimRuntime) -> None: ...
+
+    def note_output(self, claim_id: str, artefact: Artefact) -> bool: ...
+
+    def terminate_plan(self, rt: ClaimRuntime, reason: str, extra: Callable[[], Tx | None] | None = None,
+                       after: Callable[[bool], Awaitable[None]] | None = None) -> Plan: ...
 _GRANT_KINDS = frozenset({DecisionKind.GRANT_REVIEW, DecisionKind.GRANT_PARALLEL, DecisionKind.GRANT_EXCLUSIVE,
                           DecisionKind.QUEUE_GRANT})
 _GRANT_TYPE = {Phase.REVIEW: "review", Phase.PARALLEL: "claim", Phase.EXCLUSIVE: "exclusive"}
@@ -50,7 +91,7 @@ class Disposition(Enum):
 
 
 class HitlCoordinator:
-    def __init__(self, orch: Orchestrator) -> None:
+    def __init__(self, orch: ClaimHost) -> None:
         self.orch = orch
         self.bb = orch.bb
         self.keys = orch.bb.keys
@@ -220,29 +261,19 @@ class HitlCoordinator:
         question = (await self.bb.get_artefacts([req.artefact_id]))[0]
         if question is None:
             return
-        from holt_core.orchestrator import F_CREATED, F_REV, ClaimRuntime
-
         claim = Claim(id=new_id(), artefact_id=question.id, status=ClaimStatus.PENDING_ASSIGNMENT,
                       granted_exclusive_agent=role, artefact_expected=True)
         created = now_ms()
-        tx = self.bb.claim_create_tx(claim)
-        tx.hset(self.keys.claim(claim.id), {F_REV: "1", F_CREATED: str(created)})
-        tx.sadd(self.keys.open_claims, claim.id)
-        agent = self.orch.config.agents[role]
-        launch = agent.is_controller and self.orch.workers is not None
-        if not launch:
-            tx.publish(self.keys.agent_events(role), GrantNotification(
-                claim_id=claim.id, claim_type="exclusive", artefact_id=claim.artefact_id).to_json())
+        tx = claims.create_tx(self.keys, claim, created)
+        launch = self.orch.grants.announce(tx, claim.id, claim.artefact_id, role, "exclusive", status=claim.status)
         routed = await self.store.route(req.id, hop_index=len(req.hops) - 1, claim_tx=tx, claim_id=claim.id)
         if routed is None or routed.current_hop is None or routed.current_hop.claim_id != claim.id:
             return  # someone else routed it, or it moved on
         self._remember(routed)
-        self.orch._track(ClaimRuntime(claim=claim, target=question, rev=1, created_ms=created))
+        self.orch.track(ClaimRuntime(claim=claim, target=question, rev=1, created_ms=created))
         self.orch.log.info("question_routed", request_id=req.id, claim_id=claim.id, agent_name=role)
         if launch:
-            assert self.orch.workers is not None
-            self.orch._active_workers[role].add(claim.id)
-            self.orch.workers.launch(role, claim.id, self.orch._worker_exited)
+            self.orch.grants.launch(role, claim.id)
 
     # ================================================================== hook 2: the claim's next decision
 
@@ -290,19 +321,17 @@ class HitlCoordinator:
 
     def _decision(self, kind: DecisionKind, rt: ClaimRuntime, summary: str, req: HitlRequest,
                   granted: tuple[str, ...] = ()) -> Decision:
-        return self.orch._decision(kind, rt.claim, rt.target, summary, granted, request_id=req.id,
-                                   request_status=req.status.value)
+        return decision_of(kind, rt.claim, rt.target, summary, granted, request_id=req.id,
+                           request_status=req.status.value)
 
     def _terminate(self, rt: ClaimRuntime, req: HitlRequest | None, reason: str) -> Plan:
-        decision, _ = self.orch._terminate(rt, reason)
+        def extra() -> Tx | None:
+            return self.store.effect_done_tx(req) if req is not None else None
 
-        async def apply() -> bool:
-            extra = self.store.effect_done_tx(req) if req is not None else None
-            ok = await self.orch._close(rt, ClaimStatus.TERMINATED, reason, "claim_terminated", extra=extra)
+        async def after(ok: bool) -> None:
             await self._after_effect(req, ok)
-            return ok
 
-        return decision, apply
+        return self.orch.terminate_plan(rt, reason, extra, after)
 
     def _resume(self, rt: ClaimRuntime, req: HitlRequest, summary: str) -> Plan:
         role = req.role
@@ -314,21 +343,15 @@ class HitlCoordinator:
                 claim.phase_state is None else _GRANT_TYPE[claim.phase_state.current]
             tx = self.store.effect_done_tx(req)
             tx.delete(self.keys.exec_lease(claim.id, role))  # the agent runs this grant once more
-            agent = self.orch.config.agents.get(role)
-            launch = agent is not None and agent.is_controller and self.orch.workers is not None
-            if not launch:
-                tx.publish(self.keys.agent_events(role),
-                           GrantNotification(claim_id=claim.id, claim_type=grant_type,
-                                             artefact_id=claim.artefact_id).to_json())
+            # Resumed: the claim itself did not change, so the agent hears of it on its own channel.
+            launch = self.orch.grants.announce(tx, claim.id, claim.artefact_id, role, grant_type)
             ok = (await self.bb.run(tx)).ok
             await self._after_effect(req, ok)
             if ok:
                 self.orch.log.info("claim_resumed", claim_id=claim.id, agent_name=role, request_id=req.id,
                                    outcome=req.status.value)
                 if launch:
-                    assert self.orch.workers is not None
-                    self.orch._active_workers[role].add(claim.id)
-                    self.orch.workers.launch(role, claim.id, self.orch._worker_exited)
+                    self.orch.grants.launch(role, claim.id)
             return ok
 
         return decision, apply
@@ -343,7 +366,7 @@ class HitlCoordinator:
             if ok:
                 plan = (await self.bb.get_artefacts([req.artefact_id]))[0]
                 if plan is not None:
-                    self.orch._note_output(rt.claim.id, plan, replay=False)
+                    self.orch.note_output(rt.claim.id, plan)
             return ok
 
         return decision, apply

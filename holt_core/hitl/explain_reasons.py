@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from holt_core.debug.explain import ClaimContext, Reason, register_reason_provider
+from holt_core.debug.reasons import ClaimContext, Reason, register_reason_provider
 from holt_core.hitl.client import HitlClient
 from holt_core.hitl.models import RequestKind
 

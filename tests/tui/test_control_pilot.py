@@ -24,10 +24,10 @@ from holt_core.keys import Keys
 from holt_core.models import Artefact, ClaimStatus, StructuralType, new_id
 from holt_tui.app import HoltTui
 from holt_tui.config import TuiConfig
+from holt_tui.core_sources import attach_sources
 from holt_tui.feed import FeedItem
 from holt_tui.reader import Reader
 from holt_tui.screens.dialogs import BreakpointDialog
-from holt_tui.sources import attach_sources
 from holt_tui.widgets.views import BreakpointsList, InboxList, TextLines
 from tests.debughelp import changed, claim_revs, goal, recipe_engine, wait_held
 from tests.engine import Engine, poll, wait_for_artefact, wait_settled

@@ -8,6 +8,31 @@ import json
 import os
 import sys
 
+
+def load_draft(payload: str) -> dict:
+    """A draft is a JSON object; anything else (a person's edit, plain text) is taken as its title."""
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        value = None
+    return value if isinstance(value, dict) else {"title": payload.strip()}
+
+
+def review_note(payload: str) -> str:
+    """What a review asks for, whatever its shape: an agent's {"issue": ...}, a person's
+    {"feedback": ..., "by": ...} (docs/debugging.md), any other JSON, or plain text."""
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return payload.strip()
+    if isinstance(value, dict):
+        for key in ("issue", "feedback", "comment", "message"):
+            if isinstance(value.get(key), str):
+                return value[key]
+        return json.dumps(value, sort_keys=True)
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 request = json.load(sys.stdin)
 target = request["target_artefact"]
 chain = request["context_chain"]
@@ -24,9 +49,11 @@ if target["type"] == "GoalDefined":
     draft = {"title": target["payload"], "ingredients": [flour, "water", "salt"], "steps": ["mix", "bake"]}
     summary = "first draft"
 else:  # a feedback claim: rework the draft
-    draft = json.loads(target["payload"])
-    draft["ingredients"] = [f"500 g {draft['ingredients'][0]}", "350 ml water", "10 g salt"]
-    draft["revision_notes"] = [json.loads(r["payload"]).get("issue", "") for r in reviews]
+    draft = load_draft(target["payload"])
+    ingredients = draft.get("ingredients")
+    first = ingredients[0] if isinstance(ingredients, list) and ingredients else "flour"
+    draft["ingredients"] = [f"500 g {first}", "350 ml water", "10 g salt"]
+    draft["revision_notes"] = [review_note(r["payload"]) for r in reviews]
     summary = "added quantities"
 
 print(json.dumps({"artefact_type": "RecipeDraft", "artefact_payload": json.dumps(draft), "summary": summary}))
