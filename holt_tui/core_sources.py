@@ -13,8 +13,8 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from holt_core.blackboard import Blackboard
 from holt_core.debug.breakpoints import BreakpointAction, BreakpointSpec
