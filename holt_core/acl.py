@@ -165,6 +165,16 @@ def scoped_url(url: str, role: Role) -> str:
     return role_url(url, role)
 
 
+AGENT_URL_ENV = "HOLT_AGENT_REDIS_URL"
+
+
+def worker_env() -> dict[str, str]:
+    """For processes the orchestrator starts (controller workers): the agent's URL the supervisor handed down
+    in ``HOLT_AGENT_REDIS_URL``, as their ``HOLT_REDIS_URL`` (not the orchestrator's own)."""
+    url = os.environ.get(AGENT_URL_ENV)
+    return {"HOLT_REDIS_URL": url} if url else {}
+
+
 def viewer_url(url: str) -> str:
     """The read-only URL for a watcher: Redis itself refuses its writes."""
     return scoped_url(url, "viewer")

@@ -27,6 +27,7 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from holt_core.acl import worker_env
 from holt_core.blackboard import Blackboard, resubscribe
 from holt_core.config import Config
 from holt_core.debug.gate import DebugGate
@@ -1258,7 +1259,7 @@ class WorkerLauncher:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
-                env={**os.environ, **(self._env or {})},
+                env={**os.environ, **worker_env(), **(self._env or {})},  # workers run as holt-agent
                 cwd=self._cwd,
             )
             out, _ = await proc.communicate()

@@ -356,7 +356,8 @@ class Pup:
 
     def _env(self) -> dict[str, str]:
         # Tools never get the Redis credentials: they talk to Holt only through stdin/stdout.
-        env = {k: v for k, v in os.environ.items() if k not in ("HOLT_REDIS_URL", "REDIS_URL", "HOLT_AUDIT_KEY")}
+        env = {k: v for k, v in os.environ.items() if k not in ("HOLT_REDIS_URL", "REDIS_URL", "HOLT_AUDIT_KEY",
+                                                                 "HOLT_AGENT_REDIS_URL", "HOLT_OPERATOR_TOKEN")}
         env.update(self.agent.env_overrides())
         env.update({"HOLT_INSTANCE_NAME": self.bb.instance, "HOLT_AGENT_NAME": self.name,
                     "HOLT_WORKSPACE": str(self.workspace)})

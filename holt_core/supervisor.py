@@ -33,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from holt_core.acl import scoped_url
+from holt_core.acl import AGENT_URL_ENV, scoped_url
 from holt_core.blackboard import connect_redis
 from holt_core.config import CONFIG_FILE, load_config
 from holt_core.embedded_redis import ENV_URL, resolve_redis_url
@@ -250,6 +250,8 @@ class Supervisor:
             ENV_SUPERVISOR_PID: str(os.getpid()),
             "PYTHONUNBUFFERED": "1",
         }
+        if child.component == ORCHESTRATOR:  # for the workers it starts; never in an agent's environment
+            env[AGENT_URL_ENV] = scoped_url(self.redis_url, "agent")
         child.state.ready = False
         child.held_lock = False
         try:
