@@ -187,7 +187,7 @@ def setup_script(admin_password: str) -> str:
         f"# operators: `holt operator add NAME` creates {OPERATOR_USER_PREFIX}NAME, writing {PROOF_ROOT}NAME:* only;",
         f"# {OPERATORS} (the registry) and every {PROOF_ROOT}* key are out of reach of agent users.",
     ]
-    for args in role_setup(admin_password):
+    for args in role_setup(admin_password, hashed=True):  # hashes only: the output may end up in a log
         if args[0] == "default":
             lines.append("# finally, disable the unauthenticated default user (after checking you can log in as "
                          f"{ADMIN_USER}):")

@@ -22,7 +22,7 @@ from holt_core.operators import (
     revoke_operator,
     verify_token,
 )
-from tests.clirun import HOLT
+from tests.clirun import HOLT, holt
 from tests.engine import make_workspace, poll
 
 
@@ -132,3 +132,20 @@ async def test_components_and_watchers_connect_as_their_own_users(
             await watch.wait()
         take_down(inst)
         drop_keys(redis_url, inst.name)
+
+
+async def test_holt_acl_prints_the_users_without_a_password(cli_env: dict[str, str], redis_url: str) -> None:
+    code, out, err = await holt(cli_env, "acl")
+    assert code == 0, err
+    text = out.decode()
+    password = redis_url.split(":")[2].split("@")[0]
+    assert password not in text and "ACL SETUSER holt-viewer reset on #" in text and "-@all +@read" in text
+    assert "ACL SETUSER default reset off" in text
+    code, out, err = await holt(cli_env, "acl", "--apply")  # idempotent on a server that has them
+    assert code == 0, err
+    viewer = connect_redis(role_url(redis_url, "viewer"))
+    try:
+        with pytest.raises(NoPermissionError):
+            await viewer.set("holt:x", "1")
+    finally:
+        await viewer.aclose()
