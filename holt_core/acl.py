@@ -165,6 +165,16 @@ def scoped_url(url: str, role: Role) -> str:
     return role_url(url, role)
 
 
+AGENT_URL_ENV = "HOLT_AGENT_REDIS_URL"
+
+
+def worker_env() -> dict[str, str]:
+    """For processes the orchestrator starts (controller workers): the agent's URL the supervisor handed down
+    in ``HOLT_AGENT_REDIS_URL``, as their ``HOLT_REDIS_URL`` (not the orchestrator's own)."""
+    url = os.environ.get(AGENT_URL_ENV)
+    return {"HOLT_REDIS_URL": url} if url else {}
+
+
 def viewer_url(url: str) -> str:
     """The read-only URL for a watcher: Redis itself refuses its writes."""
     return scoped_url(url, "viewer")
@@ -177,7 +187,7 @@ def setup_script(admin_password: str) -> str:
         f"# operators: `holt operator add NAME` creates {OPERATOR_USER_PREFIX}NAME, writing {PROOF_ROOT}NAME:* only;",
         f"# {OPERATORS} (the registry) and every {PROOF_ROOT}* key are out of reach of agent users.",
     ]
-    for args in role_setup(admin_password):
+    for args in role_setup(admin_password, hashed=True):  # hashes only: the output may end up in a log
         if args[0] == "default":
             lines.append("# finally, disable the unauthenticated default user (after checking you can log in as "
                          f"{ADMIN_USER}):")

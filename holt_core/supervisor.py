@@ -44,7 +44,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from holt_core.acl import scoped_url
+from holt_core.acl import AGENT_URL_ENV, scoped_url
 from holt_core.blackboard import connect_redis
 from holt_core.config import CONFIG_FILE, load_config
 from holt_core.embedded_redis import ENV_URL, known_redis_url, resolve_redis_url
@@ -433,6 +433,8 @@ class Supervisor:
         }
         child.url = url
         child.tail.clear()
+        if child.component == ORCHESTRATOR:  # for the workers it starts; never in an agent's environment
+            env[AGENT_URL_ENV] = scoped_url(url, "agent")
         child.state.ready = False
         child.state.status = "starting"
         child.held_lock = False

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
 from holt_core.acl import role_url
@@ -19,6 +22,8 @@ from holt_core.operators import (
     revoke_operator,
     verify_token,
 )
+from tests.clirun import HOLT, holt
+from tests.engine import make_workspace, poll
 
 
 async def test_viewer_user_write_is_refused_by_redis(redis_url: str, instance: str) -> None:
@@ -95,3 +100,52 @@ async def test_local_operator_is_registered_once_with_a_saved_token(
     assert await ensure_local_operator(redis_url, {}) is None  # its token works: nothing to do
     actor = await authenticate(redis_url)  # the CLI now acts as local-dev, connected as its own user
     assert actor.operator == "local-dev" and not actor.impersonated_by and "holt-op-local-dev" in actor.url
+
+
+def _users(redis_url: str) -> set[tuple[str, str]]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return {(c.get("user", ""), c.get("name", "")) for c in client.client_list()}
+    finally:
+        client.close()
+
+
+async def test_components_and_watchers_connect_as_their_own_users(
+        tmp_path: Path, cli_env: dict[str, str], redis_url: str) -> None:
+    """holt up: the orchestrator and the pups never get the admin's credentials; holt watch is a viewer."""
+    from tests.test_cli_lifecycle import ONE_AGENT, Instance, drop_keys, holt, take_down
+
+    inst = Instance(f"t-{uuid.uuid4().hex[:10]}", make_workspace(tmp_path, files={"holt.yml": ONE_AGENT}), cli_env)
+    watch = None
+    try:
+        up = holt(inst.env, inst.ws, "up", "--name", inst.name)
+        assert up.returncode == 0, up.stdout + up.stderr
+        await poll(lambda: {"holt-orchestrator", "holt-agent"} <= {u for u, _ in _users(redis_url)},
+                   what="the orchestrator and the pup connected as their users")
+        watch = await asyncio.create_subprocess_exec(HOLT, "watch", "--name", inst.name, env=cli_env,
+                                                     stdout=asyncio.subprocess.DEVNULL,
+                                                     stderr=asyncio.subprocess.DEVNULL)
+        await poll(lambda: ("holt-viewer", "holt-watch") in _users(redis_url), what="holt watch as holt-viewer")
+    finally:
+        if watch is not None:
+            watch.kill()
+            await watch.wait()
+        take_down(inst)
+        drop_keys(redis_url, inst.name)
+
+
+async def test_holt_acl_prints_the_users_without_a_password(cli_env: dict[str, str], redis_url: str) -> None:
+    code, out, err = await holt(cli_env, "acl")
+    assert code == 0, err
+    text = out.decode()
+    password = redis_url.split(":")[2].split("@")[0]
+    assert password not in text and "ACL SETUSER holt-viewer reset on #" in text and "-@all +@read" in text
+    assert "ACL SETUSER default reset off" in text
+    code, out, err = await holt(cli_env, "acl", "--apply")  # idempotent on a server that has them
+    assert code == 0, err
+    viewer = connect_redis(role_url(redis_url, "viewer"))
+    try:
+        with pytest.raises(NoPermissionError):
+            await viewer.set("holt:x", "1")
+    finally:
+        await viewer.aclose()

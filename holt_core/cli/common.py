@@ -31,7 +31,8 @@ NameOpt = Annotated[
 ]
 AsOpt = Annotated[
     str | None,
-    typer.Option("--as", help="Act as this operator (default: $HOLT_OPERATOR, else your login name)."),
+    typer.Option("--as", help="Act as this operator: admin credentials only, audited as impersonation "
+                              "(default: the operator whose token you hold, see docs/security.md)."),
 ]
 T = TypeVar("T")
 

@@ -783,7 +783,10 @@ async def _orchestrate(url: str, instance: str, ws: Path, config: Config) -> Non
         return [sys.executable, "-m", "holt_core.cli.main", "pup", "--instance", instance, "--agent", role,
                 "--execute-claim", claim_id, "--workspace", str(ws)]
 
-    launcher = WorkerLauncher(worker_argv, env={ENV_URL: url}, cwd=str(ws))
+    from holt_core.acl import worker_env
+
+    # Workers run as holt-agent where the supervisor handed down the agent's URL; else as this process does.
+    launcher = WorkerLauncher(worker_argv, env=worker_env() or {ENV_URL: url}, cwd=str(ws))
     bb = Blackboard.from_url(url, instance)
     stop = asyncio.Event()
     watchdog = _stop_on_signals(stop)

@@ -128,7 +128,7 @@ def acl(apply: Annotated[bool, typer.Option("--apply", help="Create the users no
     async def go() -> None:
         redis = redis_client(url)
         try:
-            for args in role_setup(password):
+            for args in role_setup(password, hashed=True):
                 if args[0] == "default":
                     continue  # disabling it could lock out the URL in use; the printed script says how
                 await command(redis, "ACL", "SETUSER", *args)

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from holt_core.acl import worker_env
 from holt_core.claims import ClaimRuntime
 from holt_core.config import Config
 from holt_core.engine.rules import GRANT_TYPE
@@ -176,7 +177,7 @@ class WorkerLauncher:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
-                env={**os.environ, **(self._env or {})},
+                env={**os.environ, **worker_env(), **(self._env or {})},  # workers run as holt-agent
                 cwd=self._cwd,
             )
             out, _ = await proc.communicate()
