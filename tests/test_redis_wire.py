@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -15,6 +16,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from holt_core import redis_wire
 from holt_core.blackboard import Blackboard, connect_redis, resubscribe
+from holt_core.embedded_redis import EmbeddedRedis
 from holt_core.redis_wire import CommandWire, Subscription, encode_command
 from holt_core.transaction import Tx
 from tests.engine import poll
@@ -207,3 +209,72 @@ async def test_what_the_callback_raises_reaches_the_loop_and_stops_delivery(bb: 
         message = await sub.get_message(ignore_subscribe_messages=True, timeout=5)
         assert message is not None and message["data"] == "later"  # back to the caller, not the callback
         assert heard == ["bad"]
+
+
+async def test_a_subscription_waits_out_a_redis_restart_and_a_stop_cancels_the_wait(tmp_path: Path) -> None:
+    """Longer than any fixed deadline would allow: ``reconnect`` waits for as long as Redis is away (here
+    until the test starts it again), and ``or_stop`` ends such a wait at once."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    url = server.start().url
+    assert url is not None
+    redis = connect_redis(url)
+    sub = Subscription(redis)
+    try:
+        await sub.subscribe("ch")
+        await sub.confirmed(["ch"])
+        server.stop()
+        with pytest.raises(RedisConnectionError):
+            await sub.get_message(timeout=5)
+        retries: list[int] = []
+        back = asyncio.ensure_future(sub.reconnect(on_retry=lambda attempt, _exc: retries.append(attempt)))
+        await poll(lambda: len(retries) >= 5, what="a few failed attempts")  # the backoff is under way
+        assert not back.done()
+        assert server.start().url == url
+        await asyncio.wait_for(back, 15)
+        await redis.publish("ch", "after the restart")
+        message = await sub.get_message(ignore_subscribe_messages=True, timeout=5)
+        assert message is not None and message["data"] == "after the restart"
+
+        server.stop()
+        with pytest.raises(RedisConnectionError):
+            await sub.get_message(timeout=5)
+        stop = asyncio.Event()
+        retries.clear()
+        waiting = asyncio.ensure_future(redis_wire.or_stop(
+            sub.reconnect(on_retry=lambda attempt, _exc: retries.append(attempt)), stop))
+        await poll(lambda: len(retries) >= 3, what="the second wait to be under way")
+        assert not waiting.done()
+        stop.set()
+        await asyncio.wait_for(waiting, 2)  # returns without Redis
+    finally:
+        await sub.aclose()
+        await redis.aclose()
+        server.stop()
+
+
+async def test_survive_disconnects_runs_the_loop_again_and_passes_other_errors() -> None:
+    runs: list[int] = []
+    lost: list[BaseException] = []
+
+    async def flaky() -> None:
+        runs.append(1)
+        if len(runs) < 3:
+            raise RedisConnectionError("gone")
+
+    await asyncio.wait_for(redis_wire.survive_disconnects(flaky, on_lost=lost.append), 5)
+    assert len(runs) == 3 and len(lost) == 2
+
+    async def broken() -> None:
+        raise ValueError("a bug, not Redis")
+
+    with pytest.raises(ValueError):
+        await redis_wire.survive_disconnects(broken)
+
+
+def test_backoff_doubles_up_to_its_cap_with_jitter() -> None:
+    backoff = redis_wire.Backoff(first=0.1, cap=0.5)
+    delays = [backoff.next() for _ in range(6)]
+    assert 0.08 <= delays[0] <= 0.1 and 0.16 <= delays[1] <= 0.2
+    assert all(0.4 <= d <= 0.5 for d in delays[3:])
+    backoff.reset()
+    assert backoff.next() <= 0.1
