@@ -35,6 +35,7 @@ from holt_tui.sources import DebugSnapshot, InboxSnapshot
 # A graph row: ("w", root artefact id, 0) heads a workflow; ("a", artefact id, depth) is one artefact,
 # depth 1 for a thread's first version and 2 for its later versions.
 Row = tuple[str, str, int]
+SEARCH_PAYLOAD_CHARS = 200_000  # a search reads at most this much of each payload
 
 
 @dataclass
@@ -363,22 +364,26 @@ class LiveModel:
             return self._rows
         out: list[Row] = []
         header: Row | None = None
+        with_payload = bool(self.filter.words or self.filter.not_words)
         for row in self._rows:
             if row[0] == "w":
                 header = row
                 continue
-            if self.filter.matches(self.artefact_subject(row[1])):
+            if self.filter.matches(self.artefact_subject(row[1], with_payload=with_payload)):
                 if header is not None:
                     out.append(header)
                     header = None
                 out.append(row)
         return out
 
-    def artefact_subject(self, artefact_id: str) -> Subject:
+    def artefact_subject(self, artefact_id: str, *, with_payload: bool = False) -> Subject:
+        """What a filter sees of an artefact; ``with_payload`` adds its payload (searched by bare words)."""
         a = self.artefacts[artefact_id]
         text = f"{a.type} v{a.version} {a.produced_by_role} {a.structural_type.value} {a.id}"
         if a.structural_type is StructuralType.REVIEW:
             text += " approve" if is_approval(a.payload) else " feedback"  # as the row shows it
+        if with_payload:
+            text += "\n" + a.payload[:SEARCH_PAYLOAD_CHARS]
         return Subject(text=text, type=a.type, agent=a.produced_by_role, kind=a.structural_type.value,
                        ids=(a.id, a.logical_id), ts_ms=a.created_at_ms)
 

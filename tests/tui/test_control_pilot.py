@@ -28,7 +28,7 @@ from holt_tui.feed import FeedItem
 from holt_tui.reader import Reader
 from holt_tui.screens.dialogs import BreakpointDialog
 from holt_tui.sources import attach_sources
-from holt_tui.widgets.views import BreakpointsList, InboxList, TextLines
+from holt_tui.widgets.views import BreakpointsList, HeldList, InboxList, TextLines
 from tests.debughelp import changed, claim_revs, goal, recipe_engine, wait_held
 from tests.engine import Engine, poll, wait_for_artefact, wait_settled
 from tests.hitl_support import agent, config_text, hitl_engine, runs, wait_request
@@ -217,7 +217,7 @@ async def test_breakpoint_step_continue_terminate_and_inject_from_the_keyboard(
             await until_async(goal_claim_done, "the goal's claim to complete")
             await until(lambda: any(h.artefact_id == draft for h in app.model.debug.held), what="the held decision")
             await pilot.press("7")
-            assert "⏸" in app.query_one("#held").items[0].plain  # type: ignore[attr-defined]
+            assert app.query_one(HeldList).current_item.artefact_id == draft
 
             # s carries out exactly that one decision: one claim written once, the next decision held again.
             before = await claim_revs(bb)
