@@ -303,6 +303,11 @@ class HoltTui(App[None]):
                     graph.select_key(self._follow_key)
                 else:
                     self.new_count += len(change.new_artefacts)
+                    goals = [a for a in change.new_artefacts if not self.model.artefacts[a].source_artefacts]
+                    if goals:
+                        g = self.model.artefacts[goals[-1]]
+                        self.say(f"new workflow {s(g.type, 30)} {g.id[:8]} ({len(goals)} new): f follows it, "
+                                 f":goto {g.id[:8]} selects it", severity="information")
             if not had_rows and graph.items:
                 self._selection_changed()
         selected = self.selected_artefact

@@ -184,7 +184,7 @@ def _kv(key: str, value: str, style: str = "") -> Text:
     return t
 
 
-def _claim_lines(model: LiveModel, st: ClaimState, now_ms: int,
+def _claim_lines(model: LiveModel, st: ClaimState, now_ms: int, tz: tzinfo,
                  explained: Mapping[str, list[str]] | None = None) -> list[Text]:
     c = st.claim
     out = [_kv("claim", c.id), _kv("status", c.status.value, _STATUS_STYLE.get(c.status.value, ""))]
@@ -208,6 +208,11 @@ def _claim_lines(model: LiveModel, st: ClaimState, now_ms: int,
         out.append(_kv("terminated", s(c.termination_reason, 200), "red"))
     if c.additional_context_ids:
         out.append(_kv("context", ", ".join(i[:8] for i in c.additional_context_ids)))
+    timeline = model.claim_timeline(c.id)
+    if timeline:
+        out.append(Text("timeline", style="dim"))
+        for ts, what in timeline:
+            out.append(Text(f"  {clock(ts, tz) if ts else '  --    '}  {s(what, 200)}"))
     if c.status.is_open:
         # Live: the debug plane's explanation (it sees holds, queues, running tools); until it arrives, and in
         # replay or offline, what the model itself can tell.
@@ -272,7 +277,7 @@ def inspector_lines(model: LiveModel, artefact_id: str | None, cache: PayloadCac
     if not claims:
         out.append(Text("no claim on this artefact", style="dim"))
     for st in claims:
-        out.extend(_claim_lines(model, st, now_ms, explained))
+        out.extend(_claim_lines(model, st, now_ms, tz, explained))
         out.append(Text(""))
     pretty = cache.pretty(a)
     out.append(Text(""))
