@@ -285,7 +285,8 @@ class HoltTui(App[None]):
             self._render_held_detail()
         elif pane == "inbox":
             self._main.query_one(InboxList).invalidate()
-        elif pane in ("inspector", "agents"):
+        elif pane == "agents" or (pane == "inspector" and self._last_clock % 10 == 0):
+            # The inspector's ages ("4m ago") move slowly and it can hold a big payload: every 10 s is enough.
             self._stale.add(pane)
             self._refresh_active_pane(keep_scroll=True)
 
