@@ -589,14 +589,15 @@ class HoltTui(App[None]):
         seen: set[str] = set()
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
-            if binding.id in seen:
+            if binding.id in seen or (binding.id or "").startswith("refuse."):
                 continue
             seen.add(binding.id or binding.key)
             action = binding.action.split("(")[0]
             enabled = self.check_action(action, ()) is True
             rows.append((binding.key.replace("question_mark", "?").replace("colon", ":").replace("slash", "/"),
                          binding.description, enabled))
-        rows += [("j/k ↑/↓", "Move in a list", True), ("g/G home/end", "First / last row", True),
+        rows += [("enter", "Inspector: jump to the linked artefact", True),
+                 ("j/k ↑/↓", "Move in a list", True), ("g/G home/end", "First / last row", True),
                  ("ctrl+f/ctrl+b", "Page down / up", True), ("tab", "Next panel", True),
                  ("ctrl+p", "Command palette: every action", True)]
         self.push_screen(HelpScreen(rows))
