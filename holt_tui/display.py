@@ -40,6 +40,9 @@ _STATUS_STYLE = {
 }
 
 
+_WF_STYLE = {"held": "bold red", "waiting": "bold yellow", "failed": "red", "done": "green", "running": "cyan"}
+
+
 def age(ms: int, now_ms: int) -> str:
     return short_age(ms, now_ms)
 
@@ -76,6 +79,8 @@ def graph_row(model: LiveModel, row: Row, now_ms: int, tz: tzinfo) -> Text:
         return Text("?")
     if kind == "w":
         t = Text("▼ ", style="bold")
+        status = model.workflow_status(ident)
+        t.append(f"[{status}] ", style=_WF_STYLE.get(status, ""))
         t.append(f"workflow {ident[:8]} ", style="bold")
         t.append(s(a.type, 30), style="bold cyan")
         t.append(f"  {preview(a.payload, 40)}", style="italic")

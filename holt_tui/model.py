@@ -494,6 +494,20 @@ class LiveModel:
     def workflow_size(self, root: str) -> int:
         return len(self._wf_members.get(root, ()))
 
+    def workflow_status(self, root: str) -> str:
+        """held | waiting (for a person) | failed | done | running: one word for a workflow's header."""
+        if any(self.root_of(h.artefact_id) == root for h in self.debug.held if h.artefact_id in self.artefacts):
+            return "held"
+        if any(self.root_of(i.artefact_id) == root for i in self.inbox.items
+               if i.status == "open" and i.artefact_id in self.artefacts):
+            return "waiting"
+        kinds = {self.artefacts[m].structural_type for m in self._wf_members.get(root, ())}
+        if StructuralType.FAILURE in kinds:
+            return "failed"
+        if StructuralType.TERMINAL in kinds:
+            return "done"
+        return "running"
+
     def workflow_count(self) -> int:
         self.rows()
         return len(self._wf_order)

@@ -45,8 +45,8 @@ class ArtefactGraph(LineList):
     def item_cache_key(self, item: Row) -> str:
         if item[0] == "a":
             return item[1]
-        # A workflow header shows its size: a new member must redraw it.
-        return f"w:{item[1]}:{self.model.workflow_size(item[1])}"
+        # A workflow header shows its size and status: a new member or a new state must redraw it.
+        return f"w:{item[1]}:{self.model.workflow_size(item[1])}:{self.model.workflow_status(item[1])}"
 
     def item_text(self, item: Row, selected: bool) -> Text:
         t = graph_row(self.model, item, self._now_ms(), self._tz)

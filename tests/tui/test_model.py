@@ -148,3 +148,25 @@ def test_importing_holt_tui_loads_no_engine_module() -> None:
             "'holt_core.hitl.coordinator', 'holt_core.debug.gate', 'holt_core.agent'))))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == ""
+
+
+def test_workflow_status_badges() -> None:
+    from holt_tui.feed import DebugSeen, InboxSeen
+    from holt_tui.sources import DebugSnapshot, HeldDecision, InboxItem, InboxSnapshot
+    from tests.tui.fixtures import DRAFT2, WORKFLOW, claims
+
+    model = LiveModel("recipe")
+    model.apply_all([ScanPage(WORKFLOW[:5], claims(), [], first=True, last=True)])
+    model.rows()
+    root = WORKFLOW[0].id
+    assert model.workflow_status(root) == "running"
+    model.apply(InboxSeen(InboxSnapshot(True, (InboxItem(id="q", kind="question", title="flour?",
+                                                         artefact_id=DRAFT2.id),))))
+    assert model.workflow_status(root) == "waiting"
+    model.apply(DebugSeen(DebugSnapshot(True, (HeldDecision(id="h", claim_id="c", artefact_id=DRAFT2.id),))))
+    assert model.workflow_status(root) == "held"
+    model.apply(DebugSeen(DebugSnapshot(True)))
+    model.apply(InboxSeen(InboxSnapshot(True)))
+    model.apply_all([ArtefactSeen(a) for a in WORKFLOW[5:]])
+    model.rows()
+    assert model.workflow_status(root) == "done"
