@@ -264,3 +264,11 @@ async def test_copy_save_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_config_is_frozen() -> None:
     assert TuiConfig.frozen().clock_ms() == TuiConfig.frozen().clock_ms()
+
+
+async def test_pager_that_cannot_open_says_why() -> None:
+    app = fed_app(live_workflow())
+    async with app.run_test(size=(140, 36)) as pilot:  # headless: the terminal cannot be handed to a pager
+        await settle(pilot)
+        await pilot.press("g", "j", "o")
+        assert any(m.startswith("pager: cannot open") and "w saves the payload" in m for m in said(app))
