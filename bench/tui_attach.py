@@ -30,7 +30,7 @@ from typing import Any
 from holt_core.blackboard import Blackboard, connect_redis
 from holt_core.embedded_redis import resolve_redis_url
 from holt_core.models import Artefact, StructuralType, dumps, new_id, now_ms
-from holt_core.transaction import TxRunner
+from holt_core.transaction import _LUA as TX_LUA
 from holt_tui.app import HoltTui
 from holt_tui.config import TuiConfig
 from holt_tui.feed import FeedItem
@@ -59,7 +59,6 @@ def artefact(source: str | None, n: int, t: int) -> Artefact:
 
 async def populate(bb: Blackboard, count: int) -> list[str]:
     """``count`` artefacts in workflows of 100 (a goal and a chain), written as pipelined Tx batches."""
-    runner = TxRunner(bb.redis)
     roots: list[str] = []
     previous: str | None = None
     t0 = now_ms() - count
@@ -73,8 +72,8 @@ async def populate(bb: Blackboard, count: int) -> list[str]:
         if len(pending) == BATCH or n == count - 1:
             async with bb.redis.pipeline(transaction=False) as pipe:
                 for tx in pending:
-                    # The runner's script, queued on the pipeline: one round trip per batch of Tx.
-                    await runner._script(keys=tx.keys, args=[dumps({"g": tx.guards, "o": tx.ops})], client=pipe)
+                    # The Tx script (as TxRunner runs it), queued on the pipeline: one round trip per batch.
+                    pipe.eval(TX_LUA, len(tx.keys), *tx.keys, dumps({"g": tx.guards, "o": tx.ops}))
                 await pipe.execute()
             pending.clear()
     return roots
@@ -85,7 +84,6 @@ def writer_process(url: str, instance: str, roots: list[str], rate: int, seconds
 
     async def run() -> None:
         bb = Blackboard(connect_redis(url), instance)
-        runner = TxRunner(bb.redis)
         print("ready", flush=True)
         per_step = max(rate // 100, 1)
         loop = asyncio.get_running_loop()
@@ -95,7 +93,7 @@ def writer_process(url: str, instance: str, roots: list[str], rate: int, seconds
             async with bb.redis.pipeline(transaction=False) as pipe:
                 for _ in range(per_step):
                     tx = bb.artefact_tx(artefact(random.choice(roots), n, now_ms()))[1]
-                    await runner._script(keys=tx.keys, args=[dumps({"g": tx.guards, "o": tx.ops})], client=pipe)
+                    pipe.eval(TX_LUA, len(tx.keys), *tx.keys, dumps({"g": tx.guards, "o": tx.ops}))
                     n += 1
                 await pipe.execute()
             await asyncio.sleep(max(start + n / rate - loop.time(), 0))

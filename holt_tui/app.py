@@ -8,29 +8,45 @@ events costs one redraw, and keys stay responsive.
 from __future__ import annotations
 
 import gc
+import os
 import shlex
+import subprocess
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from redis.exceptions import RedisError
 from rich.text import Text
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Input, Static, TabbedContent, TabPane, TextArea
 
 from holt_core.errors import HoltError
+from holt_core.models import Artefact
 from holt_tui.breakpoint_form import BreakpointForm
 from holt_tui.commands import COMMANDS, ActionsProvider, Command, find_command
 from holt_tui.config import TuiConfig
-from holt_tui.display import PayloadCache, clock, held_lines, inspector_lines, neighbourhood_lines, s
+from holt_tui.display import (
+    SEARCH_STYLE,
+    PayloadCache,
+    clock,
+    held_lines,
+    inspector_lines,
+    neighbourhood_lines,
+    s,
+)
+from holt_tui.export import workflow_dot, workflow_mermaid
 from holt_tui.feed import FeedItem
 from holt_tui.filtering import NO_FILTER, ListFilter
-from holt_tui.messages import ActionDone, Explained, PromptCancelled, PromptSubmitted, RowSelected
+from holt_tui.messages import ActionDone, Explained, LinkFollowed, PromptCancelled, PromptSubmitted, RowSelected
 from holt_tui.model import Change, LiveModel
+from holt_tui.payload import pretty_payload
 from holt_tui.recording import Recorder
 from holt_tui.screens.dialogs import ActionDialog, BreakpointDialog
 from holt_tui.screens.help import HelpScreen
@@ -43,17 +59,35 @@ from holt_tui.widgets.views import (
     AuditTail,
     BreakpointsList,
     EventLog,
+    HeldList,
     InboxList,
+    InspectorLines,
     TextLines,
 )
 
 PANES = ("inspector", "neighbourhood", "agents", "events", "audit", "inbox", "debugger")
+PANE_LABELS = ("Inspector", "Graph", "Agents", "Events", "Audit", "Inbox", "Debugger")
 # Control actions, the capability each needs from the debug source ("inbox" = the inbox source).
 CONTROL: dict[str, str] = {
     "step": "step", "continue_decision": "continue", "skip": "skip", "pause": "pause", "resume": "resume",
     "breakpoint": "breakpoint", "add_breakpoint": "breakpoint", "toggle_breakpoint_enabled": "breakpoint",
     "delete_breakpoint": "breakpoint", "inject": "inject_review", "terminate": "terminate",
     "answer": "inbox", "reject": "inbox",
+}
+# Keys whose action may not apply now, and so have a ``refuse`` fallback binding.
+REFUSABLE: tuple[tuple[str, str], ...] = (
+    ("s", "step"), ("c", "continue_decision"), ("K", "skip"), ("a", "answer"), ("r", "reject"),
+    ("n", "search_next"), ("N", "search_previous"), ("p", "pause"), ("b", "breakpoint"), ("B", "add_breakpoint"),
+    ("e", "toggle_breakpoint_enabled"), ("d", "delete_breakpoint"), ("i", "inject"), ("t", "terminate"),
+    ("y", "copy_id"), ("Y", "copy_payload"), ("o", "open_pager"), ("w", "save_payload"), ("x", "dismiss_notice"),
+)
+_ACTION_NAMES = {
+    "step": "step", "continue_decision": "continue", "skip": "skip", "pause": "pause", "resume": "resume",
+    "breakpoint": "breakpoint", "add_breakpoint": "add breakpoint", "toggle_breakpoint_enabled": "enable/disable",
+    "delete_breakpoint": "delete breakpoint", "inject": "inject review", "terminate": "terminate",
+    "answer": "answer", "reject": "reject", "search_next": "next match", "search_previous": "previous match",
+    "copy_id": "copy id", "copy_payload": "copy payload", "open_pager": "pager", "save_payload": "save",
+    "dismiss_notice": "dismiss",
 }
 FeedStarter = Callable[[Callable[[FeedItem], None]], Awaitable[None]]
 
@@ -63,25 +97,22 @@ class HoltTui(App[None]):
     TITLE = "holt-tui"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012 (typed on App)
     COMMANDS: ClassVar[set[Any]] = {*App.COMMANDS, ActionsProvider}
+    # Order matters: the footer shows the keys that apply now, most important first (it is cut at the right
+    # edge of a small terminal). Keys that do not apply are hidden; pressing one runs its ``refuse`` fallback
+    # (show=False), which says in one line why nothing happened.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+q", "quit", "Quit", priority=True, id="app.quit"),
-        Binding("q", "quit", "Quit", id="app.quit_q"),
-        Binding("question_mark", "help", "Help", id="app.help"),
-        Binding("colon", "command_line", "Command", id="app.command_line"),
-        Binding("slash", "filter", "Filter", id="app.filter"),
-        Binding("f", "follow", "Follow", id="app.follow"),
-        Binding("x", "dismiss_notice", "Dismiss", id="app.dismiss_notice"),
-        Binding("1", "show_pane('inspector')", "Inspector", show=False, id="app.pane_inspector"),
-        Binding("2", "show_pane('neighbourhood')", "Graph", show=False, id="app.pane_graph"),
-        Binding("3", "show_pane('agents')", "Agents", show=False, id="app.pane_agents"),
-        Binding("4", "show_pane('events')", "Events", show=False, id="app.pane_events"),
-        Binding("5", "show_pane('audit')", "Audit", show=False, id="app.pane_audit"),
-        Binding("6", "show_pane('inbox')", "Inbox", show=False, id="app.pane_inbox"),
-        Binding("7", "show_pane('debugger')", "Debugger", show=False, id="app.pane_debugger"),
-        Binding("s,n", "step", "Step", id="debug.step"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False, id="app.quit"),
+        Binding("s", "step", "Step", id="debug.step"),
         Binding("c", "continue_decision", "Continue", id="debug.continue"),
         # Shift+K, not k: k moves up in every list, and a scroll key must never drop a decision.
         Binding("K", "skip", "Skip", id="debug.skip"),
+        Binding("a", "answer", "Answer", id="inbox.answer"),
+        Binding("r", "reject", "Reject", id="inbox.reject"),
+        Binding("slash", "filter", "Search", id="app.filter"),
+        Binding("n", "search_next", "Next", id="app.search_next"),
+        Binding("N", "search_previous", "Prev", id="app.search_previous"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("q", "quit", "Quit", id="app.quit_q"),
         # One key, two bindings: the footer shows whichever applies now (check_action hides the other).
         Binding("p", "pause", "Pause", id="debug.pause"),
         Binding("p", "resume", "Resume", id="debug.resume"),
@@ -90,10 +121,21 @@ class HoltTui(App[None]):
         Binding("B", "add_breakpoint", "Add bp", id="debug.add_breakpoint"),
         Binding("e", "toggle_breakpoint_enabled", "On/off", id="debug.toggle_breakpoint"),
         Binding("d", "delete_breakpoint", "Delete", id="debug.delete_breakpoint"),
-        Binding("a", "answer", "Answer", id="inbox.answer"),
-        Binding("r", "reject", "Reject", id="inbox.reject"),
         Binding("i", "inject", "Review", id="action.inject"),
         Binding("t", "terminate", "Terminate", id="action.terminate"),
+        Binding("y", "copy_id", "Copy id", id="data.copy_id"),
+        Binding("Y", "copy_payload", "Copy payload", id="data.copy_payload"),
+        Binding("o", "open_pager", "Pager", id="data.pager"),
+        Binding("w", "save_payload", "Save", id="data.save"),
+        Binding("f", "follow", "Follow", id="app.follow"),
+        Binding("colon", "command_line", "Command", id="app.command_line"),
+        Binding("x", "dismiss_notice", "Dismiss", id="app.dismiss_notice"),
+        # Priority: the tab keys work from any focus (check_action lets text fields keep their digits).
+        *(Binding(str(n), f"show_pane('{pane}')", label, show=False, priority=True, id=f"app.pane_{pane}")
+          for n, (pane, label) in enumerate(zip(PANES, PANE_LABELS, strict=True), start=1)),
+        # The fallbacks: a key whose action does not apply now says why instead of doing nothing.
+        *(Binding(key, f"refuse('{action}')", "", show=False, id=f"refuse.{action}")
+          for key, action in REFUSABLE),
     ]
 
     def __init__(
@@ -123,6 +165,7 @@ class HoltTui(App[None]):
         self.following = False
         self.new_count = 0
         self.action_log: list[Text] = []
+        self.exit_note = ""  # printed after the app has left the screen (q)
         self._payloads = PayloadCache(self.config.max_payload_chars)
         self._stale: set[str] = set(PANES)
         self._last_clock = -1
@@ -153,7 +196,7 @@ class HoltTui(App[None]):
                 yield ArtefactGraph(self.model, now, tz, id="graph")
             with TabbedContent(id="panes", initial="inspector"):
                 with TabPane("1 Inspect", id="inspector"):
-                    yield TextLines(id="inspector-view")
+                    yield InspectorLines(id="inspector-view")
                 with TabPane("2 Graph", id="neighbourhood"):
                     yield TextLines(id="neighbourhood-view")
                 with TabPane("3 Agents", id="agents"):
@@ -168,13 +211,15 @@ class HoltTui(App[None]):
                     yield TextLines(id="inbox-detail")
                 with TabPane("7 Debug", id="debugger"):
                     yield Static(id="debug-status", markup=False)
-                    yield TextLines(id="held")
+                    yield HeldList(self.model, now, id="held")
+                    yield TextLines(id="held-detail")
                     yield Static("Breakpoints", id="breakpoints-title")
                     yield BreakpointsList(id="breakpoints")
                     yield Static("Actions (this session)", id="actions-title")
                     yield TextLines(id="action-log")
         yield PromptBar(id="prompt")
-        yield Footer()
+        # The palette (ctrl+p) is listed by ? instead: on a small terminal the footer's room is for the keys.
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.theme = self.config.theme
@@ -213,7 +258,7 @@ class HoltTui(App[None]):
         if not self.feed:
             if now_s != self._last_clock:
                 self._last_clock = now_s
-                self._render_status()
+                self._tick()
             return
         items: list[FeedItem] = []
         pop = self.feed.popleft
@@ -231,6 +276,20 @@ class HoltTui(App[None]):
             # (at 100k artefacts a full collection would otherwise stall a key press by 100+ ms).
             gc.freeze()
 
+    def _tick(self) -> None:
+        """Once a second: ages tick (header clock, held decisions, inbox, the inspector's "ago")."""
+        self._render_status()
+        pane = self._active_pane()
+        if pane == "debugger":
+            self._main.query_one(HeldList).refresh()
+            self._render_held_detail()
+        elif pane == "inbox":
+            self._main.query_one(InboxList).invalidate()
+        elif pane == "agents" or (pane == "inspector" and self._last_clock % 10 == 0):
+            # The inspector's ages ("4m ago") move slowly and it can hold a big payload: every 10 s is enough.
+            self._stale.add(pane)
+            self._refresh_active_pane(keep_scroll=True)
+
     def apply_change(self, change: Change) -> None:
         graph = self._main.query_one(ArtefactGraph)
         if change.artefacts or change.claims or change.debug:
@@ -245,6 +304,11 @@ class HoltTui(App[None]):
                     graph.select_key(self._follow_key)
                 else:
                     self.new_count += len(change.new_artefacts)
+                    goals = [a for a in change.new_artefacts if not self.model.artefacts[a].source_artefacts]
+                    if goals:
+                        g = self.model.artefacts[goals[-1]]
+                        self.say(f"new workflow {s(g.type, 30)} {g.id[:8]} ({len(goals)} new): f follows it, "
+                                 f":goto {g.id[:8]} selects it", severity="information")
             if not had_rows and graph.items:
                 self._selection_changed()
         selected = self.selected_artefact
@@ -291,6 +355,10 @@ class HoltTui(App[None]):
                 if self._live_explain:
                     explained = self._explained if self._explained_for == selected else {}
                 lines = inspector_lines(self.model, selected, self._payloads, now, tz, explained)
+                words = self._main.query_one(ArtefactGraph).filter.words
+                if words:
+                    for line in lines:
+                        line.highlight_words(words, SEARCH_STYLE, case_sensitive=False)
                 self._main.query_one("#inspector-view", TextLines).show(lines, keep_scroll=keep_scroll)
             case "neighbourhood":
                 lines = neighbourhood_lines(self.model, self.selected_artefact)
@@ -316,26 +384,28 @@ class HoltTui(App[None]):
         dot = {"live": ("●", "green"), "scanning": ("◌", "yellow"), "connecting": ("◌", "yellow"),
                "lost": ("✗", "bold red"), "replay": ("▶", "cyan"), "ended": ("■", "cyan")}
         glyph, style = dot.get(m.connection, ("?", ""))
-        t = Text("holt-tui ", style="bold")
-        t.append(f"│ {s(self.instance, 40)} ", style="bold")
+        # Most important first (a small terminal cuts the right end): instance, connection, held, waiting.
+        t = Text(f"{s(self.instance, 40)} ", style="bold")
         t.append(f"│ {glyph} {m.connection} ", style=style)
+        if m.debug.supported or m.debug.held:
+            held = len(m.debug.held)
+            t.append("│ ")
+            t.append(f"⏸ {held} held ", style="bold red" if held else "dim")
+        if m.inbox.supported or m.inbox.items:
+            waiting = sum(1 for i in m.inbox.items if i.status == "open")
+            t.append("│ ")
+            t.append(f"✉ {waiting} waiting ", style="bold yellow" if waiting else "dim")
         mode, mode_style = self._mode_text()
         t.append("│ ")
         t.append(mode, style=mode_style)
+        if m.loading and m.connection not in ("replay", "ended"):
+            t.append(f" │ loading {len(m.artefacts):,}/{max(m.total_hint, len(m.artefacts)):,}", style="yellow")
         orch = "orchestrator up" if m.info.orchestrator_alive else "orchestrator down"
         if not self.replay:
             t.append(f" │ {orch}", style="" if m.info.orchestrator_alive else "red")
         t.append(f" │ {m.workflow_count()} wf · {len(m.artefacts):,} artefacts · {m.open_claims()} open claims")
-        if m.loading and m.connection not in ("replay", "ended"):
-            t.append(f" │ loading {len(m.artefacts):,}/{max(m.total_hint, len(m.artefacts)):,}", style="yellow")
-        held = len(m.debug.held)
-        if held:
-            t.append(f" │ ⏸ {held} held", style="bold red")
         if m.skipped:
             t.append(f" │ ⚠ {len(m.skipped)} unreadable", style="yellow")
-        waiting = sum(1 for i in m.inbox.items if i.status == "open")
-        if waiting:
-            t.append(f" │ ✉ {waiting} waiting", style="bold yellow")
         now = self.config.clock_ms()
         t.append(f" │ {s(self.config.host, 30)} {clock(now, self.config.tz)}", style="dim")
         self._main.query_one("#header", Static).update(t)
@@ -366,14 +436,21 @@ class HoltTui(App[None]):
                           f"{'FULL CONTROL (every decision waits)' if d.full_control else 'running'}"
                           f" │ lease: {s(d.lease_holder or 'nobody', 30)} │ {len(d.held)} held │ "
                           f"{len(d.breakpoints)} breakpoints")
-        held = d.held[0] if d.held else None
-        self._main.query_one("#held", TextLines).show(held_lines(held, self.config.clock_ms()))
+        self._main.query_one(HeldList).set_items(list(d.held))
+        self._render_held_detail()
         self._main.query_one(BreakpointsList).set_items(list(d.breakpoints))
         log = self.action_log or [Text("actions you take in this session appear here, with their result",
                                        style="dim italic")]
         view = self._main.query_one("#action-log", TextLines)
         view.show(log, keep_scroll=True)  # every action of the session; the newest stays in view
         view.scroll_end(animate=False, immediate=True)
+
+    def _render_held_detail(self) -> None:
+        held: HeldDecision | None = self._main.query_one(HeldList).current_item
+        lines = held_lines(self.model, held, self.config.clock_ms()) if held is not None else [
+            Text("no decision is held: b on an artefact sets a breakpoint on its type, p pauses everything",
+                 style="dim italic")]
+        self._main.query_one("#held-detail", TextLines).show(lines, keep_scroll=True)
 
     def _render_inbox(self) -> None:
         inbox = self.model.inbox
@@ -407,6 +484,9 @@ class HoltTui(App[None]):
                 self.following = False
             self._selection_changed()
         elif message.list_id == "breakpoints":
+            self.refresh_bindings()
+        elif message.list_id == "held":
+            self._render_held_detail()
             self.refresh_bindings()
         elif message.list_id == "inbox-list":
             self._render_inbox_detail()
@@ -511,17 +591,135 @@ class HoltTui(App[None]):
         seen: set[str] = set()
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
-            if binding.id in seen:
+            if binding.id in seen or (binding.id or "").startswith("refuse."):
                 continue
             seen.add(binding.id or binding.key)
             action = binding.action.split("(")[0]
             enabled = self.check_action(action, ()) is True
             rows.append((binding.key.replace("question_mark", "?").replace("colon", ":").replace("slash", "/"),
                          binding.description, enabled))
-        rows += [("j/k ↑/↓", "Move in a list", True), ("g/G home/end", "First / last row", True),
+        rows += [("enter", "Inspector: jump to the linked artefact", True),
+                 ("j/k ↑/↓", "Move in a list", True), ("g/G home/end", "First / last row", True),
                  ("ctrl+f/ctrl+b", "Page down / up", True), ("tab", "Next panel", True),
                  ("ctrl+p", "Command palette: every action", True)]
         self.push_screen(HelpScreen(rows))
+
+    # ------------------------------------------------------------------------------------------ data out
+
+    def _selected_ids(self) -> list[str]:
+        """What ``y`` copies: the focused list's selection (held decision, request, breakpoint) or the artefact."""
+        focused = self.focused
+        if isinstance(focused, HeldList) and focused.current_item is not None:
+            h = focused.current_item
+            return [h.id, h.claim_id]
+        if isinstance(focused, InboxList) and focused.current_item is not None:
+            return [focused.current_item.id]
+        if isinstance(focused, BreakpointsList) and focused.current_item is not None:
+            return [focused.current_item.id]
+        a = self.selected_artefact
+        return [a] if a is not None else []
+
+    def _selected_payload(self) -> Artefact | None:
+        a = self.selected_artefact
+        return self.model.artefacts.get(a) if a is not None else None
+
+    def action_copy_id(self) -> None:
+        ids = self._selected_ids()
+        if ids:
+            self.copy_to_clipboard(ids[0])
+            self.say(f"copied {ids[0]} to the clipboard (OSC 52)", severity="information")
+
+    def action_copy_payload(self) -> None:
+        a = self._selected_payload()
+        if a is not None:
+            self.copy_to_clipboard(a.payload)
+            self.say(f"copied the payload of {s(a.type, 40)} v{a.version} ({len(a.payload):,} chars, OSC 52)",
+                     severity="information")
+
+    def action_open_pager(self) -> None:
+        a = self._selected_payload()
+        if a is None:
+            return
+        pager = os.environ.get("PAGER") or "less"
+        text = pretty_payload(a.payload, max_chars=len(a.payload) + 1).lines
+        try:
+            with self.suspend():
+                subprocess.run([*shlex.split(pager)], input="\n".join(text) + "\n", text=True, check=False)
+        except (SuspendNotSupported, OSError, ValueError) as err:
+            self.say(f"pager: cannot open {s(pager, 40)} here ({s(str(err) or type(err).__name__, 80)}); "
+                     "w saves the payload to a file instead")
+
+    def action_save_payload(self) -> None:
+        a = self._selected_payload()
+        if a is None:
+            return
+        default = f"{_safe_name(a.type)}-v{a.version}-{a.id[:8]}.txt"
+        self._dialog(f"save {a.id[:8]}", lambda path: self._save(a.payload, path),
+                     f"Save the payload of {s(a.type, 40)} v{a.version} to a file", "", "File:",
+                     required="a file name is required", initial=default)
+
+    async def _save(self, text: str, path: str) -> ActionResult:
+        return self._save_now(text, path)
+
+    @staticmethod
+    def _save_now(text: str, path: str) -> ActionResult:
+        target = Path(path.strip()).expanduser()
+        if target.exists():
+            return ActionResult(False, f"{target} exists: choose another name")
+        try:
+            target.write_text(text)
+        except OSError as err:
+            return ActionResult(False, f"cannot write {target}: {err.strerror or err}")
+        return ActionResult(True, f"saved {len(text):,} chars to {target}")
+
+    def _export(self, args: list[str]) -> None:
+        """``:export dot|mermaid [FILE]``: the selected artefact's workflow graph."""
+        a = self.selected_artefact
+        if not args or args[0] not in ("dot", "mermaid"):
+            self.say("export: write :export dot FILE or :export mermaid FILE", severity="error")
+            return
+        if a is None:
+            self.say("export: select an artefact of the workflow to export first")
+            return
+        text = workflow_dot(self.model, a) if args[0] == "dot" else workflow_mermaid(self.model, a)
+        root = self.model.root_of(a)
+        path = Path(args[1] if len(args) > 1 else f"workflow-{root[:8]}.{'dot' if args[0] == 'dot' else 'mmd'}")
+        try:
+            path.expanduser().write_text(text)
+        except OSError as err:
+            self.say(f"export: cannot write {s(str(path), 80)}: {err.strerror or err}", severity="error")
+            return
+        self.say(f"exported workflow {root[:8]} as {args[0]} to {s(str(path), 80)}", severity="information")
+
+    def on_link_followed(self, message: LinkFollowed) -> None:
+        graph = self._main.query_one(ArtefactGraph)
+        if message.target not in self.model.artefacts:
+            self.say("that artefact is not loaded")
+            return
+        if not graph.select_key(message.target):
+            graph.set_filter(NO_FILTER)
+            if not graph.select_key(message.target):
+                self.say("that artefact is not in the list")
+                return
+            self.say("the search was cleared to show the linked artefact", severity="information")
+
+    def quit_message(self) -> str:
+        if self.replay:
+            return "holt-tui: replay closed."
+        name = s(self.instance, 60)
+        return (f"holt-tui: detached from {name}; the instance keeps running "
+                f"(holt down --name {name} stops it, holt-tui attach {name} comes back).")
+
+    async def action_quit(self) -> None:
+        self.exit_note = self.quit_message()
+        self.exit()
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run; after a quit, print one line (not wrapped or cut) saying what happens to the instance."""
+        result = super().run(*args, **kwargs)
+        if self.exit_note:
+            print(self.exit_note, file=sys.stderr)
+        return result
 
     def action_command_line(self) -> None:
         self._main.query_one(PromptBar).open("command", self.focused.id if self.focused else None)
@@ -546,8 +744,44 @@ class HoltTui(App[None]):
             return
         lst.set_filter(f)
         if isinstance(lst, ArtefactGraph):
+            if f.is_active and not any(row[0] == "a" for row in lst.items):
+                self.say(f'no match for "/{s(text, 60)}" in types, ids, roles, payloads (esc, then / and enter '
+                         "with nothing clears it)")
+            elif f.is_active:
+                matches = sum(1 for row in lst.items if row[0] == "a")
+                self.say(f'/{s(text, 60)}: {matches} match{"es" if matches != 1 else ""} (n next, N previous)',
+                         severity="information")
+                self._goto_match(+1, from_cursor=False)
             self._selection_changed()
+        elif f.is_active and not lst.items:
+            self.say(f'no match for "/{s(text, 60)}" in this list')
         self._render_status()
+
+    def _search_text(self) -> str:
+        graph = self._main.query_one(ArtefactGraph)
+        return graph.filter.source if graph.filter.is_active else ""
+
+    def _goto_match(self, step: int, *, from_cursor: bool = True) -> None:
+        graph = self._main.query_one(ArtefactGraph)
+        rows = graph.items
+        if not rows:
+            return
+        n = len(rows)
+        start = graph.cursor if from_cursor else (n - 1 if step > 0 else 0)
+        for k in range(1, n + 1):
+            i = (start + k * step) % n
+            if rows[i][0] == "a":
+                if (step > 0 and i <= graph.cursor and from_cursor) or (step < 0 and i >= graph.cursor
+                                                                         and from_cursor):
+                    self.say("search wrapped around", severity="information")
+                graph.move_cursor(i)
+                return
+
+    def action_search_next(self) -> None:
+        self._goto_match(+1)
+
+    def action_search_previous(self) -> None:
+        self._goto_match(-1)
 
     def action_follow(self) -> None:
         self.following = not self.following
@@ -564,7 +798,14 @@ class HoltTui(App[None]):
         self._render_status()
 
     def action_show_pane(self, pane: str) -> None:
-        self._main.query_one(TabbedContent).active = pane
+        tabs = self._main.query_one(TabbedContent)
+        focused = self.focused
+        if focused is not None and tabs in focused.ancestors and tabs.active != pane:
+            # Focus must not stay in the pane being hidden (the tabs would switch back to it): the new pane's
+            # first list takes it, or the artefact list.
+            lists = self._main.query_one(f"#{pane}").query(LineList)
+            (lists.first() if lists else self._main.query_one(ArtefactGraph)).focus()
+        tabs.active = pane
         self._refresh_active_pane(keep_scroll=False)
 
     def run_command_line(self, text: str) -> None:
@@ -588,12 +829,19 @@ class HoltTui(App[None]):
             if not graph.select_key(match[0]):
                 self.notify("goto: that artefact is hidden by the filter", severity="warning")
             return
+        if head == "export":
+            self._export(words[1:])
+            return
         if head == "panel" and rest in PANES:
             self.action_show_pane(rest)
             return
         command = find_command(head)
         if command is None:
             self.notify(f"unknown command {s(head, 40)!r}: ? lists them", severity="error")
+            return
+        reason = self.refusal(command.action.split("(")[0])
+        if reason is not None:
+            self.say(reason)
             return
         self.call_later(self.run_action, command.action)
 
@@ -603,6 +851,10 @@ class HoltTui(App[None]):
         return self.check_action(c.action.split("(")[0], ()) is True
 
     def _held(self) -> HeldDecision | None:
+        """The held decision s/c/K act on: the one selected in the Debug tab's list (the oldest until moved)."""
+        selected: HeldDecision | None = self._main.query_one(HeldList).current_item
+        if selected is not None and any(h.id == selected.id for h in self.model.debug.held):
+            return selected
         d = self.model.debug.held
         return d[0] if d else None
 
@@ -620,50 +872,94 @@ class HoltTui(App[None]):
         return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Shown and enabled when the action applies now; hidden otherwise (its ``refuse`` fallback explains)."""
+        if action == "show_pane":
+            # A priority binding: in a text field (prompt, dialog) the digit is typed, not a tab switch.
+            return not isinstance(self.focused, Input | TextArea) and self.screen is self._main
+        if action == "refuse":
+            return True
+        return self.refusal(action) is None
+
+    def refusal(self, action: str) -> str | None:
+        """Why ``action`` does nothing now, in one line; None when it applies."""
+        match action:
+            case "search_next" | "search_previous":
+                return None if self._search_text() else "no search: / searches types, ids, payloads and summaries"
+            case "dismiss_notice":
+                return None if self.model.resync_notice else "no notice to dismiss"
+            case "copy_id":
+                return None if self._selected_ids() else "nothing selected to copy"
+            case "copy_payload" | "open_pager" | "save_payload":
+                return None if self._selected_payload() is not None else "select an artefact first"
         need = CONTROL.get(action)
         if need is None:
-            return True
+            return None
+        what = _ACTION_NAMES.get(action, action)
         if need == "inbox":
-            supported = self.model.inbox.supported
-        else:
-            supported = need in self.sources.debug.capabilities()
-        if not supported:
-            return False  # hidden: this instance cannot do it at all
-        match action:  # hidden where they do not apply
+            if not self.model.inbox.supported:
+                return f"{what}: this instance has no human-in-the-loop plane"
+        elif need not in self.sources.debug.capabilities():
+            return f"{what}: this instance has no debugging control plane"
+        if self.replay:
+            return f"{what}: a replay is read-only (attach to the live instance to act)"
+        if self.read_only:
+            return f"{what}: read-only session (started with --read-only); attach without it to act"
+        match action:
             case "add_breakpoint" | "toggle_breakpoint_enabled" | "delete_breakpoint":
                 if self._active_pane() != "debugger":
-                    return False
+                    return f"{what}: works in the Debug tab (7)"
                 if action != "add_breakpoint" and self._selected_breakpoint() is None:
-                    return False
+                    return f"{what}: no breakpoint selected"
             case "pause" if self.model.debug.full_control:
-                return False
+                return "pause: already under full control (p resumes)"
             case "resume" if not self.model.debug.full_control:
-                return False
-        if self.read_only:
-            return None  # shown, disabled: it exists, but this session may not act
-        match action:
+                return "resume: not paused"
             case "step" | "continue_decision" | "skip":
-                return True if self._held() is not None else None
+                if self._held() is None:
+                    return f"{what}: nothing held (no decision is waiting; b sets a breakpoint, p pauses)"
             case "breakpoint" | "inject":
-                return True if self.selected_artefact is not None else None
+                if self.selected_artefact is None:
+                    return f"{what}: select an artefact first"
             case "terminate":
-                return True if self._open_claim_of_selected() is not None else None
+                if self._open_claim_of_selected() is None:
+                    return f"{what}: the selected artefact has no open claim"
             case "answer" | "reject":
                 item = self._inbox_item()
-                if item is None or (action == "reject" and item.kind != "approval"):
-                    return None
-                return True
-        return True
+                if item is None:
+                    return f"{what}: no open question or approval selected (6 shows the inbox)"
+                if action == "reject" and item.kind != "approval":
+                    return "reject: a question is answered (a), not rejected"
+        return None
+
+    def action_refuse(self, action: str) -> None:
+        self.say(self.refusal(action) or f"{_ACTION_NAMES.get(action, action)}: not available now")
+
+    def say(self, text: str, *, severity: SeverityLevel = "warning") -> None:
+        """One line in the notification area and in the session's action log: never a silent key."""
+        self.notify(s(text, 300), severity=severity, timeout=4)
+
+    async def _perform(self, name: str, call: Awaitable[ActionResult]) -> ActionResult:
+        """Run one control action; its result goes to the action log (and a dialog shows a refusal itself)."""
+        try:
+            result = await call
+        except HoltError as err:
+            result = ActionResult(False, err.message)
+        except (RedisError, OSError) as err:
+            result = ActionResult(False, f"cannot reach Redis: {err}")
+        self.post_message(ActionDone(name, result.ok, result.message))
+        return result
 
     def _call(self, name: str, call: Awaitable[ActionResult]) -> None:
-        async def run() -> None:
-            try:
-                result = await call
-            except HoltError as err:
-                result = ActionResult(False, err.message)
-            self.post_message(ActionDone(name, result.ok, result.message))
+        self.run_worker(self._perform(name, call), group="actions", exit_on_error=False)
 
-        self.run_worker(run(), group="actions", exit_on_error=False)
+    def _dialog(self, name: str, work: Callable[[str], Awaitable[ActionResult]], title: str, detail: str = "",
+                text_label: str | None = None, *, required: str | None = None, initial: str = "") -> None:
+        """A dialog that carries the action out itself: a refusal keeps it open with the input as typed."""
+
+        async def submit(text: str) -> ActionResult:
+            return await self._perform(name, work(text))
+
+        self.push_screen(ActionDialog(title, detail, text_label, initial, required=required, submit=submit))
 
     def action_step(self) -> None:
         held = self._held()
@@ -679,13 +975,9 @@ class HoltTui(App[None]):
         held = self._held()
         if held is None:
             return
-
-        def done(text: str | None) -> None:
-            if text is not None:
-                self._call(f"skip {_held_label(held)}", self.sources.debug.skip(held.id))
-
-        self.push_screen(ActionDialog(f"Skip the held decision: {s(held.would, 80)}?",
-                                      "The claim stays as it is; nothing is carried out."), done)
+        self._dialog(f"skip {_held_label(held)}", lambda _text: self.sources.debug.skip(held.id),
+                     f"Skip the held decision: {s(held.would, 80)}?",
+                     "The claim stays as it is; nothing is carried out.")
 
     def action_pause(self) -> None:
         self._call("pause", self.sources.debug.pause())
@@ -701,12 +993,11 @@ class HoltTui(App[None]):
         a = self.selected_artefact
         glob = self.model.artefacts[a].type if a is not None and a in self.model.artefacts else "*"
 
-        def added(form: BreakpointForm | None) -> None:
-            if form is not None:
-                self._call(f"add breakpoint {s(form.type_glob, 40)}",
-                           self.sources.debug.add_breakpoint(form.type_glob, form.conditions, form.action))
+        async def submit(form: BreakpointForm) -> ActionResult:
+            return await self._perform(f"add breakpoint {s(form.type_glob, 40)}",
+                                       self.sources.debug.add_breakpoint(form.type_glob, form.conditions, form.action))
 
-        self.push_screen(BreakpointDialog(glob), added)
+        self.push_screen(BreakpointDialog(glob, submit))
 
     def action_toggle_breakpoint_enabled(self) -> None:
         bp = self._selected_breakpoint()
@@ -719,13 +1010,9 @@ class HoltTui(App[None]):
         bp = self._selected_breakpoint()
         if bp is None:
             return
-
-        def confirmed(text: str | None) -> None:
-            if text is not None:
-                self._call(f"delete breakpoint {s(bp.id, 20)}", self.sources.debug.delete_breakpoint(bp.id))
-
-        self.push_screen(ActionDialog(f"Delete breakpoint {s(bp.id, 20)} on {s(bp.type_glob, 40)}?",
-                                      "Decisions it already holds stay held."), confirmed)
+        self._dialog(f"delete breakpoint {s(bp.id, 20)}", lambda _text: self.sources.debug.delete_breakpoint(bp.id),
+                     f"Delete breakpoint {s(bp.id, 20)} on {s(bp.type_glob, 40)}?",
+                     "Decisions it already holds stay held.")
 
     def action_breakpoint(self) -> None:
         a = self.selected_artefact
@@ -738,57 +1025,40 @@ class HoltTui(App[None]):
         if item is None:
             return
         if item.kind == "question":
-            def answered(text: str | None) -> None:
-                if text:
-                    self._call(f"answer {item.id[:8]}", self.sources.inbox.answer(item.id, text))
-
-            self.push_screen(ActionDialog(f"Answer: {s(item.title, 80)}", "", "Your answer:"), answered)
+            self._dialog(f"answer {item.id[:8]}", lambda text: self.sources.inbox.answer(item.id, text),
+                         f"Answer: {s(item.title, 200)}", "", "Your answer:",
+                         required="an answer cannot be empty: type it, then ctrl+s (esc cancels)")
         else:
-            def approved(text: str | None) -> None:
-                if text is not None:
-                    self._call(f"approve {item.id[:8]}", self.sources.inbox.approve(item.id, text))
-
-            self.push_screen(ActionDialog(f"Approve: {s(item.title, 80)}", f"risk {s(item.risk, 10)}",
-                                          "Justification" + (" (required):" if item.needs_justification else ":")),
-                             approved)
+            need = " (required):" if item.needs_justification else ":"
+            self._dialog(f"approve {item.id[:8]}", lambda text: self.sources.inbox.approve(item.id, text),
+                         f"Approve: {s(item.title, 200)}", f"risk {s(item.risk, 10)}", "Justification" + need,
+                         required="a justification is required for this approval" if item.needs_justification
+                         else None)
 
     def action_reject(self) -> None:
         item = self._inbox_item()
         if item is None:
             return
-
-        def rejected(text: str | None) -> None:
-            if text:
-                self._call(f"reject {item.id[:8]}", self.sources.inbox.reject(item.id, text))
-
-        self.push_screen(ActionDialog(f"Reject: {s(item.title, 80)}", "", "Reason (passed back to the agent):"),
-                         rejected)
+        self._dialog(f"reject {item.id[:8]}", lambda text: self.sources.inbox.reject(item.id, text),
+                     f"Reject: {s(item.title, 200)}", "", "Reason (passed back to the agent):",
+                     required="a reason is required: the agent reads it to rework (esc cancels)")
 
     def action_inject(self) -> None:
         a = self.selected_artefact
         if a is None or a not in self.model.artefacts:
             return
         art = self.model.artefacts[a]
-
-        def injected(text: str | None) -> None:
-            if text is not None:
-                self._call(f"review {a[:8]}", self.sources.debug.inject_review(a, text.strip() or "{}"))
-
-        self.push_screen(ActionDialog(f"Inject a review on {s(art.type, 40)} v{art.version} ({a[:8]})",
-                                      "Empty (or {}) approves; any other text is feedback and starts rework.",
-                                      "Review payload:"), injected)
+        self._dialog(f"review {a[:8]}", lambda text: self.sources.debug.inject_review(a, text.strip() or "{}"),
+                     f"Inject a review on {s(art.type, 40)} v{art.version} ({a[:8]})",
+                     "Empty (or {}) approves; any other text is feedback and starts rework.", "Review payload:")
 
     def action_terminate(self) -> None:
         claim = self._open_claim_of_selected()
         if claim is None:
             return
-
-        def terminated(text: str | None) -> None:
-            if text:
-                self._call(f"terminate {claim[:8]}", self.sources.debug.terminate(claim, text))
-
-        self.push_screen(ActionDialog(f"Terminate claim {claim[:8]}?", "The claim ends; agents are not granted it.",
-                                      "Reason:"), terminated)
+        self._dialog(f"terminate {claim[:8]}", lambda text: self.sources.debug.terminate(claim, text),
+                     f"Terminate claim {claim[:8]}?", "The claim ends; agents are not granted it.", "Reason:",
+                     required="a reason is required: it is recorded on the claim and in the audit trail")
 
     async def _take_lease(self) -> None:
         self.lease = await self.sources.debug.acquire_lease()
@@ -796,6 +1066,10 @@ class HoltTui(App[None]):
             return
         self._render_status()
         self.refresh_bindings()
+
+
+def _safe_name(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)[:40] or "payload"
 
 
 def _held_label(held: HeldDecision) -> str:

@@ -40,9 +40,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("debugger", "show_pane('debugger')", "Show held decisions and breakpoints (7)", ("debug",)),
     Command("actions", "show_pane('debugger')", "Show the log of this session's actions (Debug tab)",
             ("action-log",)),
-    Command("step", "step", "Carry out the held decision and hold the next (s / n)", ("s", "n", "next")),
-    Command("continue", "continue_decision", "Carry out the held decision and run on (c)", ("c",)),
-    Command("skip", "skip", "Drop the held decision; the claim stays as it is (K)"),
+    Command("step", "step", "Carry out the selected held decision and hold the next (s)", ("s",)),
+    Command("continue", "continue_decision", "Carry out the selected held decision and run on (c)", ("c",)),
+    Command("skip", "skip", "Drop the selected held decision; the claim stays as it is (K)"),
     Command("pause", "pause", "Enter full control: every decision waits (p)"),
     Command("resume", "resume", "Leave full control (p)"),
     Command("break", "breakpoint", "Toggle a breakpoint on the selected artefact's type (b)", ("b",)),
@@ -54,6 +54,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("reject", "reject", "Reject the approval request selected in the inbox (r)"),
     Command("inject", "inject", "Inject a review on the selected artefact (i)", ("review",)),
     Command("terminate", "terminate", "Terminate the selected artefact's open claim (t)"),
+    Command("next-match", "search_next", "Go to the next match of the search (n)", ("n", "next")),
+    Command("previous-match", "search_previous", "Go to the previous match of the search (N)", ("prev",)),
+    Command("copy-id", "copy_id", "Copy the selected id to the clipboard (y)", ("y",)),
+    Command("copy-payload", "copy_payload", "Copy the selected payload to the clipboard (Y)"),
+    Command("pager", "open_pager", "Open the selected payload in $PAGER (o)", ("o",)),
+    Command("save", "save_payload", "Save the selected payload to a file (w)", ("w",)),
 )
 
 

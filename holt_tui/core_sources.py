@@ -140,6 +140,8 @@ class CoreDebugSource:
                     reason=h.explain(),
                     bids=dict(h.bids),
                     held_since_ms=h.held_since_ms,
+                    role=", ".join(h.decision.granted_roles),
+                    released=h.release is not None,
                 )
                 for h in held
             ),

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime, tzinfo
 
+from rich.style import Style
 from rich.text import Text
 
 from holt_core.audit import AuditRecord
@@ -37,6 +38,9 @@ _STATUS_STYLE = {
     "complete": "green", "terminated": "red", "pending_review": "yellow", "pending_parallel": "yellow",
     "pending_exclusive": "yellow", "pending_assignment": "yellow",
 }
+
+
+_WF_STYLE = {"held": "bold red", "waiting": "bold yellow", "failed": "red", "done": "green", "running": "cyan"}
 
 
 def age(ms: int, now_ms: int) -> str:
@@ -75,6 +79,8 @@ def graph_row(model: LiveModel, row: Row, now_ms: int, tz: tzinfo) -> Text:
         return Text("?")
     if kind == "w":
         t = Text("▼ ", style="bold")
+        status = model.workflow_status(ident)
+        t.append(f"[{status}] ", style=_WF_STYLE.get(status, ""))
         t.append(f"workflow {ident[:8]} ", style="bold")
         t.append(s(a.type, 30), style="bold cyan")
         t.append(f"  {preview(a.payload, 40)}", style="italic")
@@ -104,6 +110,28 @@ def graph_row(model: LiveModel, row: Row, now_ms: int, tz: tzinfo) -> Text:
     t.append_text(claim_badge(model, a.id))
     t.append(f"  {age(a.created_at_ms, now_ms)}", style="dim")
     return t
+
+
+SEARCH_STYLE = "bold black on yellow"
+
+
+def highlight_search(t: Text, words: tuple[str, ...], payload: str) -> None:
+    """Highlight the search words in a row; a match only in the payload is shown as a snippet after the row."""
+    plain = t.plain.lower()
+    if any(w in plain for w in words):
+        t.highlight_words(words, SEARCH_STYLE, case_sensitive=False)
+        return
+    low = payload[:200_000].lower()
+    for w in words:
+        at = low.find(w)
+        if at >= 0:
+            start = max(at - 20, 0)
+            snippet = s(payload[start:at + len(w) + 30].replace("\n", " "), 80)
+            tail = Text("  ⌕ …" if start else "  ⌕ ", style="dim")
+            tail.append(snippet, style="italic")
+            tail.highlight_words(words, SEARCH_STYLE, case_sensitive=False)
+            t.append_text(tail)
+            return
 
 
 # ------------------------------------------------------------------------------------------------ inspector
@@ -139,13 +167,29 @@ def _section(title: str) -> Text:
     return Text(f"── {title} ", style="bold underline")
 
 
+def _link(t: Text, target: str) -> Text:
+    """Mark a line as a link to an artefact (Enter in the Inspector jumps to it)."""
+    t.stylize(Style(meta={"link": target}))
+    return t
+
+
+def link_of(t: Text) -> str | None:
+    """The artefact a line links to (see ``_link``), or None."""
+    for span in t.spans:
+        style = span.style
+        if isinstance(style, Style) and "link" in style.meta:
+            target = style.meta["link"]
+            return target if isinstance(target, str) else None
+    return None
+
+
 def _kv(key: str, value: str, style: str = "") -> Text:
     t = Text(f"{key:<14}", style="dim")
     t.append(value, style=style)
     return t
 
 
-def _claim_lines(model: LiveModel, st: ClaimState, now_ms: int,
+def _claim_lines(model: LiveModel, st: ClaimState, now_ms: int, tz: tzinfo,
                  explained: Mapping[str, list[str]] | None = None) -> list[Text]:
     c = st.claim
     out = [_kv("claim", c.id), _kv("status", c.status.value, _STATUS_STYLE.get(c.status.value, ""))]
@@ -169,6 +213,11 @@ def _claim_lines(model: LiveModel, st: ClaimState, now_ms: int,
         out.append(_kv("terminated", s(c.termination_reason, 200), "red"))
     if c.additional_context_ids:
         out.append(_kv("context", ", ".join(i[:8] for i in c.additional_context_ids)))
+    timeline = model.claim_timeline(c.id)
+    if timeline:
+        out.append(Text("timeline", style="dim"))
+        for ts, what in timeline:
+            out.append(Text(f"  {clock(ts, tz) if ts else '  --    '}  {s(what, 200)}"))
     if c.status.is_open:
         # Live: the debug plane's explanation (it sees holds, queues, running tools); until it arrives, and in
         # replay or offline, what the model itself can tell.
@@ -211,22 +260,29 @@ def inspector_lines(model: LiveModel, artefact_id: str | None, cache: PayloadCac
         out.append(Text("derived from", style="dim"))
         for src in a.source_artefacts:
             p = model.artefacts.get(src)
-            out.append(Text(f"  {src[:8]} {s(p.type, 30)} v{p.version} by {s(p.produced_by_role, 20)}" if p
-                            else f"  {src[:8]} (not loaded)"))
+            line = Text(f"  → {src[:8]} {s(p.type, 30)} v{p.version} by {s(p.produced_by_role, 20)}" if p
+                        else f"  {src[:8]} (not loaded)")
+            out.append(_link(line, src) if p else line)
     kids = model.children.get(a.id, [])
     if kids:
-        out.append(_kv("derived by", f"{len(kids)} artefact(s): " + ", ".join(k[:8] for k in kids[:6])))
+        out.append(Text(f"derived by ({len(kids)})", style="dim"))
+        for k in kids[:8]:
+            kid = model.artefacts[k]
+            out.append(_link(Text(f"  → {k[:8]} {s(kid.type, 30)} v{kid.version} by {s(kid.produced_by_role, 20)}"),
+                             k))
+        if len(kids) > 8:
+            out.append(Text(f"  … {len(kids) - 8} more (2 shows the graph)", style="dim"))
     chain = context_chain(model, a)
     if chain:
         out.append(Text("context chain", style="dim"))
-        out.extend(Text(f"  ↑ {c.id[:8]} {s(c.type, 30)} v{c.version}") for c in chain)
+        out.extend(_link(Text(f"  ↑ {c.id[:8]} {s(c.type, 30)} v{c.version}"), c.id) for c in chain)
     claims = model.claims_of(a.id)
     out.append(Text(""))
     out.append(_section(f"claims ({len(claims)})"))
     if not claims:
         out.append(Text("no claim on this artefact", style="dim"))
     for st in claims:
-        out.extend(_claim_lines(model, st, now_ms, explained))
+        out.extend(_claim_lines(model, st, now_ms, tz, explained))
         out.append(Text(""))
     pretty = cache.pretty(a)
     out.append(Text(""))
@@ -241,10 +297,10 @@ def inspector_lines(model: LiveModel, artefact_id: str | None, cache: PayloadCac
         diff = cache.diff(a, previous)
         if not diff:
             out.append(Text("payload unchanged", style="dim"))
-        for line in diff:
-            style = "green" if line.startswith("+") else "red" if line.startswith("-") else \
-                "cyan" if line.startswith("@@") else ""
-            out.append(Text(line, style=style))
+        for diff_line in diff:
+            style = "green" if diff_line.startswith("+") else "red" if diff_line.startswith("-") else \
+                "cyan" if diff_line.startswith("@@") else ""
+            out.append(Text(diff_line, style=style))
     return out
 
 
@@ -321,12 +377,53 @@ def breakpoint_line(b: Breakpoint) -> Text:
     return t
 
 
-def held_lines(h: HeldDecision | None, now_ms: int) -> list[Text]:
-    if h is None:
-        return [Text("no decision is held", style="dim italic")]
+def held_workflow(model: LiveModel, h: HeldDecision) -> str:
+    """The workflow a held decision belongs to, as its goal: ``Sourdough bread (00000001)``."""
+    if h.artefact_id not in model.artefacts:
+        return "?"
+    root = model.artefacts[model.root_of(h.artefact_id)]
+    return f"{preview(root.payload, 24)} ({root.id[:8]})"
+
+
+def held_role(h: HeldDecision) -> str:
+    if h.role:
+        return h.role
+    for word in (" to ", " for "):
+        _, sep, tail = h.would.partition(word)
+        if sep and tail:
+            return tail.split()[0].strip(",.")
+    return "-"
+
+
+def held_row(model: LiveModel, h: HeldDecision, now_ms: int) -> Text:
+    """One held decision on one line: age, decision and role, artefact, workflow, claim, bids."""
+    t = Text("⏸ ", style="bold red")
+    t.append(f"{age(h.held_since_ms, now_ms):>4} ", style="bold")
+    t.append(f"{s(h.kind, 24)}", style="magenta")
+    t.append(f" → {s(held_role(h), 24)}", style="blue")
+    a = model.artefacts.get(h.artefact_id)
+    t.append(f" │ {s(a.type, 24)} v{a.version}" if a else f" │ {h.artefact_id[:8]}", style="bold")
+    t.append(" │ wf ")
+    t.append(s(held_workflow(model, h), 40), style="cyan")
+    t.append(f" │ claim {h.claim_id[:8]}")
+    if h.bids:
+        t.append(" │ bids " + " ".join(f"{s(k, 20)}={s(v, 12)}" for k, v in sorted(h.bids.items())), style="dim")
+    if h.released:
+        t.append(" (released)", style="green")
+    return t
+
+
+def held_lines(model: LiveModel, h: HeldDecision, now_ms: int) -> list[Text]:
+    """The selected held decision in full (nothing cut: one fact a line)."""
     out = [Text(f"⏸ {s(h.kind, 30)}: {s(h.would, 200)}", style="bold red"),
-           _kv("claim", h.claim_id), _kv("artefact", h.artefact_id), _kv("held by", s(h.reason, 200)),
-           _kv("held for", age(h.held_since_ms, now_ms))]
-    for agent, bid in sorted(h.bids.items()):
-        out.append(Text(f"  {s(agent, 30):<24} {s(bid, 20)}"))
+           _kv("workflow", s(held_workflow(model, h), 80)),
+           _kv("claim", h.claim_id), _link(_kv("artefact", h.artefact_id), h.artefact_id),
+           _kv("role", s(held_role(h), 60)), _kv("held by", s(h.reason, 200)),
+           _kv("held for", age(h.held_since_ms, now_ms)), _kv("hold id", h.id)]
+    if h.bids:
+        out.append(Text("bids", style="dim"))
+        for agent, bid in sorted(h.bids.items()):
+            out.append(Text(f"  {s(agent, 30):<24} {s(bid, 20)}"))
+    else:
+        out.append(_kv("bids", "none"))
     return out

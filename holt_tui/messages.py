@@ -48,3 +48,11 @@ class Explained(Message):
         super().__init__()
         self.artefact_id = artefact_id
         self.reasons = reasons
+
+
+class LinkFollowed(Message):
+    """Enter on a line that names an artefact (the Inspector's links)."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target

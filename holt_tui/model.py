@@ -35,6 +35,7 @@ from holt_tui.sources import DebugSnapshot, InboxSnapshot
 # A graph row: ("w", root artefact id, 0) heads a workflow; ("a", artefact id, depth) is one artefact,
 # depth 1 for a thread's first version and 2 for its later versions.
 Row = tuple[str, str, int]
+SEARCH_PAYLOAD_CHARS = 200_000  # a search reads at most this much of each payload
 
 
 @dataclass
@@ -102,7 +103,11 @@ class LiveModel:
         self.debug = DebugSnapshot()
         self.skipped: set[str] = set()  # keys of records that could not be read (named in the event log)
         self.agent_activity: dict[str, int] = {}
-        self.agent_bids: dict[str, int] = {}
+        # Bids per agent, as the claims it bid on (from every claim's bids hash and from live events, so a
+        # fresh attach counts the same as a session that watched them arrive); bid times from live events.
+        self._bid_claims: dict[str, set[str]] = {}
+        self.bid_times: dict[tuple[str, str], int] = {}
+        self._history_built = False
         self.revision = 0
         # Row cache: roots and per-workflow rows, rebuilt lazily and only where something changed.
         self._root: dict[str, str] = {}
@@ -143,6 +148,9 @@ class LiveModel:
                     self._add_audit(r)
                 if item.last:
                     self.loading = False
+                    if not self._history_built:
+                        self._build_history()
+                        c.events = True
                 c.artefacts = c.claims = c.status = True
                 c.audit = bool(item.audit)
             case ArtefactSeen():
@@ -198,6 +206,9 @@ class LiveModel:
         self.claims[s.claim.id] = s
         if old is None:
             self.claims_by_artefact.setdefault(s.claim.artefact_id, []).append(s.claim.id)
+        bids = s.bids or (s.claim.phase_state.all_bids if s.claim.phase_state else {})
+        for agent in bids:
+            self._bid_claims.setdefault(agent, set()).add(s.claim.id)
         if log:
             if old is None:
                 self._log("claim_created", 0, f"claim {s.claim.id} on artefact {s.claim.artefact_id} "
@@ -227,12 +238,91 @@ class LiveModel:
         d = e.data
         agent = d.get("agent_name") or d.get("reviewer_role") or d.get("target_agent_role") or d.get("produced_by_role")
         if e.event == "bid_submitted" and isinstance(agent, str):
-            self.agent_bids[agent] = self.agent_bids.get(agent, 0) + 1
+            claim_id = d.get("claim_id")
+            key = claim_id if isinstance(claim_id, str) and claim_id else f"event:{self.revision}:{len(self.events)}"
+            self._bid_claims.setdefault(agent, set()).add(key)
+            self.bid_times.setdefault((key, agent), ts_ms)
             if ts_ms > self.agent_activity.get(agent, 0):
                 self.agent_activity[agent] = ts_ms
         parts = [f"{k}={v}" for k, v in sorted(d.items()) if not isinstance(v, dict | list)]
         ids = tuple(str(v) for k, v in d.items() if k.endswith("_id") and isinstance(v, str))
         self._log(e.event, ts_ms, " ".join(parts), agent=agent if isinstance(agent, str) else None, ids=ids)
+
+    def _build_history(self) -> None:
+        """After the first full scan: the Events log as it would have been seen (artefacts, closed claims,
+        human and debugger acts from the audit trail), oldest first, before anything that arrived live."""
+        self._history_built = True
+        keep = self.events.maxlen or 20_000
+        newest = sorted(self.artefacts.values(), key=lambda a: (a.created_at_ms, a.id))[-keep:]
+        live = list(self.events)
+        self.events.clear()
+        for a in newest:
+            self._log_artefact(a)
+        for st in self.claims.values():
+            c = st.claim
+            if not c.status.is_open:
+                target = self.artefacts.get(c.artefact_id)
+                self._log("claim_status", self._closed_at(st) or (target.created_at_ms if target else 0),
+                          f"claim {c.id} {c.status.value}" + (f": {c.termination_reason}" if c.termination_reason
+                                                              else ""), ids=(c.id, c.artefact_id))
+        for r in self.audit:
+            self._log(f"audit:{r.action}", r.ts_ms, f"{r.operator} {r.action} {r.subject}", agent=r.operator,
+                      ids=(r.subject,))
+        history = sorted(self.events, key=lambda line: line.ts_ms)[-keep:]
+        self.events.clear()
+        self.events.extend(history)
+        self.events.extend(live)
+
+    def _closed_at(self, st: ClaimState) -> int:
+        """When a claim closed, as far as the blackboard tells: its last output, grant or phase start."""
+        c = st.claim
+        times = [self.artefacts[k].created_at_ms for k in self.children.get(c.artefact_id, ())
+                 if k in self.artefacts]
+        times.append(c.last_grant_time)
+        if c.phase_state is not None:
+            times.append(c.phase_state.start_time_ms)
+        return max(times, default=0)
+
+    def claim_timeline(self, claim_id: str) -> list[tuple[int, str]]:
+        """A claim's life, oldest first: created, bids (with their time when seen live), grants, holds and
+        human acts (audit trail), outputs, closing. Time 0 = not recorded on the blackboard."""
+        st = self.claims.get(claim_id)
+        if st is None:
+            return []
+        c = st.claim
+        a = self.artefacts.get(c.artefact_id)
+        created = a.created_at_ms if a is not None else 0
+        out: list[tuple[int, str]] = [(created, "created" + (f" on {a.type} v{a.version}" if a else ""))]
+        bids = st.bids or (c.phase_state.all_bids if c.phase_state else {})
+        for agent, bid in sorted(bids.items(), key=lambda kv: (self.bid_times.get((claim_id, kv[0]), created),
+                                                               kv[0])):
+            out.append((self.bid_times.get((claim_id, agent), 0), f"bid {agent}: {bid}"))
+        if c.phase_state is not None:
+            ps = c.phase_state
+            out.append((ps.start_time_ms, f"{ps.current.value} phase: granted {', '.join(ps.granted_agents) or '-'}"))
+        if c.last_grant_agent:
+            out.append((c.last_grant_time, f"granted to {c.last_grant_agent}"))
+        for r in self.audit:
+            if claim_id in (r.subject, r.details.get("claim_id")) or (r.subject and r.subject == c.artefact_id):
+                out.append((r.ts_ms, f"{r.action} by {r.operator}"))
+        granted = set(c.granted_agents)
+        for k in self.children.get(c.artefact_id, ()):
+            kid = self.artefacts.get(k)
+            if kid is not None and (not granted or kid.produced_by_role in granted
+                                    or kid.produced_by_role.startswith("human:")):
+                out.append((kid.created_at_ms, f"output {kid.type} v{kid.version} by {kid.produced_by_role}"))
+        if not c.status.is_open:
+            end = c.status.value + (f": {c.termination_reason}" if c.termination_reason else "")
+            out.append((self._closed_at(st), f"closed ({end})"))
+        for h in self.debug.held:
+            if h.claim_id == claim_id:
+                out.append((h.held_since_ms, f"held: {h.would} ({h.reason})"))
+        for i in self.inbox.items:
+            if i.claim_id == claim_id and i.status == "open":
+                out.append((i.created_ms, f"waiting for a person: {i.kind} {i.title}"))
+        first = out[0]
+        rest = sorted(out[1:], key=lambda e: e[0] if e[0] else created)
+        return [first, *rest]
 
     # ------------------------------------------------------------------------------------------ rows
 
@@ -367,22 +457,26 @@ class LiveModel:
             return self._rows
         out: list[Row] = []
         header: Row | None = None
+        with_payload = bool(self.filter.words or self.filter.not_words)
         for row in self._rows:
             if row[0] == "w":
                 header = row
                 continue
-            if self.filter.matches(self.artefact_subject(row[1])):
+            if self.filter.matches(self.artefact_subject(row[1], with_payload=with_payload)):
                 if header is not None:
                     out.append(header)
                     header = None
                 out.append(row)
         return out
 
-    def artefact_subject(self, artefact_id: str) -> Subject:
+    def artefact_subject(self, artefact_id: str, *, with_payload: bool = False) -> Subject:
+        """What a filter sees of an artefact; ``with_payload`` adds its payload (searched by bare words)."""
         a = self.artefacts[artefact_id]
         text = f"{a.type} v{a.version} {a.produced_by_role} {a.structural_type.value} {a.id}"
         if a.structural_type is StructuralType.REVIEW:
             text += " approve" if is_approval(a.payload) else " feedback"  # as the row shows it
+        if with_payload:
+            text += "\n" + a.payload[:SEARCH_PAYLOAD_CHARS]
         return Subject(text=text, type=a.type, agent=a.produced_by_role, kind=a.structural_type.value,
                        ids=(a.id, a.logical_id), ts_ms=a.created_at_ms)
 
@@ -404,6 +498,20 @@ class LiveModel:
     def workflow_size(self, root: str) -> int:
         return len(self._wf_members.get(root, ()))
 
+    def workflow_status(self, root: str) -> str:
+        """held | waiting (for a person) | failed | done | running: one word for a workflow's header."""
+        if any(self.root_of(h.artefact_id) == root for h in self.debug.held if h.artefact_id in self.artefacts):
+            return "held"
+        if any(self.root_of(i.artefact_id) == root for i in self.inbox.items
+               if i.status == "open" and i.artefact_id in self.artefacts):
+            return "waiting"
+        kinds = {self.artefacts[m].structural_type for m in self._wf_members.get(root, ())}
+        if StructuralType.FAILURE in kinds:
+            return "failed"
+        if StructuralType.TERMINAL in kinds:
+            return "done"
+        return "running"
+
     def workflow_count(self) -> int:
         self.rows()
         return len(self._wf_order)
@@ -419,8 +527,8 @@ class LiveModel:
                 for name in s.claim.granted_agents:
                     holding[name] = s.claim.id
                 names.update(s.bids)
-        names.update(self.agent_bids)
-        names.update(r for r in self.agent_activity if r in self.info.roles or r in self.agent_bids)
+        names.update(self._bid_claims)
+        names.update(r for r in self.agent_activity if r in self.info.roles or r in self._bid_claims)
         rows: list[AgentRow] = []
         for name in sorted(names):
             if self.info.status not in ("running", "unknown"):
@@ -432,7 +540,7 @@ class LiveModel:
             else:
                 health = "idle"
             rows.append(AgentRow(name, health, holding.get(name, ""), self.agent_activity.get(name, 0),
-                                 self.agent_bids.get(name, 0)))
+                                 len(self._bid_claims.get(name, ()))))
         return rows
 
     def neighbourhood(

@@ -89,6 +89,8 @@ class HeldDecision:
     reason: str = ""  # which breakpoint / rule held it
     bids: dict[str, str] = field(default_factory=dict)
     held_since_ms: int = 0
+    role: str = ""  # the role(s) the decision grants ("" = none or unknown)
+    released: bool = False  # released (step/continue), the orchestrator carries it out next
 
 
 @dataclass(frozen=True)

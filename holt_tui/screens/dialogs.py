@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -12,10 +13,17 @@ from textual.widgets import Button, Checkbox, Input, Label, TextArea
 
 from holt_core.errors import HoltError
 from holt_tui.breakpoint_form import BreakpointForm, parse_conditions
+from holt_tui.sources import ActionResult
+
+Submit = Callable[[str], Awaitable[ActionResult]]
 
 
 class ActionDialog(ModalScreen[str | None]):
-    """Asks to confirm ``title``; with ``text_label`` also takes text. Returns the text ("" if none) or None."""
+    """Asks to confirm ``title``; with ``text_label`` also takes text. Returns the text ("" if none) or None.
+
+    ``required``: the refusal shown when the text is empty (the dialog stays open). ``submit``: carries the
+    action out from the dialog; a refusal is shown in the dialog, wrapped, and the input stays for a retry.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
@@ -23,19 +31,25 @@ class ActionDialog(ModalScreen[str | None]):
     ]
     DEFAULT_CSS = """
     ActionDialog { align: center middle; }
-    ActionDialog > Vertical { width: 80%; max-width: 90; height: auto; border: thick $warning; background: $panel;
-                              padding: 1 2; }
-    ActionDialog TextArea { height: 8; }
+    ActionDialog > Vertical { width: 90%; max-width: 100; height: auto; max-height: 100%; border: thick $warning;
+                              background: $panel; padding: 0 1; }
+    ActionDialog Label { width: 1fr; }
+    ActionDialog TextArea { height: 6; }
+    ActionDialog #dialog-error { color: $error; text-style: bold; display: none; }
     ActionDialog Horizontal { height: auto; margin-top: 1; }
     ActionDialog Button { margin-right: 2; }
     """
 
-    def __init__(self, title: str, detail: str = "", text_label: str | None = None, initial: str = "") -> None:
+    def __init__(self, title: str, detail: str = "", text_label: str | None = None, initial: str = "", *,
+                 required: str | None = None, submit: Submit | None = None) -> None:
         super().__init__()
         self.title_text = title
         self.detail = detail
         self.text_label = text_label
         self.initial = initial
+        self.required = required
+        self.submit = submit
+        self._busy = False
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -45,6 +59,7 @@ class ActionDialog(ModalScreen[str | None]):
             if self.text_label is not None:
                 yield Label(self.text_label, markup=False)
                 yield TextArea(self.initial, id="dialog-text")
+            yield Label("", id="dialog-error", markup=False)
             with Horizontal():
                 yield Button("Confirm (ctrl+s)", variant="warning", id="confirm")
                 yield Button("Cancel (esc)", id="cancel")
@@ -61,9 +76,39 @@ class ActionDialog(ModalScreen[str | None]):
         else:
             self.action_cancel()
 
+    def show_error(self, text: str) -> None:
+        error = self.query_one("#dialog-error", Label)
+        error.update(text)
+        error.display = bool(text)
+
+    @property
+    def error_text(self) -> str:
+        return str(self.query_one("#dialog-error", Label).content)
+
     def action_confirm(self) -> None:
+        if self._busy:
+            return
         text = self.query_one(TextArea).text if self.text_label is not None else ""
-        self.dismiss(text)
+        if self.required is not None and not text.strip():
+            self.show_error(self.required)
+            return
+        if self.submit is None:
+            self.dismiss(text)
+            return
+        self._busy = True
+        self.show_error("")
+        self.run_worker(self._submit(text), group="dialog", exit_on_error=False)
+
+    async def _submit(self, text: str) -> None:
+        assert self.submit is not None
+        try:
+            result = await self.submit(text)
+        finally:
+            self._busy = False
+        if result.ok:
+            self.dismiss(text)
+        else:
+            self.show_error(f"refused: {result.message} (edit and confirm again, or esc)")
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -82,12 +127,15 @@ class BreakpointDialog(ModalScreen[BreakpointForm | None]):
                                   background: $panel; padding: 1 2; }
     BreakpointDialog Horizontal { height: auto; margin-top: 1; }
     BreakpointDialog Button { margin-right: 2; }
+    BreakpointDialog Label { width: 1fr; }
     BreakpointDialog #bp-error { color: $error; }
     """
 
-    def __init__(self, type_glob: str = "*") -> None:
+    def __init__(self, type_glob: str = "*", submit: Callable[[BreakpointForm], Awaitable[ActionResult]] | None = None
+                 ) -> None:
         super().__init__()
         self.type_glob = type_glob
+        self.submit = submit
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -123,7 +171,19 @@ class BreakpointDialog(ModalScreen[BreakpointForm | None]):
             return
         glob = self.query_one("#bp-type", Input).value.strip() or "*"
         action = "stop" if self.query_one("#bp-stop", Checkbox).value else "hold"
-        self.dismiss(BreakpointForm(glob, conditions, action))
+        form = BreakpointForm(glob, conditions, action)
+        if self.submit is None:
+            self.dismiss(form)
+        else:
+            self.run_worker(self._submit(form), group="dialog", exit_on_error=False)
+
+    async def _submit(self, form: BreakpointForm) -> None:
+        assert self.submit is not None
+        result = await self.submit(form)
+        if result.ok:
+            self.dismiss(form)
+        else:
+            self.query_one("#bp-error", Label).update(f"refused: {result.message}")
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -24,8 +24,9 @@ class PromptBar(Input):
     def open(self, mode: str, target: str | None, value: str = "") -> None:
         self.mode = mode
         self.target = target
-        self.placeholder = ("filter: type:Glob agent:Role kind:Review id:1a2b since:10m word !word"
-                            if mode == "filter" else "command: help, quit, follow, goto <id>, panel <name>, filter ...")
+        self.placeholder = (
+            "filter: type:Glob agent:Role kind:Review id:1a2b since:10m word !word" if mode == "filter"
+            else "command: help, quit, follow, goto <id>, panel <name>, filter ..., export dot|mermaid FILE")
         self.value = value
         self.display = True
         self.focus()

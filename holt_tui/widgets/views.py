@@ -10,16 +10,21 @@ from textual.binding import Binding, BindingType
 
 from holt_core.audit import AuditRecord
 from holt_tui.display import (
+    age,
     agent_line,
     audit_line,
     breakpoint_line,
     event_line,
     graph_row,
+    held_row,
+    highlight_search,
     inbox_line,
+    link_of,
 )
 from holt_tui.filtering import ListFilter, Subject
+from holt_tui.messages import LinkFollowed
 from holt_tui.model import AgentRow, LiveModel, LogLine, Row
-from holt_tui.sources import Breakpoint, InboxItem
+from holt_tui.sources import Breakpoint, HeldDecision, InboxItem
 from holt_tui.widgets.lines import LineList
 
 
@@ -40,11 +45,15 @@ class ArtefactGraph(LineList):
     def item_cache_key(self, item: Row) -> str:
         if item[0] == "a":
             return item[1]
-        # A workflow header shows its size: a new member must redraw it.
-        return f"w:{item[1]}:{self.model.workflow_size(item[1])}"
+        # A workflow header shows its size and status: a new member or a new state must redraw it.
+        return f"w:{item[1]}:{self.model.workflow_size(item[1])}:{self.model.workflow_status(item[1])}"
 
     def item_text(self, item: Row, selected: bool) -> Text:
-        return graph_row(self.model, item, self._now_ms(), self._tz)
+        t = graph_row(self.model, item, self._now_ms(), self._tz)
+        words = self.filter.words
+        if words and item[0] == "a":
+            highlight_search(t, words, self.model.artefacts[item[1]].payload)
+        return t
 
     def content_width(self) -> int:
         return max(self.size.width, 120)
@@ -86,6 +95,32 @@ class TextLines(LineList):
         if not keep_scroll:
             self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()
+
+
+class InspectorLines(TextLines):
+    """The Inspector: text with a cursor; Enter on a line that names an artefact jumps to it."""
+
+    has_cursor = True
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "follow_link", "Jump", id="inspector.jump"),
+    ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "follow_link":
+            return self.current_item is not None and link_of(self.current_item) is not None
+        return True
+
+    def action_follow_link(self) -> None:
+        item = self.current_item
+        target = link_of(item) if item is not None else None
+        if target is not None:
+            self.post_message(LinkFollowed(target))
+
+    def show(self, lines: list[Text], *, keep_scroll: bool = False) -> None:
+        super().show(lines, keep_scroll=keep_scroll)
+        if not keep_scroll:
+            self.cursor = 0
+        self.cursor = min(self.cursor, max(len(lines) - 1, 0))
 
 
 class TailList(LineList):
@@ -185,3 +220,27 @@ class BreakpointsList(LineList):
 
     def item_subject(self, item: Breakpoint) -> Subject:
         return Subject(text=breakpoint_line(item).plain, type=item.type_glob, kind=item.action, ids=(item.id,))
+
+
+class HeldList(LineList):
+    """Every held decision, oldest first; s/c/K act on the selected one."""
+
+    empty_text = "no decision is held"
+
+    def __init__(self, model: LiveModel, now_ms: Any, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.model = model
+        self._now_ms = now_ms
+
+    def item_key(self, item: HeldDecision) -> str:
+        return item.id
+
+    def item_cache_key(self, item: HeldDecision) -> str:
+        return f"{item.id}:{item.released}:{age(item.held_since_ms, self._now_ms())}"  # the age ticks
+
+    def item_text(self, item: HeldDecision, selected: bool) -> Text:
+        return held_row(self.model, item, self._now_ms())
+
+    def item_subject(self, item: HeldDecision) -> Subject:
+        return Subject(text=held_row(self.model, item, self._now_ms()).plain, type=item.kind, agent=item.role,
+                       kind=item.kind, ids=(item.id, item.claim_id, item.artefact_id), ts_ms=item.held_since_ms)

@@ -133,6 +133,20 @@ def with_hitl_and_debug() -> list[FeedItem]:
     return items
 
 
+def two_held() -> list[FeedItem]:
+    """Two held decisions in two claims (the second under full control), for the Debug tab's list."""
+    items = with_hitl_and_debug()
+    first = HeldDecision(id="hold-1", claim_id=uid(104), artefact_id=DRAFT2.id, kind="grant_exclusive",
+                         would="grant exclusive to Formatter", reason="breakpoint 1: type RecipeDraft",
+                         bids={"Formatter": "exclusive", "Reviewer": "review"}, held_since_ms=T0 + 200_000,
+                         role="Formatter")
+    second = HeldDecision(id="hold-2", claim_id=uid(106), artefact_id=NOTES.id, kind="grant_review",
+                          would="grant review to Reviewer", reason="the instance is under full control",
+                          bids={"Reviewer": "review"}, held_since_ms=T0 + 280_000, role="Reviewer")
+    snapshot = DebugSnapshot(True, (first, second), full_control=True, lease_holder="alice")
+    return [*items, DebugSeen(snapshot)]
+
+
 def write_recording(path: Path, items: list[FeedItem], instance: str = "recipe") -> Path:
     lines = [json.dumps({"kind": "header", "version": 1, "instance": instance, "started_ms": T0})]
     lines += [dumps_line(i * 0.01, item) for i, item in enumerate(items)]

@@ -28,7 +28,7 @@ from holt_tui.core_sources import attach_sources
 from holt_tui.feed import FeedItem
 from holt_tui.reader import Reader
 from holt_tui.screens.dialogs import BreakpointDialog
-from holt_tui.widgets.views import BreakpointsList, InboxList, TextLines
+from holt_tui.widgets.views import BreakpointsList, HeldList, InboxList, TextLines
 from tests.debughelp import changed, claim_revs, goal, recipe_engine, wait_held
 from tests.engine import Engine, poll, wait_for_artefact, wait_settled
 from tests.hitl_support import agent, config_text, hitl_engine, runs, wait_request
@@ -217,7 +217,7 @@ async def test_breakpoint_step_continue_terminate_and_inject_from_the_keyboard(
             await until_async(goal_claim_done, "the goal's claim to complete")
             await until(lambda: any(h.artefact_id == draft for h in app.model.debug.held), what="the held decision")
             await pilot.press("7")
-            assert "⏸" in app.query_one("#held").items[0].plain  # type: ignore[attr-defined]
+            assert app.query_one(HeldList).current_item.artefact_id == draft
 
             # s carries out exactly that one decision: one claim written once, the next decision held again.
             before = await claim_revs(bb)
@@ -415,3 +415,45 @@ async def _full_control(client: DebugClient, expected: bool) -> bool:
 
 async def until_async(check: Callable[[], Any], what: str, within: float = 30.0) -> None:
     await poll(check, within, what)
+
+
+async def test_s_steps_the_held_decision_selected_in_the_list_not_the_oldest(
+        tmp_path: Path, redis_url: str, instance: str, bb: Blackboard) -> None:
+    from holt_core.debug.breakpoints import BreakpointSpec
+
+    engine = recipe_engine(tmp_path, redis_url, instance)
+    await engine.start()
+    await registered(engine, bb)
+    observer = DebugClient(bb, "observer")
+    await observer.add_breakpoint(BreakpointSpec(artefact_type="RecipeDraft"))
+    await observer.release_lease()
+    try:
+        async with control_app(redis_url, instance) as app, app.run_test(size=(150, 45)) as pilot:
+            await in_control(app)
+            first = await goal(bb, "Sourdough bread")
+            older = await wait_held(observer, lambda h: h.artefact is not None and h.artefact.type == "RecipeDraft")
+            second = await goal(bb, "Rye bread")
+            newer = await wait_held(observer, lambda h: h.artefact is not None and h.artefact.type == "RecipeDraft"
+                                    and h.hold_id != older.hold_id)
+            assert first.id != second.id and older.decision.artefact_id != newer.decision.artefact_id
+            await pilot.press("7")
+            held = app.query_one(HeldList)
+            await until(lambda: {h.id for h in held.items} >= {older.hold_id, newer.hold_id}, what="both held")
+            held.focus()
+            await pilot.press("g", *(["j"] * [h.id for h in held.items].index(newer.hold_id)))
+            assert held.current_item.id == newer.hold_id
+            before = await claim_revs(bb)
+            await pilot.press("s")
+            await until(lambda: "stepped one decision" in action_log(app), what="the step in the action log")
+            await wait_held(observer, lambda h: h.decision.artefact_id == newer.decision.artefact_id
+                            and h.hold_id != newer.hold_id)
+            diff = changed(before, await claim_revs(bb))
+            # Exactly one claim written once: the selected (newer) workflow's draft claim, not the oldest's.
+            [(claim_id, (old, new))] = diff.items()
+            assert new == old + 1 and (await bb.get_claim(claim_id)).artefact_id == newer.decision.artefact_id
+            still = [h for h in await observer.held() if h.release is None]
+            assert any(h.hold_id == older.hold_id for h in still)  # the oldest is untouched
+    finally:
+        await engine.close()
+    records = [(r.operator, r.action, r.subject) for r in await bb.audit.records()]
+    assert any(op == "alice" and action == "debug_step" for op, action, _ in records)

@@ -118,3 +118,55 @@ def test_incremental_rows_equal_a_full_rebuild() -> None:
     fresh = LiveModel("x")
     fresh.apply_all([ScanPage(made, [], first=True, last=True)])
     assert live.rows() == fresh.rows()
+
+
+def test_a_fresh_attach_rebuilds_events_bids_and_claim_timelines() -> None:
+    """Only a scan (no live event): Events, Agents' bids and a claim's timeline come from the blackboard."""
+    from tests.tui.fixtures import DRAFT2, WORKFLOW, audit, claims, uid
+
+    model = LiveModel("recipe")
+    model.apply_all([ScanPage(WORKFLOW, claims(), audit(), first=True, last=True, total_hint=len(WORKFLOW))])
+    kinds = [line.kind for line in model.events]
+    assert kinds.count("artefact") == len(WORKFLOW) and "audit:instance.up" in kinds and "claim_status" in kinds
+    assert [line.ts_ms for line in model.events] == sorted(line.ts_ms for line in model.events)
+    bids = {row.name: row.bids for row in model.agents()}
+    assert bids == {"Drafter": 3, "Formatter": 3, "Nutritionist": 3, "Reviewer": 3}
+    timeline = [what for _, what in model.claim_timeline(uid(104))]
+    assert timeline[0] == f"created on RecipeDraft v{DRAFT2.version}"
+    assert "bid Formatter: exclusive" in timeline and "exclusive phase: granted Formatter" in timeline
+    assert "output NutritionNotes v1 by Nutritionist" in timeline
+    closed = [what for _, what in model.claim_timeline(uid(102))]
+    assert closed[-1].startswith("closed (terminated: Terminated due to negative review feedback")
+
+
+def test_importing_holt_tui_loads_no_engine_module() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, holt_tui.app, holt_tui.main; "
+            "print(' '.join(m for m in sys.modules if m.startswith(('holt_core.orchestrator', "
+            "'holt_core.hitl.coordinator', 'holt_core.debug.gate', 'holt_core.agent'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == ""
+
+
+def test_workflow_status_badges() -> None:
+    from holt_tui.feed import DebugSeen, InboxSeen
+    from holt_tui.sources import DebugSnapshot, HeldDecision, InboxItem, InboxSnapshot
+    from tests.tui.fixtures import DRAFT2, WORKFLOW, claims
+
+    model = LiveModel("recipe")
+    model.apply_all([ScanPage(WORKFLOW[:5], claims(), [], first=True, last=True)])
+    model.rows()
+    root = WORKFLOW[0].id
+    assert model.workflow_status(root) == "running"
+    model.apply(InboxSeen(InboxSnapshot(True, (InboxItem(id="q", kind="question", title="flour?",
+                                                         artefact_id=DRAFT2.id),))))
+    assert model.workflow_status(root) == "waiting"
+    model.apply(DebugSeen(DebugSnapshot(True, (HeldDecision(id="h", claim_id="c", artefact_id=DRAFT2.id),))))
+    assert model.workflow_status(root) == "held"
+    model.apply(DebugSeen(DebugSnapshot(True)))
+    model.apply(InboxSeen(InboxSnapshot(True)))
+    model.apply_all([ArtefactSeen(a) for a in WORKFLOW[5:]])
+    model.rows()
+    assert model.workflow_status(root) == "done"

@@ -5,16 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from holt_tui.app import HoltTui
 from holt_tui.recording import load_recording
-from holt_tui.widgets.views import BreakpointsList
+from holt_tui.widgets.views import BreakpointsList, HeldList
 from tests.tui.apps import control_sources, fed_app
 from tests.tui.fixtures import (
     empty_instance,
     live_workflow,
     resynced,
+    two_held,
     with_hitl_and_debug,
     write_recording,
 )
@@ -63,9 +65,34 @@ def test_resync_notice(snap_compare: Any) -> None:
     assert snap_compare(fed_app(resynced()), terminal_size=WIDE, run_before=settle)
 
 
-def test_narrow_terminal(snap_compare: Any) -> None:
-    assert snap_compare(fed_app(live_workflow()), terminal_size=(80, 24), press=["_", "j", "j", "_"],
-                        run_before=settle)
+@pytest.mark.parametrize("tab", ["1", "2", "3", "4", "5", "6", "7"])
+def test_every_tab_at_80x24(snap_compare: Any, tab: str) -> None:
+    # Header keeps instance, connection, held and waiting; the list keeps 10 rows; the main keys come first.
+    app = fed_app(two_held(), sources=control_sources())
+    assert snap_compare(app, terminal_size=(80, 24), press=["_", "j", "j", "j", tab, "_"], run_before=settle)
+
+
+def test_held_decision_list(snap_compare: Any) -> None:
+    async def select_second(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("7")
+        pilot.app.query_one(HeldList).focus()
+        await pilot.press("j")
+        await settle(pilot)
+
+    app = fed_app(two_held(), sources=control_sources())
+    assert snap_compare(app, terminal_size=(160, 40), run_before=select_second)
+
+
+def test_search_with_highlights(snap_compare: Any) -> None:
+    async def search(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("slash", *"flour", "enter", "n")
+        await settle(pilot)
+        pilot.app.clear_notifications()  # their order with the redraw is not deterministic
+        await settle(pilot)
+
+    assert snap_compare(fed_app(live_workflow()), terminal_size=(140, 40), run_before=search)
 
 
 def test_inbox_placeholder(snap_compare: Any) -> None:

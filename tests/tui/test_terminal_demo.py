@@ -1,5 +1,6 @@
 """The installed holt-tui in a real terminal (tmux), in control of a live instance: one answer, one breakpoint.
 
+Then a search (/), q (the line it prints), and a read-only attach whose s says why it does nothing.
 The instance runs the demo configuration (the Drafter asks which flour first) with a breakpoint on the
 Formatter's grant, as `make demo` sets it up; every effect is checked on the blackboard and in the audit trail.
 """
@@ -57,6 +58,7 @@ async def test_answer_and_breakpoint_from_the_keyboard(tmp_path: Path, redis_url
         command = ["env", "-i", *env, "HOLT_OPERATOR=tester", "TERM=xterm-256color", "LANG=C.UTF-8", HOLT_TUI,
                    "attach", instance]
         _tmux(socket, "new-session", "-d", "-s", "tui", "-x", "160", "-y", "45", *command)
+        _tmux(socket, "set-option", "-w", "-t", "tui", "remain-on-exit", "on")  # to read what q prints
 
         async def screen_has(text: str, within: float = 20.0) -> str:
             deadline = time.monotonic() + within
@@ -90,6 +92,24 @@ async def test_answer_and_breakpoint_from_the_keyboard(tmp_path: Path, redis_url
         keys("c")
         final = await wait_for_artefact(bb, lambda a: a.type == "FormattedRecipe")
         assert "spelt flour" in final.payload
+
+        # / searches payloads too: the answer's text finds the recipe that uses it.
+        keys("1", "/")
+        await screen_has("filter: type:Glob")
+        keys("spelt", literal=True)
+        keys("Enter")
+        await screen_has("/spelt: ")
+        await screen_has("(n next, N previous)")
+        keys("q")
+        # Printed once the app has shut down (its workers and Redis connections closed): slow on a busy machine.
+        await screen_has(f"holt-tui: detached from {instance}; the instance keeps running (holt down --name", 60)
+
+        # A read-only attach: the footer has no control keys, and s says why it does nothing.
+        _tmux(socket, "respawn-pane", "-k", "-t", "tui", *command[:-2], "attach", "--read-only", instance)
+        shown = await screen_has("READ-ONLY")
+        keys("7", "s")
+        shown = await screen_has("read-only session")
+        assert "Continue" not in shown.splitlines()[-1]
         records = [(r.operator, r.action) for r in await bb.audit.records()]
         assert ("human:tester", "question_answered") in records, records
         assert ("human:tester", "debug_continue") in records
