@@ -32,7 +32,9 @@ from holt_core.audit_anchors import (
     AUDIT_KEY_ENV,
     REASON_HUMAN,
     Anchor,
+    AnchorKeyError,
     Checkpoint,
+    CheckpointFileError,
     CheckpointKeys,
     by_seq,
     check_length,
@@ -217,11 +219,18 @@ class AuditTrail:
             result = await self._runner.run(attempt)
             if result.ok:
                 if record.operator.startswith(HUMAN_PREFIX):  # a person's act is anchored outside Redis at once
-                    await self.anchor.write(self.anchor.make(record.seq, record.hash, REASON_HUMAN, record.ts_ms))
+                    await self._anchor_act(record)
                 return result, record
             if result.failed_guard != guard_index:
                 return result, None
         raise RuntimeError("audit head contended beyond retry limit")
+
+    async def _anchor_act(self, record: AuditRecord) -> None:
+        try:
+            await self.anchor.write(self.anchor.make(record.seq, record.hash, REASON_HUMAN, record.ts_ms))
+        except AnchorKeyError as exc:  # the act itself is committed: say so, and what is missing
+            raise AnchorKeyError(f"the act was recorded (audit record {record.seq}) but no checkpoint was written: "
+                                 f"{exc.message}", hint=exc.hint) from None
 
     async def append(self, *, operator: str, action: str, subject: str = "",
                      details: dict[str, Any] | None = None) -> AuditRecord:
@@ -280,9 +289,12 @@ class AuditTrail:
         ``checkpoints`` None: this instance's checkpoint file (``AnchorSettings``); pass a list to check an
         external copy.
         """
-        if checkpoints is None:
-            checkpoints = self.anchor_checkpoints()
         alg = ALG_HMAC if self.key else ALG_SHA256
+        if checkpoints is None:
+            try:
+                checkpoints = self.anchor_checkpoints()
+            except (CheckpointFileError, AnchorKeyError) as exc:
+                return VerifyResult(False, 0, alg, None, None, str(exc))
         latest = newest(checkpoints)
         anchored = {"checkpoints": len(checkpoints), "checkpoint_seq": latest.seq if latest else None,
                     "checkpoint_ms": latest.ts_ms if latest else None}

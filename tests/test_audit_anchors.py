@@ -231,3 +231,13 @@ def test_artefact_type_may_not_hold_control_characters() -> None:
         Artefact(id=(i := new_id()), logical_id=i, version=1, structural_type=StructuralType.STANDARD,
                  type="A\nB", produced_by_role="Coder")
     assert parse_tool_output(json.dumps({"artefact_type": "Code", "summary": "s"})).artefact_type == "Code"
+
+
+async def test_a_bad_key_file_is_one_line(bb: Blackboard, cli_env: dict[str, str], tmp_path: Path) -> None:
+    await _acts(_trail(bb), 1)
+    garbage = tmp_path / "not-a-key"
+    garbage.write_text("hello\n")
+    code, text = await _verify({**cli_env, SIGNING_KEY_ENV: str(garbage)}, bb.instance)
+    assert code == 1 and "is not a PEM key" in text and "Traceback" not in text, text
+    code, text = await _verify({**cli_env, VERIFY_KEY_ENV: str(tmp_path / "missing.pub")}, bb.instance)
+    assert code == 1 and "cannot read" in text and "Traceback" not in text, text

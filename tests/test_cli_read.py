@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from holt_core.blackboard import Blackboard
-from holt_core.models import Artefact, Claim, ClaimStatus, StructuralType, WorkflowEvent, new_id, now_ms
+from holt_core.models import STORED, Artefact, Claim, ClaimStatus, StructuralType, WorkflowEvent, new_id, now_ms
 from tests.clirun import HOLT, WAIT_S, holt
 
 GO_ARTEFACT_ID = "0badc0de-1111-4222-8333-444455556666"
@@ -45,6 +45,11 @@ GO_CLAIM_HASH: dict[Any, Any] = {
 }
 
 
+def _as_stored(**fields: object) -> Artefact:
+    """An artefact as read back from Redis, where anyone may have written a hostile type."""
+    return Artefact.model_validate(fields, context=STORED)
+
+
 def artefact(
     type_: str = "Poem",
     *,
@@ -55,7 +60,7 @@ def artefact(
     created: int = 0,
 ) -> Artefact:
     ident = ident or new_id()
-    return Artefact(
+    return _as_stored(
         id=ident,
         logical_id=ident,
         version=1,

@@ -8,7 +8,7 @@ from datetime import UTC, timedelta, timezone
 import pytest
 
 from holt_core.artefact_filter import ArtefactFilter
-from holt_core.models import Artefact, Claim, ClaimStatus, StructuralType, WorkflowEvent
+from holt_core.models import STORED, Artefact, Claim, ClaimStatus, StructuralType, WorkflowEvent
 from holt_core.render import (
     ArtefactItem,
     ClaimItem,
@@ -37,6 +37,11 @@ C2 = "c4c4c4c4-0000-4000-8000-000000000004"
 R1 = "d5d5d5d5-0000-4000-8000-000000000005"
 
 
+def _as_stored(**fields: object) -> Artefact:
+    """An artefact as read back from Redis, where anyone may have written a hostile type."""
+    return Artefact.model_validate(fields, context=STORED)
+
+
 def art(
     ident: str = A1,
     *,
@@ -48,7 +53,7 @@ def art(
     created: int = NOW - 5_000,
     sources: list[str] | None = None,
 ) -> Artefact:
-    return Artefact(
+    return _as_stored(
         id=ident,
         logical_id=ident,
         version=version,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from holt_core.blackboard import Blackboard
-from holt_core.models import Artefact, StructuralType, new_id
+from holt_core.models import STORED, Artefact, StructuralType, new_id
 from holt_core.sanitise import has_unsafe
 from holt_tui.config import TuiConfig
 from holt_tui.display import PayloadCache, inspector_lines
@@ -29,10 +29,15 @@ HOLT_TUI = str(Path(sys.executable).parent / "holt-tui")
 HOSTILE = "\x1b[2J\x1b]0;pwned\x07\x1b[31mred\u202eevil\x9b6n\r\ttab\x00"
 
 
+def _as_stored(**fields: object) -> Artefact:
+    """An artefact as read back from Redis, where anyone may have written a hostile type."""
+    return Artefact.model_validate(fields, context=STORED)
+
+
 def hostile_artefact(size: int) -> Artefact:
     chunk = HOSTILE + "A" * 200 + "\n"
     payload = chunk * (size // len(chunk) + 1)
-    return Artefact(id=new_id(), logical_id=new_id(), version=1, structural_type=StructuralType.STANDARD,
+    return _as_stored(id=new_id(), logical_id=new_id(), version=1, structural_type=StructuralType.STANDARD,
                     type="Evil\x1b[2JType", payload=payload, source_artefacts=[], produced_by_role="agent\x1b]0;x\x07",
                     created_at_ms=1)
 
