@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from holt_core import __version__
-from holt_core.cli import audit_cmds, debug_cmds, destroy_cmd, hitl_cmds, lifecycle_cmds, read_cmds, redis_cmd
+from holt_core.cli import audit_cmds, debug_cmds, demo_cmd, destroy_cmd, hitl_cmds, lifecycle_cmds, read_cmds, redis_cmd
 from holt_core.cli.common import run_typer_app
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ audit_cmds.register(app)
 destroy_cmd.register(app)
 hitl_cmds.register(app)
 debug_cmds.register(app)
+demo_cmd.register(app)
 
 
 def _version(value: bool) -> None:
