@@ -40,7 +40,7 @@ class Example:
     folder: str
     config: str  # the file that becomes the workspace's holt.yml
     goal: str
-    breakpoint: tuple[str, ...]  # `holt debug break add` arguments
+    breakpoint: dict[str, str]  # a BreakpointSpec
     answer: str  # what the scripted person answers
     guide: tuple[str, ...]  # printed before holt-tui opens (and when it cannot)
     wait_for_question: bool  # open holt-tui only when the first question is there
@@ -51,7 +51,7 @@ EXAMPLES = {
         folder="go-microservice",
         config="holt.yml",
         goal="a bookmarks service with an OpenAPI 3 spec",
-        breakpoint=("--type", "GoService", "--kind", "grant_review"),
+        breakpoint={"artefact_type": "GoService", "decision_kind": "grant_review"},
         answer="At most 500 bookmarks: that is the memory budget we agreed for the first release.",
         guide=(
             "In holt-tui: the design is reviewed, rejected and reworked; the Implementer asks the Architect two",
@@ -68,7 +68,7 @@ EXAMPLES = {
         folder="recipe",
         config="holt-demo.yml",
         goal="Sourdough bread",
-        breakpoint=("--type", "RecipeDraft", "--granted", "Formatter"),
+        breakpoint={"artefact_type": "RecipeDraft", "granted_role": "Formatter"},
         answer="rye flour",
         guide=(
             "In holt-tui: 6 shows the Inbox, where a answers the Drafter's question (e.g. rye flour); the",
@@ -131,20 +131,63 @@ class DemoRunner:
     # ------------------------------------------------------------------ set-up
 
     def start(self, goal: str) -> str:
+        from holt_core.cli.common import run_async
         from holt_core.embedded_redis import resolve_redis_url
 
         self.url = resolve_redis_url(start=True)
         fresh = self._prepare_workspace()
-        self._ensure_instance(fresh)
-        self._preset_breakpoint()
+        running_here = run_async(self._running_here())
+        if fresh or not running_here:
+            self._holt("down", "--name", self.name, check=False)  # it may run from an older workspace
+            typer.echo(f"starting instance {self.name} in {self.workspace} ...")
+            self._holt("up", "--name", self.name)
         if self.spec.folder == "go-microservice":
             self._warm_go_cache()
-        out = self._holt("forage", "--name", self.name, "--as", STARTER, "--goal", goal)
-        found = _ID.search(out)
-        if found is None:
-            raise HoltError("forage did not report the goal artefact", details=out.splitlines()[-5:])
-        typer.echo(f"goal: {found.group(0)} ({goal})")
-        return found.group(0)
+        from holt_core.cli.lifecycle_cmds import require_clean_workspace
+
+        require_clean_workspace(self.workspace)
+        goal_id = run_async(self._arm_and_forage(goal))
+        typer.echo(f"goal: {goal_id} ({goal})")
+        return goal_id
+
+    def _board(self) -> Blackboard:
+        from holt_core.blackboard import Blackboard
+        from holt_core.cli.common import redis_client
+
+        return Blackboard(redis_client(self.url, client_name="holt-demo"), self.name)
+
+    async def _running_here(self) -> bool:
+        from holt_core.instances import get_record
+        from holt_core.supervisor import is_holt_process
+
+        bb = self._board()
+        try:
+            record = await get_record(bb.redis, self.name)
+        finally:
+            await bb.close()
+        return record is not None and is_holt_process(record.supervisor_pid) and \
+            record.workspace_path == str(self.workspace)
+
+    async def _arm_and_forage(self, goal: str) -> str:
+        """Preset the breakpoint (unless it is there), then post the goal as the demo's workflow bot."""
+        from holt_core.debug.breakpoints import BreakpointSpec
+        from holt_core.debug.client import DebugClient
+        from holt_core.hitl.requests import post_goal
+        from holt_core.models import Artefact, StructuralType, new_id
+
+        bb = self._board()
+        try:
+            debug = DebugClient(bb, self.operator)
+            spec = BreakpointSpec(**self.spec.breakpoint)
+            if not any(bp.criteria() == spec.criteria() for bp in await debug.breakpoints()):
+                await debug.add_breakpoint(spec)
+                await debug.release_lease()  # holt-tui takes control when it attaches
+            artefact = Artefact(id=new_id(), logical_id=new_id(), version=1, structural_type=StructuralType.STANDARD,
+                                type="GoalDefined", payload=goal, source_artefacts=[], produced_by_role="user")
+            created = await post_goal(bb, artefact, STARTER)
+            return created.id
+        finally:
+            await bb.close()
 
     def _config_text(self) -> str:
         text = (EXAMPLES_DIR / self.spec.folder / self.spec.config).read_text(encoding="utf-8")
@@ -167,7 +210,6 @@ class DemoRunner:
         stamp_file = self.workspace / ".git" / STAMP
         if stamp_file.is_file() and stamp_file.read_text().strip() == stamp:
             return False
-        self._holt("down", "--name", self.name, check=False)  # an instance running from an older workspace
         shutil.rmtree(self.workspace, ignore_errors=True)
         shutil.copytree(source, self.workspace, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".holt"))
         (self.workspace / "holt.yml").write_text(config, encoding="utf-8")
@@ -176,30 +218,6 @@ class DemoRunner:
             subprocess.run([*git, *args], cwd=self.workspace, check=True, capture_output=True)
         stamp_file.write_text(stamp + "\n")
         return True
-
-    def _ensure_instance(self, fresh: bool) -> None:
-        import json
-
-        rows = json.loads(self._holt("list", "--json") or "[]")
-        mine = next((r for r in rows if r.get("name") == self.name), None)
-        if mine is not None and mine.get("status") == "Running":
-            if not fresh and Path(str(mine.get("workspace"))).resolve() == self.workspace:
-                return
-            self._holt("down", "--name", self.name)
-        typer.echo(f"starting instance {self.name} in {self.workspace} ...")
-        self._holt("up", "--name", self.name)
-
-    def _preset_breakpoint(self) -> None:
-        import json
-
-        listed = json.loads(self._holt("debug", "break", "list", "--name", self.name, "--json", "--as",
-                                       self.operator) or "[]")
-        wanted = dict(zip(self.spec.breakpoint[::2], self.spec.breakpoint[1::2], strict=True))
-        have = {"--type": "artefact_type", "--kind": "decision_kind", "--granted": "granted_role"}
-        for bp in listed:
-            if all(bp.get(have[k]) == v for k, v in wanted.items()):
-                return
-        self._holt("debug", "break", "add", "--name", self.name, *self.spec.breakpoint, "--as", self.operator)
 
     def _warm_go_cache(self) -> None:
         """Compile the Go standard library in the background while the design is reviewed (the first build
@@ -235,11 +253,25 @@ class DemoRunner:
 
     # ------------------------------------------------------------------ --headless: the scripted people
 
-    def person(self, operator: str, *args: str) -> None:
-        """One act of a person, through the CLI as they would type it. The one place that says who acts
-        and how they prove it (``--as`` today)."""
-        self._holt(*args, "--name", self.name, "--as", operator)
-        typer.echo(f"  {operator}: holt {' '.join(a if len(a) < 40 else a[:37] + '...' for a in args)}")
+    async def person(self, operator: str, act: str, target: str, text: str = "") -> None:
+        """One act of a person (answer, approve, continue), with the clients holt-tui and the CLI use. The one
+        place that says who acts and how they prove it (the operator name, today)."""
+        from holt_core.debug.client import DebugClient
+        from holt_core.hitl.client import HitlClient
+
+        bb = self._board()
+        try:
+            if act == "answer":
+                await (await HitlClient.connect(bb)).answer(target, text, operator=operator)
+            elif act == "approve":
+                await (await HitlClient.connect(bb)).approve(target, operator=operator, justification=text)
+            elif act == "continue":
+                await DebugClient(bb, operator).continue_(target)
+            else:
+                raise InvalidInput(f"unknown act {act!r}")
+        finally:
+            await bb.close()
+        typer.echo(f"  {operator}: {act} {target[:12]}" + (f": {text}" if text else ""))
 
     def play(self, goal_id: str, timeout: float) -> None:
         from holt_core.cli.common import run_async
@@ -251,13 +283,11 @@ class DemoRunner:
     async def _play(self, goal_id: str, deadline: float, limit_s: float) -> list[str]:
         import asyncio
 
-        from holt_core.blackboard import Blackboard
-        from holt_core.cli.common import redis_client
         from holt_core.debug.client import DebugClient
         from holt_core.hitl.client import HitlClient
         from holt_core.models import StructuralType
 
-        bb = Blackboard(redis_client(self.url, client_name="holt-demo"), self.name)
+        bb = self._board()
         try:
             hitl = await HitlClient.connect(bb)
             debug = DebugClient(bb, self.operator)
@@ -283,25 +313,22 @@ class DemoRunner:
             await bb.close()
 
     async def _act_on(self, hitl: Any, debug: Any, done: set[tuple[str, str]]) -> None:
-        import asyncio
-
         for item in await hitl.questions():
             if (item.id, "answer") not in done:
                 done.add((item.id, "answer"))
                 typer.echo(f"question from {item.requester_role}: {item.text}")
-                await asyncio.to_thread(self.person, PEOPLE[0], "answer", item.id, self.spec.answer)
+                await self.person(PEOPLE[0], "answer", item.id, self.spec.answer)
         for item in await hitl.pending():
             for who in PEOPLE[: max(1, item.min_approvals)]:
                 if (item.id, who) not in done:
                     done.add((item.id, who))
                     typer.echo(f"approval: {item.action} ({item.risk}), {item.approvals}/{item.min_approvals}")
-                    await asyncio.to_thread(self.person, who, "approve", item.id, "--justification",
-                                            f"{who} read the final review and the diff")
+                    await self.person(who, "approve", item.id, f"{who} read the final review and the diff")
         for held in await debug.held():
             if held.release is None and (held.hold_id, "continue") not in done:
                 done.add((held.hold_id, "continue"))
                 typer.echo(f"breakpoint: {held.decision.summary}")
-                await asyncio.to_thread(self.person, PEOPLE[0], "debug", "continue", held.hold_id)
+                await self.person(PEOPLE[0], "continue", held.hold_id)
 
 
 async def _lineage(bb: Blackboard, goal_id: str) -> list[Any]:

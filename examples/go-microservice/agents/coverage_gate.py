@@ -28,7 +28,7 @@ def handle(req: Request) -> dict[str, Any]:
     payload = {"verdict": "coverage below the gate", "go": report.go_version, "coverage": report.coverage,
                "threshold": threshold,
                "feedback": f"statement coverage is {report.coverage}%, below the {threshold:g}% gate: "
-                           f"add tests for {', '.join(m.split()[0] for m in missing) or 'the uncovered code'}",
+                           f"add tests for {', '.join(dict.fromkeys(m.split()[0] for m in missing)) or 'the uncovered code'}",
                "uncovered": missing}
     return result("Review", payload, f"coverage {report.coverage}% < {threshold:g}%")
 
