@@ -140,7 +140,9 @@ class DemoRunner:
         if fresh or not running_here:
             self._holt("down", "--name", self.name, check=False)  # it may run from an older workspace
             typer.echo(f"starting instance {self.name} in {self.workspace} ...")
+            started = time.monotonic()
             self._holt("up", "--name", self.name)
+            typer.echo(f"instance {self.name} is up ({time.monotonic() - started:.0f} s)")
         if self.spec.folder == "go-microservice":
             self._warm_go_cache()
         from holt_core.cli.lifecycle_cmds import require_clean_workspace
@@ -276,7 +278,9 @@ class DemoRunner:
     def play(self, goal_id: str, timeout: float) -> None:
         from holt_core.cli.common import run_async
 
-        summary = run_async(self._play(goal_id, time.monotonic() + timeout, timeout))
+        started = time.monotonic()
+        summary = run_async(self._play(goal_id, started + timeout, timeout))
+        typer.echo(f"the workflow ended in {time.monotonic() - started:.0f} s")
         for line in summary:
             typer.echo(line)
 
