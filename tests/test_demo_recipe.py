@@ -42,3 +42,15 @@ async def test_an_unknown_demo_is_one_line(tmp_path: Path, cli_env: dict[str, st
     proc = await asyncio.to_thread(subprocess.run, [*HOLT, "demo", "nosuch"], env=cli_env, cwd=tmp_path,
                                    capture_output=True, text=True)
     assert proc.returncode == 1 and "unknown demo 'nosuch'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+async def test_a_folder_it_did_not_make_is_never_deleted(tmp_path: Path, instance: str,
+                                                         cli_env: dict[str, str]) -> None:
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("precious")
+    proc = await asyncio.to_thread(subprocess.run, [*HOLT, "demo", "recipe", "--headless", "--dir", str(mine),
+                                                    "--name", instance], env=cli_env, cwd=tmp_path,
+                                   capture_output=True, text=True)
+    assert proc.returncode == 1 and "is not a demo workspace" in proc.stderr, proc.stderr
+    assert (mine / "keep.txt").read_text() == "precious"

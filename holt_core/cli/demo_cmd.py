@@ -138,7 +138,7 @@ class DemoRunner:
         fresh = self._prepare_workspace()
         running_here = run_async(self._running_here())
         if fresh or not running_here:
-            self._holt("down", "--name", self.name, check=False)  # it may run from an older workspace
+            self._holt("down", "--name", self.name, check=False)  # it may run from another workspace
             typer.echo(f"starting instance {self.name} in {self.workspace} ...")
             started = time.monotonic()
             self._holt("up", "--name", self.name)
@@ -212,6 +212,11 @@ class DemoRunner:
         stamp_file = self.workspace / ".git" / STAMP
         if stamp_file.is_file() and stamp_file.read_text().strip() == stamp:
             return False
+        if self.workspace.exists() and not stamp_file.is_file() and any(self.workspace.iterdir()):
+            # Never delete something holt demo did not make.
+            raise HoltError(f"{self.workspace} exists and is not a demo workspace",
+                            hint="choose another --dir (holt demo makes it), or empty that folder first")
+        self._holt("down", "--name", self.name, check=False)  # it may run from the older workspace
         shutil.rmtree(self.workspace, ignore_errors=True)
         shutil.copytree(source, self.workspace, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".holt"))
         (self.workspace / "holt.yml").write_text(config, encoding="utf-8")
