@@ -25,10 +25,11 @@ def handle(req: Request) -> dict[str, Any]:
     if report.coverage >= threshold:
         return result("Review", {}, f"coverage {report.coverage}% >= {threshold:g}%")
     missing = [line for line in report.uncovered(threshold) if not line.startswith("main ")]
+    names = ", ".join(dict.fromkeys(m.split()[0] for m in missing)) or "the uncovered code"
     payload = {"verdict": "coverage below the gate", "go": report.go_version, "coverage": report.coverage,
                "threshold": threshold,
                "feedback": f"statement coverage is {report.coverage}%, below the {threshold:g}% gate: "
-                           f"add tests for {', '.join(dict.fromkeys(m.split()[0] for m in missing)) or 'the uncovered code'}",
+                           f"add tests for {names}",
                "uncovered": missing}
     return result("Review", payload, f"coverage {report.coverage}% < {threshold:g}%")
 

@@ -28,7 +28,7 @@ def handle(req: Request) -> dict[str, Any]:
         seen.append(line)
     feedback = [f"{f.by}: {f.text}" for f in req.feedback()] if target.get("type") == "MergeToMain" else []
     prompt = ("Review this change before it is merged to main.\nArtefacts:\n" + "\n".join(seen)
-              + f"\n\nCommits:\n" + "\n".join(change["commits"]) + "\n\nDiffstat:\n" + "\n".join(change["diffstat"])
+              + "\n\nCommits:\n" + "\n".join(change["commits"]) + "\n\nDiffstat:\n" + "\n".join(change["diffstat"])
               + ("\nFeedback:\n" + "\n".join(feedback) if feedback else "")
               + '\nAnswer as {"verdict": str, "summary": str, "risks": [str, ...]}.')
     review = llm.ask_json("final.review", "You are the final reviewer of a pull request.", prompt,

@@ -17,8 +17,8 @@ def handle(req: Request) -> dict[str, Any]:
     payload = req.payload()
     with gitws.checkout(str(payload.get("commit", "")), str(payload.get("module", "service"))) as module:
         report = gotool.check(module)
-    print(f"{report.go_version}: vet {'ok' if report.vet_ok else 'FAILED'}, tests {'ok' if report.test_ok else 'FAILED'}"
-          f", coverage {report.coverage}%", file=sys.stderr)
+    vet, tests = ("ok" if report.vet_ok else "FAILED"), ("ok" if report.test_ok else "FAILED")
+    print(f"{report.go_version}: vet {vet}, tests {tests}, coverage {report.coverage}%", file=sys.stderr)
     if report.vet_ok and report.test_ok:
         return result("Review", {}, f"go vet and go test pass ({report.coverage}% coverage)")
     problems = ([f"go vet: {report.vet_output}"] if not report.vet_ok else []) + \

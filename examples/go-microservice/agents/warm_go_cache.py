@@ -12,6 +12,7 @@ from pathlib import Path
 from holtdemo import gotool, scripted
 from holtdemo.agent import AgentFailure
 
+
 def marker() -> Path | None:
     """A file in GOCACHE saying this Go version already built the service once (then there is nothing to do)."""
     code, cache = gotool.run_go(["env", "GOCACHE"], Path.cwd(), 60)

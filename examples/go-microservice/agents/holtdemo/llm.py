@@ -32,7 +32,8 @@ def label() -> str:
     return f"LLM {model} at {os.environ.get('HOLT_DEMO_LLM_BASE_URL') or 'the OpenAI API'}"
 
 
-def ask_json(task: str, system: str, prompt: str, check: Check, scripted: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def ask_json(task: str, system: str, prompt: str, check: Check,
+             scripted: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """One LLM step: a JSON object that passes ``check`` (which returns a problem or None)."""
     if not configured():
         answer = scripted()
