@@ -10,10 +10,8 @@ Everything heavy (the blackboard, the HITL and debugging clients) is imported in
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -200,6 +198,9 @@ class DemoRunner:
 
     def _prepare_workspace(self) -> bool:
         """A git repository with the example committed on main; reused while the example is unchanged."""
+        import hashlib
+        import shutil
+
         source = EXAMPLES_DIR / self.spec.folder
         if not source.is_dir():
             raise HoltError(f"the demo needs holt's examples folder, not found at {source}",
