@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine (Python 3.11+ and git only):
-#   make demo   - set up, start the embedded Redis and the demo
+#   make demo   - set up, start the embedded Redis and the demo (holt demo), with holt-tui attached
 #   make test   - set up and run lint, type checks and the whole test suite
 PYTHON ?= python3
 VENV   := .venv
@@ -24,8 +24,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	  echo "holt: dependencies installed in $$(( $$(date +%s) - start )) s"
 	@touch $(STAMP)
 
+# The flagship demo (examples/go-microservice) with holt-tui attached; `holt demo recipe` is the small one.
 demo: $(STAMP)
-	./examples/demo.sh
+	$(BIN)/holt demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check holt_core holt_tui tests bench

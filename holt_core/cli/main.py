@@ -23,6 +23,7 @@ _HITL = "holt_core.cli.hitl_cmds"
 
 # command -> (module that registers it, one line of help). Order is the order of `holt --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("holt_core.cli.demo_cmd", "Set up and run the demo workflow with holt-tui attached (--headless: no UI)."),
     "init": (_LIFECYCLE, "Write holt.yml and an example agent into this git repository."),
     "up": (_LIFECYCLE, "Start an instance: the orchestrator and one agent process per role."),
     "down": (_LIFECYCLE, "Stop an instance (its blackboard stays in Redis)."),
