@@ -456,4 +456,4 @@ async def test_s_steps_the_held_decision_selected_in_the_list_not_the_oldest(
     finally:
         await engine.close()
     records = [(r.operator, r.action, r.subject) for r in await bb.audit.records()]
-    assert any(op == "alice" and action == "debug_step" for op, action, _ in records)
+    assert any(op == "human:alice" and action == "debug_step" for op, action, _ in records)
