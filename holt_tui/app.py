@@ -707,6 +707,9 @@ class HoltTui(App[None]):
         if self.replay:
             return "holt-tui: replay closed."
         name = s(self.instance, 60)
+        if self.model.connection == "lost":
+            return (f"holt-tui: quit while Redis was unreachable; {name} keeps running and a control lease "
+                    "this session held expires by itself.")
         return (f"holt-tui: detached from {name}; the instance keeps running "
                 f"(holt down --name {name} stops it, holt-tui attach {name} comes back).")
 

@@ -57,9 +57,7 @@ def attach(
 
     tui = HoltTui(instance, start, config=config, sources=sources, read_only=read_only, operator=operator,
                   recorder=recorder)
-    tui.run()
-    if tui.model.connection == "lost":
-        typer.echo("holt-tui: quit while Redis was unreachable; a control lease it held expires by itself", err=True)
+    tui.run()  # prints one line on quit: detached, or quit while Redis was unreachable
 
 
 def attach_sources_for(url: str, instance: str, operator: str) -> Sources:
