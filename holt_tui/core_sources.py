@@ -77,15 +77,16 @@ def _inbox_item(item: OpenItem) -> InboxItem:
 
 
 class HitlInboxSource:
-    def __init__(self, bb: Blackboard, operator: str) -> None:
+    def __init__(self, bb: Blackboard, operator: str, *, impersonated_by: str = "") -> None:
         self.bb = bb
         self.operator = operator
+        self.impersonated_by = impersonated_by  # an admin acting as ``operator`` (--as): recorded on every act
         self._client: HitlClient | None = None
         self._digests: dict[str, str] = {}  # approval id -> the digest the operator was shown
 
     async def _hitl(self) -> HitlClient:
         if self._client is None:
-            self._client = await HitlClient.connect(self.bb)
+            self._client = await HitlClient.connect(self.bb, impersonated_by=self.impersonated_by)
         return self._client
 
     def channels(self) -> list[str]:
@@ -113,9 +114,10 @@ class HitlInboxSource:
 
 
 class CoreDebugSource:
-    def __init__(self, bb: Blackboard, operator: str) -> None:
+    def __init__(self, bb: Blackboard, operator: str, *, impersonated_by: str = "") -> None:
         self.bb = bb
         self.client = DebugClient(bb, operator)
+        self.client.impersonated_by = impersonated_by  # an admin acting as ``operator`` (--as)
         self._refresher: asyncio.Task[None] | None = None
 
     def channels(self) -> list[str]:
@@ -255,7 +257,10 @@ class CoreDebugSource:
         return [r.message for r in explanation.reasons]
 
 
-def attach_sources(redis: Redis, keys: Keys, operator: str) -> Sources:
-    """The sources for a live attach: the human-in-the-loop and debugging planes of holt_core."""
+def attach_sources(redis: Redis, keys: Keys, operator: str, *, impersonated_by: str = "") -> Sources:
+    """The sources for a live attach: the human-in-the-loop and debugging planes of holt_core. ``redis`` should
+    be connected as ``operator``'s own Redis user (or as admin with ``impersonated_by``): Redis then refuses any
+    act whose proof is not that person's."""
     bb = Blackboard(redis, keys.instance)
-    return Sources(HitlInboxSource(bb, operator), CoreDebugSource(bb, operator))
+    return Sources(HitlInboxSource(bb, operator, impersonated_by=impersonated_by),
+                   CoreDebugSource(bb, operator, impersonated_by=impersonated_by))

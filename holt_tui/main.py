@@ -14,6 +14,7 @@ from holt_core.cli.common import run_typer_app
 from holt_core.embedded_redis import known_redis_url, resolve_redis_url
 from holt_core.identity import resolve_operator
 from holt_core.keys import Keys
+from holt_core.operators import Actor, NotAuthenticated, authenticate
 from holt_tui.config import TuiConfig
 from holt_tui.feed import FeedItem
 from holt_tui.recording import Recorder, load_recording, replay
@@ -42,29 +43,60 @@ def attach(
 
     Keys(instance)  # validates the name: one line, no traceback
     url = redis_url or resolve_redis_url(start=False)
-    if read_only:
-        url = viewer_url(url)  # Redis itself then refuses every write (holt_core/acl.py)
-    asyncio.run(check_attach(url, instance))
-    operator = resolve_operator(as_)
+    asyncio.run(check_attach(viewer_url(url), instance))
+    actor: Actor | None = None
+    if not read_only:
+        actor, why = asyncio.run(attach_actor(url, as_))
+        if actor is None:
+            read_only = True
+            typer.echo(f"holt-tui: attaching read-only: {why}", err=True)
+    operator = actor.operator if actor else resolve_operator(as_)
     config = TuiConfig()
     recorder = Recorder(record, instance, now_ms=config.clock_ms, monotonic=config.monotonic) if record else None
-    sources = attach_sources_for(url, instance, operator)
+    # Acting (inbox, debugger) goes through the operator's own Redis user; with none, Redis refuses every write.
+    sources = attach_sources_for(actor.url if actor else viewer_url(url), instance, operator,
+                                 impersonated_by=actor.impersonated_by if actor else "")
 
     async def start(sink: Callable[[FeedItem], None]) -> None:
-        # An explicit --redis-url is kept; otherwise Redis is looked up again after each lost connection.
-        await Reader(url, instance, sink, sources, config,
-                     resolve_url=None if redis_url else known_redis_url).run()
+        # The reader only reads: it connects as the viewer user, also after a lost connection. An explicit
+        # --redis-url is kept; otherwise Redis is looked up again after each lost connection.
+        await Reader(viewer_url(url), instance, sink, sources, config,
+                     resolve_url=None if redis_url else known_viewer_url).run()
 
     tui = HoltTui(instance, start, config=config, sources=sources, read_only=read_only, operator=operator,
                   recorder=recorder)
     tui.run()  # prints one line on quit: detached, or quit while Redis was unreachable
 
 
-def attach_sources_for(url: str, instance: str, operator: str) -> Sources:
+def known_viewer_url() -> str | None:
+    """The reader's URL after a lost connection: Redis looked up again (``known_redis_url``, which is the admin's
+    in local mode), connecting as the viewer user all the same."""
+    known = known_redis_url()
+    return viewer_url(known) if known else None
+
+
+async def attach_actor(url: str, as_operator: str | None) -> tuple[Actor | None, str]:
+    """Who the TUI acts as, proven to Redis as in the CLI (holt_core/operators.py ``authenticate``): the operator
+    whose token it holds; ``--as`` only with the admin identity (impersonation, recorded on every act). With the
+    admin identity and no token, the admin acts as ``$HOLT_OPERATOR`` (the login name), recorded the same way.
+    ``(None, why)`` when there is no identity to act as: the TUI then attaches read-only."""
+    try:
+        return await authenticate(url, as_operator), ""
+    except NotAuthenticated as err:
+        if as_operator is None:
+            try:
+                return await authenticate(url, resolve_operator(None)), ""  # admin only
+            except NotAuthenticated:
+                pass
+        return None, err.message + (f" ({err.hint})" if err.hint else "")
+
+
+def attach_sources_for(url: str, instance: str, operator: str, *, impersonated_by: str = "") -> Sources:
     from holt_core.cli.common import redis_client
     from holt_tui.core_sources import attach_sources
 
-    return attach_sources(redis_client(url, client_name="holt-tui-control"), Keys(instance), operator)
+    return attach_sources(redis_client(url, client_name="holt-tui-control"), Keys(instance), operator,
+                          impersonated_by=impersonated_by)
 
 
 @app.command("replay")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -26,7 +27,8 @@ from holt_core.debug.held import HeldDecision, HoldReason, Release, signature
 from holt_core.debug.inject import InjectedReview, inject_review
 from holt_core.debug.lease import DEFAULT_LEASE_TTL_S, ControlLease, LeaseInfo
 from holt_core.debug.mode import ControlMode
-from holt_core.debug.store import DebugState, load_state
+from holt_core.debug.proven import breakpoint_proof, load_honoured, release_proof
+from holt_core.debug.store import DebugState
 from holt_core.errors import HoltError, InvalidInput, NotFound
 from holt_core.hitl.proofs import proof_tx
 from holt_core.identity import human_role, validate_operator
@@ -67,7 +69,8 @@ class DebugClient:
     # ------------------------------------------------------------------ reads
 
     async def state(self) -> DebugState:
-        return await load_state(self.bb.redis, self.keys)
+        # As the orchestrator counts it: releases and breakpoints without their operator's proof taken out.
+        return (await load_honoured(self.bb.redis, self.keys)).state
 
     async def breakpoints(self) -> list[BreakpointStatus]:
         return (await self.state()).breakpoint_list()
@@ -160,6 +163,7 @@ class DebugClient:
         def change(state: DebugState) -> tuple[Tx, str, dict[str, Any], Any]:
             key = self.keys.debug_breakpoint(bp.id)
             tx = Tx().require_absent(key).set(key, bp.model_dump_json()).sadd(self.keys.debug_breakpoints, bp.id)
+            tx.set(*breakpoint_proof(self.keys, bp, impersonated_by=self.impersonated_by))  # checked by the gate
             tx.hset(self.keys.debug_hits, {bp.id: "0"})
             announce(tx, self.keys, DebugEventType.BREAKPOINT_ADDED, breakpoint=bp.model_dump(mode="json"))
             return self._sync(tx), bp.id, bp.model_dump(mode="json"), bp
@@ -256,9 +260,11 @@ class DebugClient:
         return held
 
     def _release(self, tx: Tx, state: DebugState, held: HeldDecision, how: Release) -> HeldDecision:
-        new = held.model_copy(update={"release": how, "released_by": self.operator, "released_at_ms": now_ms()})
+        new = held.model_copy(update={"release": how, "released_by": self.operator, "released_at_ms": now_ms(),
+                                      "release_proof": secrets.token_hex(8)})
         key = self.keys.debug_held(held.subject)
         tx.require_value(key, state.held_raw[held.subject]).set(key, new.to_json())
+        tx.set(*release_proof(self.keys, new, impersonated_by=self.impersonated_by))  # the orchestrator checks it
         announce(tx, self.keys, DebugEventType.RELEASED, subject=held.subject, hold_id=held.hold_id,
                  release=how.value, by=self.operator)
         return new
@@ -431,7 +437,7 @@ class DebugClient:
 
     async def inject_review(self, artefact_id: str, payload: str = "{}") -> InjectedReview:
         """A Review by ``human:<operator>``: ``{}`` approves a pending review phase, anything else is feedback."""
-        return await inject_review(self.bb, self.operator, artefact_id, payload)
+        return await inject_review(self.bb, self.operator, artefact_id, payload, impersonated_by=self.impersonated_by)
 
 
 class _Conflict(Exception):

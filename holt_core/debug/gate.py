@@ -34,7 +34,8 @@ from holt_core.debug.held import (
     subject_of,
 )
 from holt_core.debug.mode import ControlMode
-from holt_core.debug.store import DebugState, load_state
+from holt_core.debug.proven import Forged, load_honoured
+from holt_core.debug.store import DebugState
 from holt_core.decisions import Decision
 from holt_core.errors import HoltError
 from holt_core.identity import SYSTEM_ORCHESTRATOR
@@ -63,6 +64,7 @@ class DebugGate:
         self.state = DebugState()
         self._armed = False
         self._lock = asyncio.Lock()
+        self._forged_seen: set[str] = set()
         # redis-py types stream replies as unions of every shape; they are the decoded lists we read.
         self._r: Any = bb.redis
 
@@ -247,8 +249,21 @@ class DebugGate:
         await self._reload()
 
     async def _reload(self) -> None:
-        self.state = await load_state(self.bb.redis, self.keys)
+        # A release or breakpoint counts only with its operator's proof (an agent's user can write the debug keys).
+        honoured = await load_honoured(self.bb.redis, self.keys)
+        for forged in honoured.forged:
+            await self._report_forged(forged)
+        self.state = honoured.state
         self._armed = self.state.armed
+
+    async def _report_forged(self, forged: Forged) -> None:
+        """Once per forgery: an error log line and an audit record, as for forged human decisions."""
+        if forged.fingerprint in self._forged_seen:
+            return
+        self._forged_seen.add(forged.fingerprint)
+        self.log.error("forged_decision_ignored", subject=forged.subject, problems=[forged.problem])
+        await self.bb.audit.append(operator=SYSTEM_ORCHESTRATOR, action="forged_decision_ignored",
+                                   subject=forged.subject, details={"problems": [forged.problem]})
 
     # ------------------------------------------------------------------ restart and commands
 

@@ -95,6 +95,7 @@ class HeldDecision(BaseModel):
     release: Release | None = None
     released_by: str | None = None
     released_at_ms: int | None = None
+    release_proof: str = ""  # the nonce of the releasing operator's proof (holt_core/debug/proven.py)
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from holt_core.blackboard import Blackboard
 from holt_core.debug.events import DebugEventType, announce
+from holt_core.debug.proven import review_proof
 from holt_core.errors import HoltError, InvalidInput, MalformedRecord
 from holt_core.hitl.proofs import proof_tx
 from holt_core.identity import human_role, is_human_role
@@ -68,7 +69,8 @@ async def _pending_review_phase(bb: Blackboard, target_id: str) -> list[str] | N
     return list(ps.granted_agents)
 
 
-async def inject_review(bb: Blackboard, operator: str, artefact_ref: str, payload: str = "{}") -> InjectedReview:
+async def inject_review(bb: Blackboard, operator: str, artefact_ref: str, payload: str = "{}", *,
+                        impersonated_by: str = "") -> InjectedReview:
     if not payload.strip():
         raise InvalidInput("the review payload is empty", hint="use {} to approve, or feedback text / JSON")
     if len(payload.encode()) > MAX_PAYLOAD:
@@ -101,7 +103,9 @@ async def inject_review(bb: Blackboard, operator: str, artefact_ref: str, payloa
     review = Artefact(id=ident, logical_id=ident, version=1, structural_type=StructuralType.REVIEW, type="Review",
                       payload=payload, source_artefacts=[target.id], produced_by_role=human_role(operator))
     review, tx = bb.artefact_tx(review, add_to_thread=True)
-    tx = proof_tx(bb.keys, operator, "debug_inject_review", target.id).extend(tx)  # first: the person's proof
+    tx = proof_tx(bb.keys, operator, "debug_inject_review", target.id, impersonated_by=impersonated_by).extend(tx)
+    # The proof the engine checks before it acts on a person's review (holt_core/debug/proven.py).
+    tx.set(*review_proof(bb.keys, review, impersonated_by=impersonated_by))
     announce(tx, bb.keys, DebugEventType.REVIEW_INJECTED, review_id=review.id, target_id=target.id,
              approval=approval, by=operator)
     actor = human_role(operator)

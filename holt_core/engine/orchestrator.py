@@ -28,6 +28,7 @@ from holt_core.claims import F_CREATED, F_NOTE, F_REV, ClaimRuntime, human_feedb
 from holt_core.config import Config
 from holt_core.debug.gate import DebugGate
 from holt_core.debug.held import DETAIL_FROM_QUEUE, DETAIL_HUMAN_REVIEW
+from holt_core.debug.proven import review_key, review_problem
 from holt_core.decisions import Decision, DecisionGate, DecisionKind, decision_of
 from holt_core.engine import rules
 from holt_core.engine.effects import Effects, NoHolds
@@ -35,7 +36,7 @@ from holt_core.engine.grants import Grants, Launcher
 from holt_core.engine.rules import ClaimFacts, RulesConfig, Verdict
 from holt_core.errors import HoltError, MalformedRecord, NotFound
 from holt_core.hitl.coordinator import ApprovalGate, Disposition, HitlCoordinator, Plan
-from holt_core.identity import is_human_role
+from holt_core.identity import SYSTEM_ORCHESTRATOR, is_human_role
 from holt_core.lock import InstanceLock
 from holt_core.logs import EventLogger
 from holt_core.models import (
@@ -680,7 +681,17 @@ class Orchestrator:
 
     async def _on_human_review(self, review: Artefact, *, replay: bool) -> None:
         """A Review injected by ``human:<operator>``: ``{}`` approves a pending review phase; anything
-        else is feedback that re-opens the producer's work, even when the target's claim completed."""
+        else is feedback that re-opens the producer's work, even when the target's claim completed.
+        Only with the person's proof (holt_core/debug/proven.py): an agent's user can write an artefact naming
+        anyone, and such a review is ignored and reported once (when it arrives, not again on replay)."""
+        raw = await self.bb.redis.get(review_key(self.keys, review))
+        problem = review_problem(self.keys, review, None if raw is None else str(raw))
+        if problem is not None:
+            if not replay:
+                self.log.error("forged_decision_ignored", review_id=review.id, problems=[problem])
+                await self.bb.audit.append(operator=SYSTEM_ORCHESTRATOR, action="forged_decision_ignored",
+                                           subject=review.id, details={"problems": [problem]})
+            return
         target_id = review.source_artefacts[0]
         if is_approval(review.payload):
             for claim_id in list(self.by_target.get(target_id, ())):
