@@ -115,6 +115,8 @@ def break_add(
     kind: Annotated[str | None, typer.Option("--kind", help="Decision kind (create_claim, grant_review, "
                                                             "grant_parallel, grant_exclusive, queue_grant, dormant, "
                                                             "start_feedback, complete, terminate).")] = None,
+    payload: Annotated[str | None, typer.Option("--payload", help="Regular expression searched in the target "
+                                                                  "artefact's payload.")] = None,
     hit: Annotated[str | None, typer.Option("--hit", help="Hit condition: >=N, ==N, >N or %N.")] = None,
     action: Annotated[BreakpointAction, typer.Option("--action", help="hold: that claim only; stop: full control.")
                       ] = BreakpointAction.HOLD,
@@ -127,7 +129,8 @@ def break_add(
     try:
         spec = BreakpointSpec(artefact_type=artefact_type, structural_type=structural_type,
                               produced_by_role=produced_by, granted_role=granted, claim_status=status,
-                              decision_kind=kind, hit_condition=hit, action=action, enabled=not disabled)
+                              decision_kind=kind, payload_regex=payload, hit_condition=hit, action=action,
+                              enabled=not disabled)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidInput(f"invalid breakpoint: {first['msg']}") from None
