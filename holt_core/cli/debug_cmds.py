@@ -221,10 +221,14 @@ def step_cmd(target: TargetArg = None, name: NameOpt = None, operator: AsOpt = N
 
 
 @app.command("continue")
-def continue_cmd(target: TargetArg = None, name: NameOpt = None, operator: AsOpt = None,
-                 as_json: JsonOpt = False) -> None:
+def continue_cmd(
+    target: TargetArg = None,
+    workflow: Annotated[bool, typer.Option("--workflow", help="Only this decision's workflow (same root goal) "
+                                                             "runs on; stay under full control.")] = False,
+    name: NameOpt = None, operator: AsOpt = None, as_json: JsonOpt = False,
+) -> None:
     """Carry out the held decision (all of them without an id), leave full control and run to the next hit."""
-    _report(_run(name, operator, lambda c: c.continue_(target)), as_json)
+    _report(_run(name, operator, lambda c: c.continue_(target, workflow=workflow)), as_json)
 
 
 @app.command("skip")
