@@ -45,12 +45,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from holt_core.acl import AGENT_URL_ENV, scoped_url
-from holt_core.blackboard import connect_redis
+from holt_core.blackboard import Blackboard, connect_redis
 from holt_core.config import CONFIG_FILE, load_config
 from holt_core.embedded_redis import ENV_URL, known_redis_url, resolve_redis_url
 from holt_core.errors import HoltError, InvalidInput
 from holt_core.instances import InstanceRecord, get_record, register, supervisor_alive
-from holt_core.keys import INSTANCES, Keys, validate_instance_name
+from holt_core.keys import INSTANCES, validate_instance_name
+from holt_core.lock import clear_dead_lock
 from holt_core.logs import EventLogger, JsonFormatter, RotatingFile, configure
 from holt_core.waiting import wait_set
 
@@ -614,13 +615,14 @@ class Supervisor:
     async def _release_dead_lock(self) -> None:
         """The orchestrator died holding the instance lock; free it so its restart need not wait 60 s.
 
-        Safe because this supervisor is the instance's only orchestrator starter and just reaped the holder.
+        Through the lock's own rule: freed only when its owner is provably gone (this host, its pid reaped), in
+        one write guarded on the owner token, so a lock some other orchestrator took meanwhile stays.
         """
         if self._redis is None:
             return
-        keys = Keys(self.instance)
         try:
-            await self._redis.delete(keys.lock, keys.lock_owner)
+            # The lock's one rule (holt_core/lock.py): only a provably dead holder's lock, guarded on its owner.
+            await clear_dead_lock(Blackboard(self._redis, self.instance))
         except (RedisError, OSError) as exc:
             self.log.warning("lock_release_failed", error=str(exc))
 

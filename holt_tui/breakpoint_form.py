@@ -9,9 +9,10 @@ from holt_core.errors import InvalidInput
 
 # Every condition the debug source accepts, with the short names the dialog and the ``:`` line also take.
 CONDITION_NAMES = ("structural_type", "produced_by_role", "granted_role", "claim_status", "decision_kind",
-                   "hit_condition")
+                   "payload_regex", "hit_condition")
 CONDITION_ALIASES = {"role": "produced_by_role", "status": "claim_status", "kind": "decision_kind",
-                     "structural": "structural_type", "granted": "granted_role", "hit": "hit_condition"}
+                     "structural": "structural_type", "granted": "granted_role", "hit": "hit_condition",
+                     "payload": "payload_regex"}
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class BreakpointForm:
 
 
 def parse_conditions(text: str) -> dict[str, str]:
-    """``role=Drafter kind=grant_review hit='>=2'`` -> conditions; a bad word is one clear error."""
+    """``role=Drafter kind=grant_review hit='>=2' payload='v[0-9]+'`` -> conditions; a bad word is one clear
+    error (``payload=REGEX`` is searched in the target artefact's payload; quote it when it has spaces)."""
     try:
         words = shlex.split(text)
     except ValueError as exc:

@@ -197,7 +197,10 @@ class CoreDebugSource:
         return await _attempt(self.client.step(decision_id or None), "stepped one decision")
 
     async def continue_(self, decision_id: str) -> ActionResult:
-        return await _attempt(self.client.continue_(decision_id or None), "continued")
+        # A selected decision: its workflow runs on, the others stay held (full control is kept).
+        if decision_id:
+            return await _attempt(self.client.continue_(decision_id, workflow=True), "continued")
+        return await _attempt(self.client.continue_(None), "continued")
 
     async def skip(self, decision_id: str) -> ActionResult:
         return await _attempt(self.client.skip(decision_id or None), "skipped")

@@ -115,6 +115,8 @@ def break_add(
     kind: Annotated[str | None, typer.Option("--kind", help="Decision kind (create_claim, grant_review, "
                                                             "grant_parallel, grant_exclusive, queue_grant, dormant, "
                                                             "start_feedback, complete, terminate).")] = None,
+    payload: Annotated[str | None, typer.Option("--payload", help="Regular expression searched in the target "
+                                                                  "artefact's payload.")] = None,
     hit: Annotated[str | None, typer.Option("--hit", help="Hit condition: >=N, ==N, >N or %N.")] = None,
     action: Annotated[BreakpointAction, typer.Option("--action", help="hold: that claim only; stop: full control.")
                       ] = BreakpointAction.HOLD,
@@ -127,7 +129,8 @@ def break_add(
     try:
         spec = BreakpointSpec(artefact_type=artefact_type, structural_type=structural_type,
                               produced_by_role=produced_by, granted_role=granted, claim_status=status,
-                              decision_kind=kind, hit_condition=hit, action=action, enabled=not disabled)
+                              decision_kind=kind, payload_regex=payload, hit_condition=hit, action=action,
+                              enabled=not disabled)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidInput(f"invalid breakpoint: {first['msg']}") from None
@@ -218,10 +221,14 @@ def step_cmd(target: TargetArg = None, name: NameOpt = None, operator: AsOpt = N
 
 
 @app.command("continue")
-def continue_cmd(target: TargetArg = None, name: NameOpt = None, operator: AsOpt = None,
-                 as_json: JsonOpt = False) -> None:
+def continue_cmd(
+    target: TargetArg = None,
+    workflow: Annotated[bool, typer.Option("--workflow", help="Only this decision's workflow (same root goal) "
+                                                             "runs on; stay under full control.")] = False,
+    name: NameOpt = None, operator: AsOpt = None, as_json: JsonOpt = False,
+) -> None:
     """Carry out the held decision (all of them without an id), leave full control and run to the next hit."""
-    _report(_run(name, operator, lambda c: c.continue_(target)), as_json)
+    _report(_run(name, operator, lambda c: c.continue_(target, workflow=workflow)), as_json)
 
 
 @app.command("skip")

@@ -2,13 +2,16 @@
 
 A breakpoint matches a ``Decision`` on any combination of the target artefact's ``type`` (a Go-style
 glob, as ``--type`` filters use), its ``structural_type``, its producing role, a granted role, the claim's
-status and the decision kind; criteria left empty match anything. An optional hit condition decides
-which matches count as hits (``>=3``, ``==2``, ``>1``, ``%2`` for every second one; a bare ``3`` means
-``>=3``). ``hold`` holds only the matching claim; ``stop`` also puts the whole instance under full control.
+status and the decision kind, and a regular expression searched in the target artefact's payload (read by the
+gate only when every other criterion of that breakpoint matched); criteria left empty match anything. An
+optional hit condition decides which matches count as hits (``>=3``, ``==2``, ``>1``, ``%2`` for every second
+one; a bare ``3`` means ``>=3``). ``hold`` holds only the matching claim; ``stop`` also puts the whole
+instance under full control.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from enum import StrEnum
@@ -21,6 +24,7 @@ from holt_core.globmatch import go_match, is_valid_pattern
 from holt_core.models import ClaimStatus, StructuralType
 
 _HIT = re.compile(r"^\s*(>=|==|>|%)?\s*(\d{1,9})\s*$")
+PAYLOAD_REGEX_MAX = 256  # characters: a condition, not a program
 
 
 class BreakpointAction(StrEnum):
@@ -67,6 +71,7 @@ class BreakpointSpec(BaseModel):
     granted_role: str | None = None
     claim_status: str | None = None
     decision_kind: str | None = None
+    payload_regex: str | None = None
     hit_condition: str | None = None
     action: BreakpointAction = BreakpointAction.HOLD
     enabled: bool = True
@@ -100,6 +105,21 @@ class BreakpointSpec(BaseModel):
             raise ValueError("a role cannot be empty")
         return v
 
+    @field_validator("payload_regex")
+    @classmethod
+    def _payload(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("a payload regex cannot be empty")
+        if len(v) > PAYLOAD_REGEX_MAX:
+            raise ValueError(f"payload regex longer than {PAYLOAD_REGEX_MAX} characters")
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"invalid payload regex {v!r}: {exc}") from None
+        return v
+
     @field_validator("hit_condition")
     @classmethod
     def _hit(cls, v: str | None) -> str | None:
@@ -109,7 +129,7 @@ class BreakpointSpec(BaseModel):
 
     def criteria(self) -> dict[str, str]:
         fields = ("artefact_type", "structural_type", "produced_by_role", "granted_role", "claim_status",
-                  "decision_kind")
+                  "decision_kind", "payload_regex")
         return {name: value for name in fields if (value := getattr(self, name)) is not None}
 
 
@@ -119,12 +139,18 @@ def _one_of(value: str | None, allowed: list[str], what: str) -> str | None:
     return value
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
 class Breakpoint(BreakpointSpec):
     id: str
     created_by: str
     created_at_ms: int
 
     def matches(self, decision: Decision) -> bool:
+        """Every criterion but the payload (``matches_payload``, asked only when this is True)."""
         if self.decision_kind is not None and decision.kind.value != self.decision_kind:
             return False
         if self.artefact_type is not None and not go_match(self.artefact_type, decision.artefact_type):
@@ -136,6 +162,12 @@ class Breakpoint(BreakpointSpec):
         if self.granted_role is not None and self.granted_role not in decision.granted_roles:
             return False
         return self.claim_status is None or decision.claim_status == self.claim_status
+
+    def matches_payload(self, payload: str | None) -> bool:
+        """The payload criterion; an unreadable artefact (``None``) matches no payload regex."""
+        if self.payload_regex is None:
+            return True
+        return payload is not None and _compiled(self.payload_regex).search(payload) is not None
 
     def describe(self) -> str:
         parts = [f"{k}={v}" for k, v in self.criteria().items()] or ["every decision"]

@@ -36,6 +36,8 @@ from holt_core.lock import is_running
 from holt_core.models import Claim, ClaimStatus, now_ms
 from holt_core.transaction import Tx
 
+_WORKFLOW_LEVELS = 64  # how far continue --workflow walks sources up to a decision's root goal
+
 _RETRIES = 20
 
 # A change: reads the state, returns (tx, audit subject, audit details, result) or raises HoltError.
@@ -295,15 +297,26 @@ class DebugClient:
         result: Released = await self._controlled("debug_step", change)
         return result
 
-    async def continue_(self, target: str | None = None) -> Released:
-        """Carry out the held decision (every held one without ``target``), leave full control, run on."""
+    async def continue_(self, target: str | None = None, *, workflow: bool = False) -> Released:
+        """Carry out the held decision (every held one without ``target``), leave full control, run on.
+
+        ``workflow`` (with a ``target``): carry out the named decision and the decisions full control holds in
+        the same workflow (same root goal) only, and stay under full control; other workflows stay held."""
+        if workflow and target is None:
+            raise InvalidInput("continue --workflow needs the held decision whose workflow runs on")
         pin: dict[str, str] = {}
+        roots = await self._workflow_roots(await self.state()) if workflow else {}
 
         def change(state: DebugState) -> tuple[Tx, str, dict[str, Any], Any]:
             waiting = [h for h in state.held_list() if h.release is None]
             if target is not None:
-                chosen = [self._pick(state, target, pin)]
-                if state.mode.full_control:
+                named = self._pick(state, target, pin)
+                chosen = [named]
+                if workflow:
+                    root = roots.get(named.hold_id)
+                    chosen += [h for h in waiting if h.reason == HoldReason.FULL_CONTROL and h is not named
+                               and root is not None and roots.get(h.hold_id) == root]
+                elif state.mode.full_control:
                     chosen += [h for h in waiting if h.reason == HoldReason.FULL_CONTROL and h not in chosen]
             else:
                 chosen = waiting
@@ -311,13 +324,31 @@ class DebugClient:
                 raise NotFound("no decision is held and the instance is not under full control")
             tx = Tx()
             released = [self._release(tx, state, h, Release.CONTINUE) for h in chosen]
-            mode = self._leave_full_control(tx, state) if state.mode.full_control else state.mode
+            mode = self._leave_full_control(tx, state) if state.mode.full_control and not workflow else state.mode
             subject = chosen[0].subject if len(chosen) == 1 else ""
             return (self._sync(tx, subject), subject, self._details(chosen),
                     Released(action="continue", decisions=released, mode=mode))
 
         result: Released = await self._controlled("debug_continue", change)
         return result
+
+    async def _workflow_roots(self, state: DebugState) -> dict[str, str]:
+        """Hold id -> the root goal of its decision's artefact (first sources walked up; bounded)."""
+        roots: dict[str, str] = {}
+        parents: dict[str, str | None] = {}  # artefact id -> first source (None: a root, or unreadable)
+        for h in state.held_list():
+            current = h.decision.artefact_id
+            for _ in range(_WORKFLOW_LEVELS):
+                if current not in parents:
+                    artefact = (await self.bb.get_artefacts([current]))[0]
+                    parents[current] = artefact.source_artefacts[0] if artefact and artefact.source_artefacts \
+                        else None
+                parent = parents[current]
+                if parent is None:
+                    break
+                current = parent
+            roots[h.hold_id] = current
+        return roots
 
     async def skip(self, target: str | None = None) -> Released:
         """Drop the held decision: the claim stays exactly as it is until something about it changes."""

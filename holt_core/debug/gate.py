@@ -93,9 +93,15 @@ class DebugGate:
             if d.claim_id in self.state.stepping:
                 await self._hold(d, HoldReason.STEP)
                 return False
+            payload: list[str | None] = []  # read once, and only for a breakpoint that asks for it
             for bp in self.state.breakpoints.values():
                 if not bp.enabled or not bp.matches(d):
                     continue
+                if bp.payload_regex is not None:
+                    if not payload:
+                        payload.append(await self._payload_of(d))
+                    if not bp.matches_payload(payload[0]):
+                        continue
                 count = int(await self.bb.redis.hincrby(self.keys.debug_hits, bp.id, 1))
                 if hit_condition_met(bp.hit_condition, count):
                     await self._hold(d, HoldReason.BREAKPOINT, bp.id, stop=bp.action == BreakpointAction.STOP)
@@ -104,6 +110,12 @@ class DebugGate:
                 await self._hold(d, HoldReason.FULL_CONTROL)
                 return False
             return True
+
+    async def _payload_of(self, d: Decision) -> str | None:
+        try:
+            return (await self.bb.get_artefact(d.artefact_id)).payload
+        except HoltError:
+            return None
 
     async def _hold(self, d: Decision, reason: HoldReason, breakpoint_id: str | None = None, *,
                     stop: bool = False) -> None:

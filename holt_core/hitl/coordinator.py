@@ -73,6 +73,8 @@ class ClaimHost(Protocol):
 
     async def advance(self, claim_id: str) -> None: ...
 
+    async def redrive_artefact(self, artefact_id: str) -> None: ...
+
     def track(self, rt: ClaimRuntime) -> None: ...
 
     def note_output(self, claim_id: str, artefact: Artefact) -> bool: ...
@@ -201,6 +203,10 @@ class HitlCoordinator:
         for claim_id in self._claims_of(req):
             if claim_id in self.orch.claims:
                 await self.orch.advance(claim_id)
+        if _releases_plan(req):
+            # Held when it arrived, so its live event created nothing and the safety sweep skips it: approved,
+            # it is a new artefact now, the same replay a restart does (its claim created once, guarded).
+            await self.orch.redrive_artefact(req.artefact_id)
 
     def _claims_of(self, req: HitlRequest) -> list[str]:
         out = [req.claim_id] if req.claim_id else []
@@ -235,7 +241,7 @@ class HitlCoordinator:
                 await self._route(req)
             return Disposition.HELD
         if req.kind == RequestKind.APPROVAL and req.source == GateSource.TOOL and artefact.id == req.artefact_id:
-            return Disposition.NORMAL if _approves(req) else Disposition.HELD
+            return Disposition.NORMAL if _releases_plan(req) else Disposition.HELD
         return Disposition.HELD
 
     async def _supersede_older(self, artefact: Artefact) -> None:
@@ -420,6 +426,12 @@ class HitlCoordinator:
             state = str(status) if status else "gone"
             with contextlib.suppress(HoltError):
                 self._remember(await self.store.cancel(req.id, f"claim {req.claim_id} is {state}"))
+
+
+def _releases_plan(req: HitlRequest) -> bool:
+    """A tool-declared plan artefact whose approval is decided in its favour: from now on a normal artefact."""
+    return req.kind == RequestKind.APPROVAL and req.source == GateSource.TOOL and bool(req.artefact_id) \
+        and _approves(req)
 
 
 def _approves(req: HitlRequest) -> bool:
