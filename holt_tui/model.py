@@ -64,19 +64,29 @@ class Change:
 
 
 class LogLine:
-    """One line of the Events log. Slotted, with its filter ``subject`` built only when a filter asks: the
-    history rebuilt on attach makes 20,000 of them in one go."""
+    """One line of the Events log. Slotted, and an artefact's line keeps the record and writes its text (and
+    its filter ``subject``) only when drawn or filtered: the history rebuilt on attach makes 20,000 at once."""
 
-    __slots__ = ("agent", "ids", "kind", "text", "ts_ms", "type_")
+    __slots__ = ("_artefact", "_text", "agent", "ids", "kind", "ts_ms", "type_")
 
     def __init__(self, ts_ms: int, kind: str, text: str, *, agent: str | None = None, type_: str | None = None,
-                 ids: tuple[str, ...] = ()) -> None:
+                 ids: tuple[str, ...] = (), artefact: ArtefactRecord | None = None) -> None:
         self.ts_ms = ts_ms
         self.kind = kind  # event name
-        self.text = text  # raw (unsanitised) description
+        self._text = text
+        self._artefact = artefact
         self.agent = agent
         self.type_ = type_
         self.ids = ids
+
+    @property
+    def text(self) -> str:
+        """Raw (unsanitised) description."""
+        a = self._artefact
+        if a is not None:
+            self._text = f"{a.structural_type.value} {a.type} v{a.version} by {a.produced_by_role} id={a.id}"
+            self._artefact = None
+        return self._text
 
     @property
     def subject(self) -> Subject:
@@ -246,8 +256,8 @@ class LiveModel:
         self.events.append(LogLine(ts_ms, kind, text, agent=agent, type_=type_, ids=ids))
 
     def _log_artefact(self, a: ArtefactRecord) -> None:
-        what = f"{a.structural_type.value} {a.type} v{a.version} by {a.produced_by_role} id={a.id}"
-        self._log("artefact", a.created_at_ms, what, agent=a.produced_by_role, type_=a.type, ids=(a.id, a.logical_id))
+        self.events.append(LogLine(a.created_at_ms, "artefact", "", agent=a.produced_by_role, type_=a.type,
+                                   ids=(a.id, a.logical_id), artefact=a))
 
     def _log_workflow(self, e: WorkflowEvent, ts_ms: int) -> None:
         d = e.data
