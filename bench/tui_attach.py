@@ -5,7 +5,10 @@ Measures (medians over ``--repeat`` attaches):
 - fully loaded: until every artefact is in the model and the list shows all of them;
 - memory: RSS growth of this process from before the app starts to fully loaded;
 - key latency: ``j``/``k`` presses (pilot ``press``, which returns once the key is handled and the screen
-  refreshed) while another process writes 1,000 artefacts a second, each announced on pub/sub.
+  refreshed) while another process writes 1,000 artefacts a second, each announced on pub/sub;
+- stall: the longest the event loop was late for a 10 ms timer, from app start to the end of the key test;
+- whole process: from spawning a fresh Python to the first frame with artefacts (headless, same size), and the
+  floor measured in the same run: a minimal Textual app's first frame, whole process; and their ratio.
 
     .venv/bin/python bench/tui_attach.py                      # 100k artefacts, 3 attaches
     .venv/bin/python bench/tui_attach.py --artefacts 20000 --repeat 1
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -102,6 +106,90 @@ def writer_process(url: str, instance: str, roots: list[str], rate: int, seconds
     asyncio.run(run())
 
 
+class StallMonitor:
+    """The longest the event loop was late for a 10 ms timer (a stall blocks keys and paints alike)."""
+
+    def __init__(self) -> None:
+        self.worst_ms = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.01)
+            self.worst_ms = max(self.worst_ms, (loop.time() - t - 0.01) * 1000)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+FLOOR_APP = """
+import asyncio, sys
+from textual.app import App
+from textual.widgets import Static
+class Minimal(App[None]):
+    def compose(self):
+        yield Static("hello")
+    def on_mount(self):
+        self.call_after_refresh(lambda: print("painted", flush=True))
+async def main():
+    async with Minimal().run_test(size=(160, 50)):
+        await asyncio.sleep(30)
+asyncio.run(main())
+"""
+
+
+async def first_frame_process(argv: list[str]) -> float:
+    """Seconds from spawning ``argv`` to its ``painted`` line (the child is killed right after)."""
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert proc.stdout is not None
+    try:
+        while True:
+            line = await asyncio.wait_for(proc.stdout.readline(), 120)
+            if not line or line.strip() == b"painted":
+                break
+        elapsed = time.perf_counter() - t0
+    finally:
+        proc.kill()
+        await proc.wait()
+    if not line:
+        raise RuntimeError(f"{argv[:3]} ended before painting")
+    return elapsed
+
+
+def first_frame_child(url: str, instance: str) -> None:
+    """``--first-frame``: attach as holt-tui does, print ``painted`` at the first frame with artefacts, exit."""
+
+    async def run() -> None:
+        config = TuiConfig(animations=False, cursor_blink=False)
+
+        async def start(sink: Callable[[FeedItem], None]) -> None:
+            await Reader(url, instance, sink, null_sources(), config).run()
+
+        app = HoltTui(instance, start, config=config, read_only=True)
+        async with app.run_test(size=(160, 50)):
+            graph = app.query_one(ArtefactGraph)
+            draw = graph.render_line
+
+            def timed_render_line(y: int) -> Any:
+                if graph.items:
+                    print("painted", flush=True)
+                    os._exit(0)
+                return draw(y)
+
+            graph.render_line = timed_render_line  # type: ignore[method-assign]
+            await asyncio.sleep(120)
+
+    asyncio.run(run())
+
+
 async def attach_once(url: str, instance: str, total: int, roots: list[str], rate: int,
                       seconds: float) -> dict[str, float]:
     config = TuiConfig(animations=False, cursor_blink=False)
@@ -118,6 +206,8 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
 
     rss0 = rss_mb()
     app = HoltTui(instance, start, config=config, read_only=True)
+    stalls = StallMonitor()
+    stalls.start()
     t0 = time.perf_counter()
     out: dict[str, float] = {}
     async with app.run_test(size=(160, 50)):
@@ -180,6 +270,8 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
             out["key_ms_p95"] = latencies[min(int(len(latencies) * 0.95), len(latencies) - 1)]
             out["keys_pressed"] = len(latencies)
             out["events_applied_per_s"] = arrived / (seconds - 1)
+    stalls.stop()
+    out["stall_max_ms"] = stalls.worst_ms
     return out
 
 
@@ -201,9 +293,15 @@ async def main() -> None:
         for i in range(args.repeat):
             total = int(await bb.redis.zcard(bb.keys.artefact_index))
             result = await attach_once(url, instance, total, roots, args.rate, args.seconds)
+            floor = await first_frame_process([sys.executable, "-c", FLOOR_APP])
+            whole = await first_frame_process([sys.executable, __file__, "--first-frame", url, instance])
+            result["floor_textual_first_frame_s"] = floor
+            result["process_first_frame_s"] = whole
+            result["process_first_frame_ratio"] = whole / floor
             runs.append(result)
             print(f"run {i + 1}: " + ", ".join(f"{k}={v:.3f}" for k, v in result.items()))
-        print("medians:")
+        print("medians (targets: loaded_s <= 3, rss_mb <= 150, key_ms_p95 < 100, stall_max_ms <= 100, "
+              "process_first_frame_ratio <= 3):")
         for key in runs[0]:
             print(f"  {key:<22} {statistics.median(r[key] for r in runs):.3f}")
     finally:
@@ -217,5 +315,7 @@ if __name__ == "__main__":
     if len(sys.argv) == 7 and sys.argv[1] == "--writer":
         _, _, w_url, w_instance, w_roots, w_rate, w_seconds = sys.argv
         writer_process(w_url, w_instance, Path(w_roots).read_text().split(), int(w_rate), float(w_seconds))
+    elif len(sys.argv) == 4 and sys.argv[1] == "--first-frame":
+        first_frame_child(sys.argv[2], sys.argv[3])
     else:
         asyncio.run(main())

@@ -28,7 +28,6 @@ from textual.widget import Widget
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane, TextArea
 
 from holt_core.errors import HoltError
-from holt_core.models import Artefact
 from holt_tui.breakpoint_form import BreakpointForm
 from holt_tui.commands import COMMANDS, ActionsProvider, Command, find_command
 from holt_tui.config import TuiConfig
@@ -47,6 +46,7 @@ from holt_tui.filtering import NO_FILTER, ListFilter
 from holt_tui.messages import ActionDone, Explained, LinkFollowed, PromptCancelled, PromptSubmitted, RowSelected
 from holt_tui.model import Change, LiveModel
 from holt_tui.payload import pretty_payload
+from holt_tui.record import ArtefactRecord
 from holt_tui.recording import Recorder
 from holt_tui.screens.dialogs import ActionDialog, BreakpointDialog
 from holt_tui.screens.help import HelpScreen
@@ -619,7 +619,7 @@ class HoltTui(App[None]):
         a = self.selected_artefact
         return [a] if a is not None else []
 
-    def _selected_payload(self) -> Artefact | None:
+    def _selected_payload(self) -> ArtefactRecord | None:
         a = self.selected_artefact
         return self.model.artefacts.get(a) if a is not None else None
 

@@ -11,13 +11,14 @@ from rich.style import Style
 from rich.text import Text
 
 from holt_core.audit import AuditRecord
-from holt_core.models import Artefact, StructuralType, is_approval
+from holt_core.models import StructuralType, is_approval
 from holt_core.render import short_age
 from holt_core.sanitise import sanitise_text
 from holt_tui.feed import ClaimState
 from holt_tui.layout import layered_layout
 from holt_tui.model import AgentRow, LiveModel, LogLine, Row
 from holt_tui.payload import PayloadText, payload_diff, pretty_payload
+from holt_tui.record import ArtefactRecord
 from holt_tui.sources import Breakpoint, HeldDecision, InboxItem
 
 
@@ -146,7 +147,7 @@ class PayloadCache:
         self._diff: OrderedDict[str, list[str]] = OrderedDict()
         self.size = size
 
-    def pretty(self, a: Artefact) -> PayloadText:
+    def pretty(self, a: ArtefactRecord) -> PayloadText:
         hit = self._pretty.get(a.id)
         if hit is None:
             hit = self._pretty[a.id] = pretty_payload(a.payload, max_chars=self.max_chars)
@@ -154,7 +155,7 @@ class PayloadCache:
                 self._pretty.popitem(last=False)
         return hit
 
-    def diff(self, a: Artefact, previous: Artefact) -> list[str]:
+    def diff(self, a: ArtefactRecord, previous: ArtefactRecord) -> list[str]:
         hit = self._diff.get(a.id)
         if hit is None:
             hit = self._diff[a.id] = payload_diff(previous.payload, a.payload, max_chars=self.max_chars)
@@ -229,10 +230,10 @@ def _claim_lines(model: LiveModel, st: ClaimState, now_ms: int, tz: tzinfo,
     return out
 
 
-def context_chain(model: LiveModel, a: Artefact, limit: int = 12) -> list[Artefact]:
+def context_chain(model: LiveModel, a: ArtefactRecord, limit: int = 12) -> list[ArtefactRecord]:
     """The first-source chain up to the workflow's goal (what the agent saw as context)."""
-    chain: list[Artefact] = []
-    current: Artefact | None = a
+    chain: list[ArtefactRecord] = []
+    current: ArtefactRecord | None = a
     seen: set[str] = set()
     while current is not None and current.source_artefacts and len(chain) < limit:
         parent_id = current.source_artefacts[0]

@@ -8,11 +8,13 @@ Raw strings from Redis travel unmodified here; widgets sanitise when they draw.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from holt_core.audit import AuditRecord
 from holt_core.models import Artefact, Claim, WorkflowEvent
+from holt_tui.record import ArtefactRecord
 from holt_tui.sources import DebugSnapshot, InboxSnapshot
 
 RECORDING_VERSION = 1
@@ -41,7 +43,7 @@ class InstanceInfo:
 class ScanPage:
     """Part of a (re)scan. ``first`` starts a scan; ``last`` ends it (the model is then complete)."""
 
-    artefacts: list[Artefact]
+    artefacts: Sequence[ArtefactRecord | Artefact]  # the reader sends light records; tests may send models
     claims: list[ClaimState]
     audit: list[AuditRecord] = field(default_factory=list)
     first: bool = False
@@ -52,7 +54,7 @@ class ScanPage:
 
 @dataclass(frozen=True)
 class ArtefactSeen:
-    artefact: Artefact
+    artefact: ArtefactRecord | Artefact
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ def item_from_json(obj: dict[str, Any]) -> FeedItem:
     match kind:
         case "scan":
             return ScanPage(
-                artefacts=[Artefact.from_event(a) for a in obj.get("artefacts", [])],
+                artefacts=[ArtefactRecord.from_event(a) for a in obj.get("artefacts", [])],
                 claims=[_claim_state(c) for c in obj.get("claims", [])],
                 audit=[AuditRecord.model_validate(r) for r in obj.get("audit", [])],
                 first=bool(obj.get("first")),
@@ -164,7 +166,7 @@ def item_from_json(obj: dict[str, Any]) -> FeedItem:
                 total_hint=int(obj.get("total_hint", 0)),
             )
         case "artefact":
-            return ArtefactSeen(Artefact.from_event(obj["artefact"]))
+            return ArtefactSeen(ArtefactRecord.from_event(obj["artefact"]))
         case "claim":
             return ClaimSeen(_claim_state(obj["state"]))
         case "workflow":

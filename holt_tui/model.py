@@ -30,6 +30,7 @@ from holt_tui.feed import (
     WorkflowSeen,
 )
 from holt_tui.filtering import NO_FILTER, ListFilter, Subject
+from holt_tui.record import ArtefactRecord
 from holt_tui.sources import DebugSnapshot, InboxSnapshot
 
 # A graph row: ("w", root artefact id, 0) heads a workflow; ("a", artefact id, depth) is one artefact,
@@ -62,12 +63,35 @@ class Change:
         return any((self.artefacts, self.claims, self.events, self.audit, self.status, self.inbox, self.debug))
 
 
-@dataclass(frozen=True)
 class LogLine:
-    ts_ms: int
-    kind: str  # event name
-    text: str  # raw (unsanitised) description
-    subject: Subject
+    """One line of the Events log. Slotted, and an artefact's line keeps the record and writes its text (and
+    its filter ``subject``) only when drawn or filtered: the history rebuilt on attach makes 20,000 at once."""
+
+    __slots__ = ("_artefact", "_text", "agent", "ids", "kind", "ts_ms", "type_")
+
+    def __init__(self, ts_ms: int, kind: str, text: str, *, agent: str | None = None, type_: str | None = None,
+                 ids: tuple[str, ...] = (), artefact: ArtefactRecord | None = None) -> None:
+        self.ts_ms = ts_ms
+        self.kind = kind  # event name
+        self._text = text
+        self._artefact = artefact
+        self.agent = agent
+        self.type_ = type_
+        self.ids = ids
+
+    @property
+    def text(self) -> str:
+        """Raw (unsanitised) description."""
+        a = self._artefact
+        if a is not None:
+            self._text = f"{a.structural_type.value} {a.type} v{a.version} by {a.produced_by_role} id={a.id}"
+            self._artefact = None
+        return self._text
+
+    @property
+    def subject(self) -> Subject:
+        return Subject(text=f"{self.kind} {self.text}", type=self.type_ or self.kind, agent=self.agent,
+                       kind=self.kind, ids=self.ids, ts_ms=self.ts_ms)
 
 
 @dataclass(frozen=True)
@@ -86,7 +110,7 @@ def _short(ident: str) -> str:
 class LiveModel:
     def __init__(self, instance: str, *, max_log_lines: int = 20_000) -> None:
         self.instance = instance
-        self.artefacts: dict[str, Artefact] = {}
+        self.artefacts: dict[str, ArtefactRecord] = {}
         self.children: dict[str, list[str]] = {}
         self.threads: dict[str, list[str]] = {}  # logical id -> artefact ids by version
         self.claims: dict[str, ClaimState] = {}
@@ -157,7 +181,7 @@ class LiveModel:
                 if self._add_artefact(item.artefact):
                     c.artefacts = c.events = True
                     c.new_artefacts.append(item.artefact.id)
-                    self._log_artefact(item.artefact)
+                    self._log_artefact(self.artefacts[item.artefact.id])
             case ClaimSeen():
                 self._set_claim(item.state, log=True)
                 c.claims = c.events = True
@@ -187,9 +211,11 @@ class LiveModel:
         self.resync_notice = ""
         self.revision += 1
 
-    def _add_artefact(self, a: Artefact) -> bool:
+    def _add_artefact(self, a: ArtefactRecord | Artefact) -> bool:
         if a.id in self.artefacts:
             return False
+        if isinstance(a, Artefact):
+            a = ArtefactRecord.of(a)
         self.artefacts[a.id] = a
         for src in a.source_artefacts:
             self.children.setdefault(src, []).append(a.id)
@@ -227,12 +253,11 @@ class LiveModel:
 
     def _log(self, kind: str, ts_ms: int, text: str, *, agent: str | None = None, type_: str | None = None,
              ids: tuple[str, ...] = ()) -> None:
-        subject = Subject(text=f"{kind} {text}", type=type_ or kind, agent=agent, kind=kind, ids=ids, ts_ms=ts_ms)
-        self.events.append(LogLine(ts_ms, kind, text, subject))
+        self.events.append(LogLine(ts_ms, kind, text, agent=agent, type_=type_, ids=ids))
 
-    def _log_artefact(self, a: Artefact) -> None:
-        what = f"{a.structural_type.value} {a.type} v{a.version} by {a.produced_by_role} id={a.id}"
-        self._log("artefact", a.created_at_ms, what, agent=a.produced_by_role, type_=a.type, ids=(a.id, a.logical_id))
+    def _log_artefact(self, a: ArtefactRecord) -> None:
+        self.events.append(LogLine(a.created_at_ms, "artefact", "", agent=a.produced_by_role, type_=a.type,
+                                   ids=(a.id, a.logical_id), artefact=a))
 
     def _log_workflow(self, e: WorkflowEvent, ts_ms: int) -> None:
         d = e.data
@@ -413,7 +438,7 @@ class LiveModel:
             self._root[m] = new_root
         self._wf_members[new_root].extend(moved)
 
-    def _insert_row(self, root: str, a: Artefact) -> bool:
+    def _insert_row(self, root: str, a: ArtefactRecord) -> bool:
         """Put a live artefact's row in place without rebuilding its workflow; False when it cannot."""
         rows = self._wf_rows.get(root)
         if rows is None:
@@ -440,7 +465,7 @@ class LiveModel:
 
     def _workflow_rows(self, root: str) -> list[Row]:
         members = self._wf_members[root]
-        threads: dict[str, list[Artefact]] = {}
+        threads: dict[str, list[ArtefactRecord]] = {}
         for a_id in members:
             a = self.artefacts[a_id]
             threads.setdefault(a.logical_id, []).append(a)
@@ -482,7 +507,7 @@ class LiveModel:
 
     # ------------------------------------------------------------------------------------------ queries
 
-    def previous_version(self, a: Artefact) -> Artefact | None:
+    def previous_version(self, a: ArtefactRecord) -> ArtefactRecord | None:
         versions = self.threads.get(a.logical_id, [])
         older = [self.artefacts[i] for i in versions if self.artefacts[i].version < a.version]
         return max(older, key=lambda v: v.version) if older else None
@@ -602,7 +627,7 @@ class LiveModel:
         return out or ["nothing known holds it: the orchestrator should act on the next event"]
 
 
-def is_question(a: Artefact) -> bool:
+def is_question(a: ArtefactRecord) -> bool:
     return a.structural_type in (StructuralType.QUESTION, StructuralType.ANSWER)
 
 

@@ -53,6 +53,7 @@ from holt_tui.feed import (
     ScanPage,
     WorkflowSeen,
 )
+from holt_tui.record import ArtefactRecord
 from holt_tui.sources import Sources
 
 Sink = Callable[[FeedItem], None]
@@ -186,14 +187,14 @@ class Reader:
             self.sink(ScanPage([], await self._claims(bb, chunk)))
         self.sink(ScanPage([], [], last=True))
 
-    async def _artefacts(self, bb: Blackboard, ids: Sequence[str]) -> list[Artefact]:
+    async def _artefacts(self, bb: Blackboard, ids: Sequence[str]) -> list[ArtefactRecord]:
         keys = [bb.keys.artefact(i) for i in ids]
-        out: list[Artefact] = []
+        out: list[ArtefactRecord] = []
         for key, raw in zip(keys, await bb.hgetall_many(keys), strict=True):
             if not raw:
                 continue
             try:
-                a = Artefact.from_hash(raw, key)
+                a = ArtefactRecord.from_hash(raw, key)  # a light record: no pydantic model per scanned hash
             except MalformedRecord as bad:
                 self._malformed(key, bad.reason)
                 continue
@@ -236,7 +237,7 @@ class Reader:
             if channel == keys.artefact_events:
                 a = Artefact.from_json(data)
                 self._seen.add(a.id)
-                self.sink(ArtefactSeen(a))
+                self.sink(ArtefactSeen(ArtefactRecord.of(a)))
             elif channel == keys.claim_events:
                 obj = json.loads(data)
                 if isinstance(obj, dict) and isinstance(obj.get("id"), str):

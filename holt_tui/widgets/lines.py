@@ -123,10 +123,23 @@ class LineList(ScrollView, can_focus=True):
         moved = new_index != self.cursor
         self.cursor = new_index
         self._width = max(self._width, self.size.width)
-        self.virtual_size = Size(self.content_width(), len(shown))
+        self._set_virtual_size(Size(self.content_width(), len(shown)))
         if moved and self.has_cursor:
             self.scroll_to(y=max(new_index - screen_row, 0), animate=False, immediate=True)
         self.refresh()
+
+    def _set_virtual_size(self, new: Size) -> None:
+        """A longer or shorter list whose scrollbars stay as they are needs no layout pass: ``virtual_size`` is a
+        layout reactive, and a layout pass repaints the whole screen (at 1,000 events/s it did so every drain)."""
+        old = self.virtual_size
+        if new == old:
+            return
+        height = self.scrollable_content_region.height
+        if old.height and new.width == old.width and height and (new.height > height) == (old.height > height):
+            self.set_reactive(LineList.virtual_size, new)
+            self._scroll_update(new)
+        else:
+            self.virtual_size = new
 
     def _index_of(self, key: str) -> int | None:
         items = self.items

@@ -58,6 +58,19 @@ class ArtefactGraph(LineList):
     def content_width(self) -> int:
         return max(self.size.width, 120)
 
+    def _index_of(self, key: str) -> int | None:
+        # Rows are tuples: list.index finds one in C (a Python loop over 100k rows stalled following).
+        items = self.items
+        candidates = [("w", key[2:], 0)] if key.startswith("w:") else [("a", key, 1), ("a", key, 2)]
+        if isinstance(items, list):
+            for row in candidates:
+                try:
+                    return items.index(row)
+                except ValueError:
+                    continue
+            return None
+        return super()._index_of(key)
+
     def set_filter(self, f: ListFilter) -> None:
         self.filter = f
         self.model.set_filter(f)
