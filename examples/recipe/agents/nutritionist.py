@@ -3,15 +3,7 @@
 import json
 import sys
 
-
-def load_draft(payload: str) -> dict:
-    """A draft is a JSON object; anything else (a person's edit, plain text) is taken as its title."""
-    try:
-        value = json.loads(payload)
-    except ValueError:
-        value = None
-    return value if isinstance(value, dict) else {"title": payload.strip()}
-
+from drafts import load_draft  # agents/ is on sys.path: each agent runs as a script from it
 
 request = json.load(sys.stdin)
 draft = load_draft(request["target_artefact"]["payload"])
