@@ -6,8 +6,11 @@ tens of percent); each command's median is printed with its ratio to that floor.
 
     .venv/bin/python bench/cli_start.py              # 15 rounds
     .venv/bin/python bench/cli_start.py --rounds 5
+    .venv/bin/python bench/cli_start.py --baseline /tmp/main-src   # also time another source tree, interleaved
 
-Runs against a private embedded Redis in a temporary data dir, with one instance holding 10 artefacts.
+Runs against a private embedded Redis in a temporary data dir, with one instance holding 10 artefacts and the
+HITL policy a running orchestrator publishes. ``--baseline DIR`` runs every holt command a second time from the
+holt_core in DIR (e.g. ``git archive main | tar -x -C DIR``), through the same entry point as the holt script.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from holt_core.blackboard import Blackboard, connect_redis
 from holt_core.embedded_redis import EmbeddedRedis
+from holt_core.hitl.policy import HitlPolicy
 from holt_core.models import Artefact, StructuralType, new_id
 
 INSTANCE = "bench-cli"
@@ -33,12 +37,17 @@ HOLT = str(Path(sys.executable).parent / "holt")
 async def populate(url: str) -> None:
     bb = Blackboard(connect_redis(url), INSTANCE)
     try:
+        await bb.redis.set(bb.keys.hitl_policy, HitlPolicy().model_dump_json())  # as a running orchestrator does
         for n in range(10):
             await bb.create_artefact(Artefact(id=new_id(), logical_id=new_id(), version=1, type=f"Step{n}",
                                               structural_type=StructuralType.STANDARD, payload="x" * 100,
                                               produced_by_role="user"))
     finally:
         await bb.close()
+
+
+# What the holt console script runs, for a source tree put first on PYTHONPATH.
+_ENTRY = "import sys; from holt_core.cli.main import run; sys.argv[0] = 'holt'; sys.exit(run())"
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -53,6 +62,7 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--baseline", type=Path, help="Also time holt from this source tree (holding holt_core/).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="holt-bench-cli-") as tmp:
         server = EmbeddedRedis(Path(tmp) / "redis")
@@ -71,17 +81,23 @@ def main() -> None:
                 "holt list": [HOLT, "list"],
                 "holt hoard": [HOLT, "hoard", "--name", INSTANCE],
             }
+            envs = {name: env for name in cases}
+            if args.baseline is not None:
+                base_env = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+                for name, argv in list(cases.items())[1:]:
+                    cases[f"{name} (baseline)"] = [sys.executable, "-c", _ENTRY, *argv[1:]]
+                    envs[f"{name} (baseline)"] = base_env
             times: dict[str, list[float]] = {name: [] for name in cases}
             for _ in range(args.rounds):  # interleaved: drift hits every command alike
                 for name, argv in cases.items():
-                    times[name].append(timed(argv, env))
+                    times[name].append(timed(argv, envs[name]))
         finally:
             server.stop()
     floor = statistics.median(times["python -c pass (floor)"])
-    print(f"{'command':<26} {'median':>9} {'ratio':>7}   (rounds: {args.rounds})")
+    print(f"{'command':<37} {'median':>9} {'ratio':>7}   (rounds: {args.rounds})")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name:<26} {median * 1000:>7.0f} ms {median / floor:>6.1f}x")
+        print(f"{name:<37} {median * 1000:>7.0f} ms {median / floor:>6.1f}x")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from holt_core.cli import lifecycle_cmds
+from holt_core.cli import up_cmd
 from holt_core.config import MAX_AGENTS, MAX_CONFIG_BYTES, parse_config
 from holt_core.errors import InvalidInput
 from tests.clirun import HOLT
@@ -168,7 +168,7 @@ def test_a_ctrl_c_while_the_supervisor_is_being_started_still_stops_it(
     monkeypatch.setattr(subprocess, "Popen", popen_then_ctrl_c)
     try:
         with pytest.raises(KeyboardInterrupt):
-            lifecycle_cmds._up_detached(instance, ws, redis_url, log_dir)
+            up_cmd._up_detached(instance, ws, redis_url, log_dir)
         monkeypatch.undo()
         (supervisor,) = started
         assert supervisor.poll() is not None, "the supervisor was left running"

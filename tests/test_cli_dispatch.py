@@ -63,13 +63,43 @@ def test_help_lists_every_public_command() -> None:
         assert (f"  {name} " in text) == (name not in ("orchestrator", "pup"))
 
 
-@pytest.mark.parametrize("args", [["hoard"], ["questions"], ["pending"], ["audit", "verify"]])
+def goal() -> Artefact:
+    return Artefact(id=new_id(), logical_id=new_id(), version=1, type="GoalDefined",
+                    structural_type=StructuralType.STANDARD, payload="x", produced_by_role="user")
+
+
+@pytest.mark.parametrize("args", [["hoard"], ["questions"], ["pending"], ["audit", "verify"], ["explain"],
+                                  ["debug", "held"]])
 async def test_read_commands_load_neither_the_engine_nor_textual(tmp_path: Path, cli_env: dict[str, str],
                                                                  bb: Blackboard, args: list[str]) -> None:
-    await bb.create_artefact(Artefact(id=new_id(), logical_id=new_id(), version=1, type="GoalDefined",
-                                      structural_type=StructuralType.STANDARD, payload="x", produced_by_role="user"))
+    artefact = await bb.create_artefact(goal())
+    if args == ["explain"]:
+        args = ["explain", artefact.id]
     modules, done = loaded_by(tmp_path, cli_env, *args, "--name", bb.instance)
     assert "Traceback" not in done.stderr
+    assert done.returncode == 0, done.stderr
     assert prefixed(modules, (*ENGINE, "textual")) == []
     if args[0] in ("hoard", "questions", "pending"):  # nothing they do writes, so nothing loads the audit trail
         assert "holt_core.audit" not in modules
+
+
+@pytest.mark.parametrize("command", ["questions", "pending"])
+async def test_hitl_reads_parse_no_config_when_the_orchestrator_published_its_policy(
+        tmp_path: Path, cli_env: dict[str, str], bb: Blackboard, command: str) -> None:
+    from holt_core.hitl.policy import HitlPolicy
+
+    await bb.redis.set(bb.keys.hitl_policy, HitlPolicy().model_dump_json())  # as a running orchestrator does
+    modules, done = loaded_by(tmp_path, cli_env, command, "--name", bb.instance)
+    assert done.returncode == 0, done.stderr
+    # holt.yml (yaml, the config model, the API settings) and operator tokens are for acts, not for reading.
+    assert prefixed(modules, ("holt_core.config", "yaml", "pydantic_settings", "holt_core.operators")) == []
+
+
+async def test_list_loads_neither_the_engine_nor_the_supervisor(tmp_path: Path, cli_env: dict[str, str],
+                                                                bb: Blackboard) -> None:
+    await bb.create_artefact(goal())
+    modules, done = loaded_by(tmp_path, cli_env, "list")
+    assert done.returncode == 0, done.stderr
+    # No instance is running here, so no supervisor state file is read: neither its module nor holt.yml's.
+    assert prefixed(modules, (*ENGINE, "holt_core.pup", "holt_core.supervisor", "holt_core.config", "yaml",
+                              "holt_core.health", "aiohttp", "textual")) == []

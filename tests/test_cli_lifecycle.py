@@ -27,7 +27,8 @@ import pytest
 import redis
 
 from holt_core.blackboard import Blackboard, connect_redis
-from holt_core.cli.lifecycle_cmds import format_uptime, next_default_name
+from holt_core.cli.list_cmd import format_uptime
+from holt_core.cli.up_cmd import next_default_name
 from holt_core.config import parse_config
 from holt_core.embedded_redis import ServerStatus
 from holt_core.models import StructuralType

@@ -327,7 +327,8 @@ async def check_health_and_metrics(env: dict[str, str], ws: Path, instance: str)
     health = run(env, ws, "health", "--name", instance, "--json")
     assert health.returncode == 0, health.stderr
     rows = json.loads(health.stdout)
-    assert [(r["component"], r["healthy"]) for r in rows] == [("orchestrator", True), ("api", True), ("Echo", True)]
+    healthy = sorted((r["component"], r["healthy"]) for r in rows)
+    assert healthy == [("Echo", True), ("api", True), ("orchestrator", True)]
     assert all(r["url"].startswith("http://127.0.0.1:") for r in rows)
     table = run(env, ws, "health", "--name", instance)
     assert "orchestrator" in table.stdout and "healthy" in table.stdout

@@ -143,7 +143,7 @@ class DemoRunner:
             typer.echo(f"instance {self.name} is up ({time.monotonic() - started:.0f} s)")
         if self.spec.folder == "go-microservice":
             self._warm_go_cache()
-        from holt_core.cli.lifecycle_cmds import require_clean_workspace
+        from holt_core.cli.forage_cmd import require_clean_workspace
 
         require_clean_workspace(self.workspace)
         goal_id = run_async(self._arm_and_forage(goal))

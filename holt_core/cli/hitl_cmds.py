@@ -5,21 +5,20 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from holt_core.cli.common import AsOpt, JsonOpt, NameOpt, open_blackboard, run_async
 from holt_core.cli.output import stdout, success
-from holt_core.config import CONFIG_FILE, load_config
-from holt_core.embedded_redis import resolve_redis_url
 from holt_core.errors import HoltError, InvalidInput
 from holt_core.hitl.client import HitlClient, OpenItem
 from holt_core.hitl.models import HitlRequest, RequestKind
-from holt_core.hitl.policy import HitlPolicy
-from holt_core.instances import workspace_root
-from holt_core.operators import authenticate
 from holt_core.sanitise import sanitise_text
+
+if TYPE_CHECKING:
+    from holt_core.blackboard import Blackboard
+    from holt_core.hitl.policy import HitlPolicy
 
 RequestIdOpt = Annotated[str, typer.Option("--request-id", help="Your id for this act: a retry with the same id "
                                                                  "returns the stored result instead of acting twice.")]
@@ -37,10 +36,19 @@ def register(app: typer.Typer) -> None:
 
 def _fallback_policy() -> HitlPolicy | None:
     """holt.yml of this workspace, for when no orchestrator has published its policy yet."""
+    from holt_core.config import CONFIG_FILE, load_config  # yaml and the whole config model: only then
+    from holt_core.instances import workspace_root
+
     try:
         return load_config(workspace_root() / CONFIG_FILE).hitl
     except HoltError:
         return None
+
+
+async def _client(bb: Blackboard, *, impersonated_by: str = "") -> HitlClient:
+    """A client with the policy the running orchestrator published; holt.yml is read only when there is none."""
+    published = bool(await bb.redis.exists(bb.keys.hitl_policy))
+    return await HitlClient.connect(bb, None if published else _fallback_policy(), impersonated_by=impersonated_by)
 
 
 def _when(ms: int) -> str:
@@ -112,7 +120,7 @@ def questions(
 
 async def _questions(name: str | None, wait: bool, within_s: float | None, as_json: bool) -> None:
     async with open_blackboard(name, client_name="holt-questions") as bb:
-        client = await HitlClient.connect(bb, _fallback_policy())
+        client = await _client(bb)
         if not wait:
             _print_items(await client.questions(), as_json, "No open questions.")
             return
@@ -152,16 +160,19 @@ def answer(
 
 async def _act(name: str | None, as_operator: str | None, fn: Any) -> tuple[HitlRequest, str]:
     """Run a human act as the authenticated operator (connected to Redis as that operator's user)."""
+    from holt_core.embedded_redis import resolve_redis_url
+    from holt_core.operators import authenticate  # acts only: reads need no token
+
     actor = await authenticate(resolve_redis_url(start=False), as_operator)
     async with open_blackboard(name, url=actor.url, client_name="holt-hitl") as bb:
-        client = await HitlClient.connect(bb, _fallback_policy(), impersonated_by=actor.impersonated_by)
+        client = await _client(bb, impersonated_by=actor.impersonated_by)
         result: HitlRequest = await fn(client, actor.operator)
         return result, actor.operator
 
 
 async def _read(name: str | None, fn: Any) -> HitlRequest:
     async with open_blackboard(name, client_name="holt-hitl") as bb:
-        client = await HitlClient.connect(bb, _fallback_policy())
+        client = await _client(bb)
         result: HitlRequest = await fn(client)
         return result
 
@@ -173,7 +184,7 @@ def pending(name: NameOpt = None, as_json: JsonOpt = False) -> None:
 
 async def _pending(name: str | None, as_json: bool) -> None:
     async with open_blackboard(name, client_name="holt-pending") as bb:
-        client = await HitlClient.connect(bb, _fallback_policy())
+        client = await _client(bb)
         _print_items(await client.pending(), as_json, "Nothing pending.")
 
 

@@ -17,19 +17,20 @@ from holt_core import __version__
 if TYPE_CHECKING:
     import typer
 
-_LIFECYCLE = "holt_core.cli.lifecycle_cmds"
+_UP = "holt_core.cli.up_cmd"
+_COMPONENTS = "holt_core.cli.component_cmds"
 _READ = "holt_core.cli.read_cmds"
 _HITL = "holt_core.cli.hitl_cmds"
 
 # command -> (module that registers it, one line of help). Order is the order of `holt --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("holt_core.cli.demo_cmd", "Set up and run the demo workflow with holt-tui attached (--headless: no UI)."),
-    "init": (_LIFECYCLE, "Write holt.yml and an example agent into this git repository."),
-    "up": (_LIFECYCLE, "Start an instance: the orchestrator and one agent process per role."),
-    "down": (_LIFECYCLE, "Stop an instance (its blackboard stays in Redis)."),
-    "list": (_LIFECYCLE, "List instances and their state."),
-    "forage": (_LIFECYCLE, "Start a workflow with a goal."),
-    "logs": (_LIFECYCLE, "Show the logs of a component (orchestrator or a role)."),
+    "init": ("holt_core.cli.init_cmd", "Write holt.yml and an example agent into this git repository."),
+    "up": (_UP, "Start an instance: the orchestrator and one agent process per role."),
+    "down": (_UP, "Stop an instance (its blackboard stays in Redis)."),
+    "list": ("holt_core.cli.list_cmd", "List instances and their state."),
+    "forage": ("holt_core.cli.forage_cmd", "Start a workflow with a goal."),
+    "logs": ("holt_core.cli.logs_cmd", "Show the logs of a component (orchestrator or a role)."),
     "hoard": (_READ, "List the artefacts, or show one."),
     "unearth": (_READ, "Print an artefact's payload."),
     "watch": (_READ, "Follow live events."),
@@ -48,8 +49,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "health": ("holt_core.cli.ops_cmds", "Every component of an instance with its health and endpoints."),
     "report": ("holt_core.cli.ops_cmds", "HITL figures from the audit trail: approval times, expiries, escalations."),
     "redis": ("holt_core.cli.redis_cmd", "Show and control the Redis that holds the blackboard."),
-    "orchestrator": (_LIFECYCLE, "Run the orchestrator of an instance (started by holt up)."),
-    "pup": (_LIFECYCLE, "Run the agent process of one role (started by holt up)."),
+    "orchestrator": (_COMPONENTS, "Run the orchestrator of an instance (started by holt up)."),
+    "pup": (_COMPONENTS, "Run the agent process of one role (started by holt up)."),
 }
 # Components holt up starts itself: kept out of the help listing.
 _HIDDEN = frozenset({"orchestrator", "pup"})
