@@ -63,7 +63,8 @@ async def test_answer_and_breakpoint_from_the_keyboard(tmp_path: Path, redis_url
         async def screen_has(text: str, within: float = 20.0) -> str:
             deadline = time.monotonic() + within
             while True:
-                shown = _tmux(socket, "capture-pane", "-p", "-t", "tui")
+                # With the scrollback (-S -): a line printed as the app leaves the screen may be scrolled past.
+                shown = _tmux(socket, "capture-pane", "-p", "-S", "-", "-t", "tui")
                 if text in shown:
                     return shown
                 if time.monotonic() > deadline:
