@@ -74,17 +74,8 @@ class ArtefactRecord:
         return cls.of(Artefact.from_event(obj, where))
 
     def to_event(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "logical_id": self.logical_id,
-            "version": self.version,
-            "structural_type": self.structural_type.value,
-            "type": self.type,
-            "payload": self.payload,
-            "source_artefacts": list(self.source_artefacts),
-            "produced_by_role": self.produced_by_role,
-            "created_at_ms": self.created_at_ms,
-        }
+        # The same fields and form as the pydantic model's: one definition of the event.
+        return Artefact.to_event(self)  # type: ignore[arg-type]
 
 
 def _fast(raw: Mapping[Any, Any]) -> ArtefactRecord | None:
