@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,7 +42,7 @@ from holt_tui.display import (
     s,
 )
 from holt_tui.export import workflow_dot, workflow_mermaid
-from holt_tui.feed import FeedItem
+from holt_tui.feed import ClaimSeen, FeedItem
 from holt_tui.filtering import NO_FILTER, ListFilter
 from holt_tui.messages import ActionDone, Explained, LinkFollowed, PromptCancelled, PromptSubmitted, RowSelected
 from holt_tui.model import Change, LiveModel
@@ -51,6 +52,7 @@ from holt_tui.recording import Recorder
 from holt_tui.screens.dialogs import ActionDialog, BreakpointDialog
 from holt_tui.screens.help import HelpScreen
 from holt_tui.sources import ActionResult, Breakpoint, HeldDecision, InboxItem, LeaseState, Sources, null_sources
+from holt_tui.timeline import ClaimJournal, Timeline, build_timeline, seek
 from holt_tui.widgets.lines import LineList
 from holt_tui.widgets.prompt import PromptBar
 from holt_tui.widgets.views import (
@@ -74,12 +76,16 @@ CONTROL: dict[str, str] = {
     "delete_breakpoint": "breakpoint", "inject": "inject_review", "terminate": "terminate",
     "answer": "inbox", "reject": "inbox",
 }
+# History mode (time travel): step back / forward one change, jump to the first / last change.
+HISTORY_KEYS = (("left_square_bracket", "back"), ("right_square_bracket", "forward"),
+                ("left_curly_bracket", "start"), ("right_curly_bracket", "end"))
 # Keys whose action may not apply now, and so have a ``refuse`` fallback binding.
 REFUSABLE: tuple[tuple[str, str], ...] = (
     ("s", "step"), ("c", "continue_decision"), ("K", "skip"), ("a", "answer"), ("r", "reject"),
     ("n", "search_next"), ("N", "search_previous"), ("p", "pause"), ("b", "breakpoint"), ("B", "add_breakpoint"),
     ("e", "toggle_breakpoint_enabled"), ("d", "delete_breakpoint"), ("i", "inject"), ("t", "terminate"),
     ("y", "copy_id"), ("Y", "copy_payload"), ("o", "open_pager"), ("w", "save_payload"), ("x", "dismiss_notice"),
+    *((key, f"history_{step}") for key, step in HISTORY_KEYS),
 )
 _ACTION_NAMES = {
     "step": "step", "continue_decision": "continue", "skip": "skip", "pause": "pause", "resume": "resume",
@@ -87,9 +93,43 @@ _ACTION_NAMES = {
     "delete_breakpoint": "delete breakpoint", "inject": "inject review", "terminate": "terminate",
     "answer": "answer", "reject": "reject", "search_next": "next match", "search_previous": "previous match",
     "copy_id": "copy id", "copy_payload": "copy payload", "open_pager": "pager", "save_payload": "save",
-    "dismiss_notice": "dismiss",
+    "dismiss_notice": "dismiss", "history_back": "step back", "history_forward": "step forward",
+    "history_start": "first change", "history_end": "last change", "leave_history": "leave history",
 }
 FeedStarter = Callable[[Callable[[FeedItem], None]], Awaitable[None]]
+
+
+class HistoryView:
+    """History mode: the timeline, the change shown (1..N) and the model of the blackboard after it."""
+
+    def __init__(self, timeline: Timeline, index: int) -> None:
+        self.timeline = timeline
+        self.index = timeline.clamp(index)
+        self.model = timeline.model_at(self.index)
+        self.arrived = 0  # feed batches that changed the present while this moment was shown
+
+    def go(self, index: int) -> bool:
+        index = self.timeline.clamp(index)
+        if index == self.index:
+            return False
+        self.index = index
+        self.model = self.timeline.model_at(index)
+        return True
+
+    @property
+    def moment_ts(self) -> int:
+        return self.timeline.moments[self.index - 1].ts_ms if self.index else 0
+
+    def header(self, tz: Any) -> Text:
+        when = datetime.fromtimestamp(self.moment_ts / 1000, tz).strftime("%Y-%m-%d %H:%M:%S") \
+            if self.moment_ts > 0 else "--"
+        return Text(f" HISTORY {when} (change {self.index}/{len(self.timeline)}) ", style="bold white on magenta")
+
+    def notice(self) -> str:
+        m = self.timeline.moments[self.index - 1] if self.index else None
+        what = f"change {self.index}: {m.kind} {s(m.text, 100)}" if m is not None else "no change yet"
+        behind = f" │ the present moved on ({self.arrived} updates)" if self.arrived else ""
+        return f"⏪ {what} │ [ ] step, {{ }} first/last, h or esc: back to live{behind}"
 
 
 class HoltTui(App[None]):
@@ -102,6 +142,13 @@ class HoltTui(App[None]):
     # (show=False), which says in one line why nothing happened.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True, show=False, id="app.quit"),
+        # History mode's keys come first: they are shown only in history mode, where no control key is.
+        Binding("left_square_bracket", "history_back", "Back", id="history.back"),
+        Binding("right_square_bracket", "history_forward", "Fwd", id="history.forward"),
+        Binding("left_curly_bracket", "history_start", "Start", id="history.start"),
+        Binding("right_curly_bracket", "history_end", "End", id="history.end"),
+        Binding("h", "leave_history", "Live", id="history.leave"),
+        Binding("escape", "leave_history", "Live", show=False, id="history.leave_esc"),
         Binding("s", "step", "Step", id="debug.step"),
         Binding("c", "continue_decision", "Continue", id="debug.continue"),
         # Shift+K, not k: k moves up in every list, and a scroll key must never drop a decision.
@@ -130,6 +177,7 @@ class HoltTui(App[None]):
         Binding("f", "follow", "Follow", id="app.follow"),
         Binding("colon", "command_line", "Command", id="app.command_line"),
         Binding("x", "dismiss_notice", "Dismiss", id="app.dismiss_notice"),
+        Binding("h", "history", "History", id="history.enter"),
         # Priority: the tab keys work from any focus (check_action lets text fields keep their digits).
         *(Binding(str(n), f"show_pane('{pane}')", label, show=False, priority=True, id=f"app.pane_{pane}")
           for n, (pane, label) in enumerate(zip(PANES, PANE_LABELS, strict=True), start=1)),
@@ -149,11 +197,17 @@ class HoltTui(App[None]):
         replay: bool = False,
         operator: str = "",
         recorder: Recorder | None = None,
+        history_at: tuple[str, int] | None = None,
     ) -> None:
         self.config = config or TuiConfig()
         super().__init__()
         self.instance = instance
-        self.model = LiveModel(instance, max_log_lines=self.config.max_log_lines)
+        self.live_model = LiveModel(instance, max_log_lines=self.config.max_log_lines)
+        # Time travel: claim states seen live (with their time), and the moment shown in history mode.
+        self.journal = ClaimJournal()
+        self.history: HistoryView | None = None
+        self._history_at = history_at  # replay --at: enter history mode there once the recording is loaded
+        self._feed_time: int | None = None  # a replay's own clock (the recording's times)
         self.feed: deque[FeedItem] = deque()
         self._start_feed = start_feed
         self.sources = sources or null_sources()
@@ -178,6 +232,11 @@ class HoltTui(App[None]):
         self._explain_running = False
         if not self.config.animations:
             self.animation_level = "none"
+
+    @property
+    def model(self) -> LiveModel:
+        """What the UI shows: the live model, or in history mode the blackboard as it was at that moment."""
+        return self.history.model if self.history is not None else self.live_model
 
     # ------------------------------------------------------------------------------------------ layout
 
@@ -246,6 +305,8 @@ class HoltTui(App[None]):
     def push(self, item: FeedItem) -> None:
         """The sink of the reader / replay: O(1), no widget work (that happens in ``drain``)."""
         self.feed.append(item)
+        if isinstance(item, ClaimSeen):
+            self.journal.note(self._feed_time or self.config.clock_ms(), item.state)
         if self.recorder is not None:
             self.recorder.write(item)
 
@@ -267,11 +328,16 @@ class HoltTui(App[None]):
         self._drained += len(items)
         if self.recorder is not None:
             self.recorder.flush()
-        was_loading = self.model.loading
-        change = self.model.apply_all(items)
-        with self.batch_update():
-            self.apply_change(change)
-        if was_loading and not self.model.loading:
+        was_loading = self.live_model.loading
+        change = self.live_model.apply_all(items)
+        if self.history is not None:
+            self._history_consumed(change)  # the present moves on behind the moment shown
+        else:
+            with self.batch_update():
+                self.apply_change(change)
+        if self._history_at is not None and self.live_model.connection == "ended":
+            self._open_history_at(self._history_at)
+        if was_loading and not self.live_model.loading:
             # The loaded model is long-lived: keep the collector from re-scanning it on every full collection
             # (at 100k artefacts a full collection would otherwise stall a key press by 100+ ms).
             gc.freeze()
@@ -387,6 +453,8 @@ class HoltTui(App[None]):
         # Most important first (a small terminal cuts the right end): instance, connection, held, waiting.
         t = Text(f"{s(self.instance, 40)} ", style="bold")
         t.append(f"│ {glyph} {m.connection} ", style=style)
+        if self.history is not None:
+            t.append(self.history.header(self.config.tz))
         if m.debug.supported or m.debug.held:
             held = len(m.debug.held)
             t.append("│ ")
@@ -415,6 +483,8 @@ class HoltTui(App[None]):
             text = f"✗ connection to Redis lost ({s(m.connection_detail, 80)}): reconnecting, then resyncing..."
         elif m.resync_notice:
             text = f"⟳ {m.resync_notice}  (x dismisses)"
+        if self.history is not None:
+            text = self.history.notice()
         notice.update(text)
         notice.display = bool(text)
         status = Text(f"follow: {'on' if self.following else 'off'}", style="bold green" if self.following else "")
@@ -529,7 +599,7 @@ class HoltTui(App[None]):
 
     @property
     def _live_explain(self) -> bool:
-        return not self.replay and "explain" in self.sources.debug.capabilities()
+        return not self.replay and self.history is None and "explain" in self.sources.debug.capabilities()
 
     def _request_explain(self) -> None:
         """Ask the debug plane why the selection's open claims are not moving, off the UI path.
@@ -881,6 +951,8 @@ class HoltTui(App[None]):
             return not isinstance(self.focused, Input | TextArea) and self.screen is self._main
         if action == "refuse":
             return True
+        if action == "history":
+            return self.history is None
         return self.refusal(action) is None
 
     def refusal(self, action: str) -> str | None:
@@ -890,6 +962,8 @@ class HoltTui(App[None]):
                 return None if self._search_text() else "no search: / searches types, ids, payloads and summaries"
             case "dismiss_notice":
                 return None if self.model.resync_notice else "no notice to dismiss"
+            case "history_back" | "history_forward" | "history_start" | "history_end" | "leave_history":
+                return self._history_refusal(action)
             case "copy_id":
                 return None if self._selected_ids() else "nothing selected to copy"
             case "copy_payload" | "open_pager" | "save_payload":
@@ -898,6 +972,8 @@ class HoltTui(App[None]):
         if need is None:
             return None
         what = _ACTION_NAMES.get(action, action)
+        if self.history is not None:
+            return f"{what}: history mode shows the past; h or esc returns to the present to act"
         if need == "inbox":
             if not self.model.inbox.supported:
                 return f"{what}: this instance has no human-in-the-loop plane"
@@ -1069,6 +1145,107 @@ class HoltTui(App[None]):
             return
         self._render_status()
         self.refresh_bindings()
+
+
+    # ------------------------------------------------------------------------------------------ history
+
+    def set_feed_time(self, ms: int) -> None:
+        """A replay's clock: the recorded time of the item it feeds next (claim states are journalled with it)."""
+        self._feed_time = ms
+
+    def _timeline(self) -> Timeline:
+        return build_timeline(self.live_model, self.journal)
+
+    def action_history(self) -> None:
+        """h: history mode at the last change; [ and ] then step through the changes."""
+        timeline = self._timeline()
+        if not timeline.moments:
+            self.say("history: nothing has happened on this blackboard yet")
+            return
+        self._show_history(HistoryView(timeline, len(timeline)))
+        self.say(f"history mode: change {len(timeline)}/{len(timeline)} is the present; [ steps back, ] forward, "
+                 "h or esc returns to live", severity="information")
+
+    def _open_history_at(self, at: tuple[str, int]) -> None:
+        """replay --at: history mode at that change or time, once the whole recording is loaded."""
+        self._history_at = None
+        timeline = self._timeline()
+        if not timeline.moments:
+            self.say("--at: the recording has no changes to go back to")
+            return
+        self._show_history(HistoryView(timeline, seek(timeline, at)))
+
+    def _history_refusal(self, action: str) -> str | None:
+        what = _ACTION_NAMES.get(action, action)
+        h = self.history
+        if h is None:
+            return f"{what}: not in history mode (h shows the blackboard as it was, change by change)"
+        if action in ("history_back", "history_start") and h.index <= 1:
+            return f"{what}: this is the first change"
+        if action in ("history_forward", "history_end") and h.index >= len(h.timeline):
+            return f"{what}: this is the last change seen (h or esc returns to live)"
+        return None
+
+    def action_history_back(self) -> None:
+        self._history_go(-1, relative=True)
+
+    def action_history_forward(self) -> None:
+        self._history_go(+1, relative=True)
+
+    def action_history_start(self) -> None:
+        self._history_go(1)
+
+    def action_history_end(self) -> None:
+        self._history_go(1 << 62)
+
+    def _history_go(self, k: int, *, relative: bool = False) -> None:
+        h = self.history
+        if h is not None and h.go(h.index + k if relative else k):
+            self._show_history(h)
+
+    def action_leave_history(self) -> None:
+        if self.history is None:
+            return
+        arrived = self.history.arrived
+        self.history = None
+        self._redraw_all(self.live_model)
+        self.say("back to live" + (f": {arrived} updates arrived meanwhile" if arrived else ""),
+                 severity="information")
+
+    def _history_consumed(self, change: Change) -> None:
+        """A live batch while history mode shows the past: the present is kept up to date, the screen is not."""
+        if self.history is not None and change.any:
+            self.history.arrived += 1
+            self.history.model.connection = self.live_model.connection
+            self._render_status()
+
+    def _show_history(self, h: HistoryView) -> None:
+        self.history = h
+        m = h.timeline.moments[h.index - 1] if h.index else None
+        focus: str | None = None
+        if m is not None:
+            if m.key.startswith("a:"):
+                focus = m.key[2:]
+            elif m.key.startswith("c:") and m.key[2:] in h.model.claims:
+                focus = h.model.claims[m.key[2:]].claim.artefact_id
+        self._redraw_all(h.model, focus=focus)
+
+    def _redraw_all(self, model: LiveModel, *, focus: str | None = None) -> None:
+        """Point every view at ``model`` (the present or a moment) and redraw it all."""
+        graph = self._main.query_one(ArtefactGraph)
+        selected = graph.artefact_id
+        model.set_filter(graph.filter)
+        graph.model = model
+        self._main.query_one(HeldList).model = model
+        self._stale.update(PANES)
+        with self.batch_update():
+            graph.reload(invalidate=True)
+            target = focus if focus in model.artefacts else selected
+            if target is not None and target in model.artefacts:
+                graph.select_key(target)
+            self._render_inbox()
+            self._render_debugger()
+            self._selection_changed()
 
 
 def _safe_name(text: str) -> str:
