@@ -12,6 +12,7 @@ import typer
 from holt_core.acl import viewer_url
 from holt_core.cli.common import run_typer_app
 from holt_core.embedded_redis import known_redis_url, resolve_redis_url
+from holt_core.errors import HoltError
 from holt_core.identity import resolve_operator
 from holt_core.keys import Keys
 from holt_core.operators import Actor, NotAuthenticated, authenticate
@@ -19,6 +20,7 @@ from holt_tui.config import TuiConfig
 from holt_tui.feed import FeedItem
 from holt_tui.recording import Recorder, load_recording, replay
 from holt_tui.sources import Sources
+from holt_tui.timeline import parse_moment
 
 app = typer.Typer(
     name="holt-tui",
@@ -103,16 +105,29 @@ def attach_sources_for(url: str, instance: str, operator: str, *, impersonated_b
 def replay_cmd(
     file: Annotated[Path, typer.Argument(help="A recording made with holt-tui attach --record.")],
     speed: Annotated[float, typer.Option("--speed", help="1 = real time, 0 = all at once.")] = 0.0,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="Open in history mode at change N (1, 2, ...) or at a time (2026-01-01T10:00:00Z; no zone = "
+                     "local time); [ ] then step back and forward.")] = None,
 ) -> None:
     """Open a recording offline, read-only, in the same UI."""
     from holt_tui.app import HoltTui
 
+    config = TuiConfig()
+    moment = None
+    if at is not None:
+        try:
+            moment = parse_moment(at, config.tz)
+        except ValueError as err:
+            raise HoltError(str(err)) from None
+        if speed:
+            raise HoltError("--at loads the whole recording at once: leave out --speed")
     recording = load_recording(file)
 
     async def start(sink: Callable[[FeedItem], None]) -> None:
-        await replay(recording, sink, speed=speed)
+        await replay(recording, sink, speed=speed, clock=tui.set_feed_time)
 
-    HoltTui(recording.instance, start, replay=True).run()
+    tui = HoltTui(recording.instance, start, config=config, replay=True, history_at=moment)
+    tui.run()
 
 
 def run() -> None:

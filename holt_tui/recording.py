@@ -78,8 +78,13 @@ def load_recording(path: Path) -> Recording:
     return Recording(str(header.get("instance", "?")), int(header.get("started_ms", 0)), items)
 
 
-async def replay(recording: Recording, sink: Callable[[FeedItem], None], *, speed: float) -> None:
-    """Feed a recording's items to ``sink``; ``speed`` 0 sends everything at once, 1 keeps the timing."""
+async def replay(recording: Recording, sink: Callable[[FeedItem], None], *, speed: float,
+                 clock: Callable[[int], None] | None = None) -> None:
+    """Feed a recording's items to ``sink``; ``speed`` 0 sends everything at once, 1 keeps the timing.
+
+    ``clock`` is told each item's recorded time (ms) before it is fed: history mode dates the claim states
+    it sees by the recording's clock, not by when the replay happened to send them.
+    """
     sink(ConnectionSeen("replay", "replaying a recording"))
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -90,5 +95,7 @@ async def replay(recording: Recording, sink: Callable[[FeedItem], None], *, spee
                 await asyncio.sleep(delay)
         if isinstance(item, ConnectionSeen):
             continue  # the replay's own connection state stays "replay"
+        if clock is not None:
+            clock(recording.started_ms + int(t * 1000))
         sink(item)
     sink(ConnectionSeen("ended", "end of recording"))

@@ -3,6 +3,9 @@ every view (list, claim badges, inbox, debugger) shows the moment; no control ke
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from tests.tui.apps import control_sources, fed_app
 from tests.tui.fixtures import DRAFT1, DRAFT2, NOTES, T0, art, uid, with_hitl_and_debug, write_recording
 from tests.tui.screen import screen_text
 
+HOLT_TUI = str(Path(sys.executable).parent / "holt-tui")
 CONTROL_KEYS = ("s", "c", "K", "a", "r", "p", "b", "i", "t")
 
 
@@ -128,3 +132,13 @@ async def test_replay_at_opens_at_that_moment(tmp_path: Path) -> None:
         await pilot.press("left_square_bracket")
         await settle(pilot)
         assert NOTES.id not in shown_ids(app)
+
+
+def test_replay_at_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    path = write_recording(tmp_path / "session.jsonl", with_hitl_and_debug())
+    env = {**os.environ, "HOLT_DATA_DIR": str(tmp_path / "data")}
+    for args, expected in ((["--at", "yesterday"], "give a change number"),
+                           (["--at", "3", "--speed", "1"], "leave out --speed")):
+        proc = subprocess.run([HOLT_TUI, "replay", str(path), *args], capture_output=True, text=True, env=env,
+                              stdin=subprocess.DEVNULL, timeout=60)
+        assert proc.returncode == 1 and expected in proc.stderr and "Traceback" not in proc.stderr
