@@ -177,7 +177,8 @@ class HoltTui(App[None]):
         Binding("f", "follow", "Follow", id="app.follow"),
         Binding("colon", "command_line", "Command", id="app.command_line"),
         Binding("x", "dismiss_notice", "Dismiss", id="app.dismiss_notice"),
-        Binding("h", "history", "History", id="history.enter"),
+        # Not in the live footer (its room is for the keys that act); ? and the palette list it.
+        Binding("h", "history", "History", show=False, id="history.enter"),
         # Priority: the tab keys work from any focus (check_action lets text fields keep their digits).
         *(Binding(str(n), f"show_pane('{pane}')", label, show=False, priority=True, id=f"app.pane_{pane}")
           for n, (pane, label) in enumerate(zip(PANES, PANE_LABELS, strict=True), start=1)),
@@ -661,14 +662,17 @@ class HoltTui(App[None]):
         seen: set[str] = set()
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
-            if binding.id in seen or (binding.id or "").startswith("refuse."):
+            if binding.id in seen or (binding.id or "").startswith(("refuse.", "history.")):
                 continue
             seen.add(binding.id or binding.key)
             action = binding.action.split("(")[0]
             enabled = self.check_action(action, ()) is True
             rows.append((binding.key.replace("question_mark", "?").replace("colon", ":").replace("slash", "/"),
                          binding.description, enabled))
-        rows += [("enter", "Inspector: jump to the linked artefact", True),
+        rows += [("h", "History mode: the blackboard as it was (h or esc: back to live)",
+                  self.history is not None or self.check_action("history", ()) is True),
+                 ("[ ] { }", "History: step back / forward one change, first / last change", self.history is not None),
+                 ("enter", "Inspector: jump to the linked artefact", True),
                  ("j/k ↑/↓", "Move in a list", True), ("g/G home/end", "First / last row", True),
                  ("ctrl+f/ctrl+b", "Page down / up", True), ("tab", "Next panel", True),
                  ("ctrl+p", "Command palette: every action", True)]

@@ -137,3 +137,17 @@ def test_replay_of_a_recording(snap_compare: Any, tmp_path: Path) -> None:
 
     app = HoltTui(recording.instance, start, config=TuiConfig.frozen(), replay=True)
     assert snap_compare(app, terminal_size=WIDE, press=["_", "4", "_"], run_before=settle)
+
+
+def test_history_mode(snap_compare: Any) -> None:
+    # h, then three changes back: the header says HISTORY with the moment, the notice names the change, the
+    # footer offers the history keys and no control key; the question and the hold are not there yet.
+    async def back_three(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("h", "left_square_bracket", "left_square_bracket", "left_square_bracket")
+        await settle(pilot)
+        pilot.app.clear_notifications()  # their order with the redraw is not deterministic
+        await settle(pilot)
+
+    app = fed_app(with_hitl_and_debug(), sources=control_sources())
+    assert snap_compare(app, terminal_size=(140, 36), run_before=back_three)
