@@ -112,8 +112,8 @@ class HistoryView:
         index = self.timeline.clamp(index)
         if index == self.index:
             return False
-        self.index = index
-        self.model = self.timeline.model_at(index)
+        self.model = self.timeline.move(self.model, index)  # change by change when near: cheap at 100k
+        self.index = self.model.index
         return True
 
     @property
@@ -127,7 +127,7 @@ class HistoryView:
 
     def notice(self) -> str:
         m = self.timeline.moments[self.index - 1] if self.index else None
-        what = f"change {self.index}: {m.kind} {s(m.text, 100)}" if m is not None else "no change yet"
+        what = f"change {self.index}: {s(m.text, 100)}" if m is not None else "no change yet"
         behind = f" │ the present moved on ({self.arrived} updates)" if self.arrived else ""
         return f"⏪ {what} │ [ ] step, {{ }} first/last, h or esc: back to live{behind}"
 

@@ -27,13 +27,23 @@ import bisect
 import dataclasses
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from typing import Any
 
 from holt_core.audit import AuditRecord
 from holt_core.models import ClaimStatus, Phase
-from holt_tui.feed import ClaimState, DebugSeen, FeedItem, InboxSeen, InstanceSeen, ScanPage
-from holt_tui.model import LiveModel
+from holt_tui.feed import (
+    ArtefactSeen,
+    AuditSeen,
+    ClaimState,
+    DebugSeen,
+    FeedItem,
+    InboxSeen,
+    InstanceSeen,
+    ScanPage,
+)
+from holt_tui.model import LiveModel, LogLine
 from holt_tui.record import ArtefactRecord
 from holt_tui.sources import DebugSnapshot, HeldDecision, InboxItem, InboxSnapshot
 
@@ -93,63 +103,235 @@ class Moment:
     value: Value
 
 
+STEP_LIMIT = 500  # a jump of at most this many changes is made change by change; a longer one rebuilds
+
+
+class MomentModel(LiveModel):
+    """The model of one moment: a ``LiveModel`` that can also take a change back (history mode steps).
+
+    Its Events log is written only when something reads it (the Events tab), for the moment shown then.
+    """
+
+    def __init__(self, instance: str, *, max_log_lines: int = 20_000) -> None:
+        self.index = 0  # the changes applied
+        self._events_index = -1
+        self._quiet = True
+        super().__init__(instance, max_log_lines=max_log_lines)
+        self.requests: dict[str, InboxItem] = {}
+        self.holds: dict[str, HeldDecision] = {}
+
+    @property
+    def events(self) -> deque[LogLine]:
+        if self._events_index != self.index and self._history_built:
+            self._events_index = self.index
+            self._quiet = False
+            try:
+                self._log_store.clear()
+                self._build_history()
+            finally:
+                self._quiet = True
+        return self._log_store
+
+    @events.setter
+    def events(self, value: deque[LogLine]) -> None:
+        self._log_store = value
+
+    def _log(self, kind: str, ts_ms: int, text: str, *, agent: str | None = None, type_: str | None = None,
+             ids: tuple[str, ...] = ()) -> None:
+        if not self._quiet:
+            super()._log(kind, ts_ms, text, agent=agent, type_=type_, ids=ids)
+
+    def _log_artefact(self, a: ArtefactRecord) -> None:
+        if not self._quiet:
+            super()._log_artefact(a)
+
+    def remove_artefact(self, a_id: str) -> None:
+        """Undo ``_add_artefact`` (its descendants and claims are gone already: they came after it)."""
+        self.rows()  # place pending rows first, so the row cache is exact
+        a = self.artefacts.pop(a_id, None)
+        if a is None:
+            return
+        for src in a.source_artefacts:
+            kids = self.children.get(src)
+            if kids is not None and a_id in kids:
+                kids.remove(a_id)
+        versions = self.threads.get(a.logical_id, [])
+        if a_id in versions:
+            versions.remove(a_id)
+        if not versions:
+            self.threads.pop(a.logical_id, None)
+        root = self._root.pop(a_id, a_id)
+        members = self._wf_members.get(root)
+        if members is not None and a_id in members:
+            members.remove(a_id)
+        if root == a_id or not members:
+            self._wf_members.pop(root, None)
+            self._wf_rows.pop(root, None)
+            key = (a.created_at_ms, root)
+            i = bisect.bisect_left(self._wf_order, key)
+            if i < len(self._wf_order) and self._wf_order[i] == key:
+                del self._wf_order[i]
+            if members:  # a root removed before its members (clock skew): rebuild it all
+                self._full_dirty = True
+        else:
+            self._wf_rows[root] = self._workflow_rows(root)
+        self._flatten()
+        self._filtered = None
+
+    def remove_claim(self, claim_id: str) -> None:
+        st = self.claims.pop(claim_id, None)
+        if st is not None:
+            ids = self.claims_by_artefact.get(st.claim.artefact_id, [])
+            if claim_id in ids:
+                ids.remove(claim_id)
+            for claimed in self._bid_claims.values():
+                claimed.discard(claim_id)
+
+    def set_claim(self, state: ClaimState) -> None:
+        self._set_claim(state, log=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Timeline:
     moments: tuple[Moment, ...]
     base: LiveModel  # the present (instance info, breakpoints, control mode, bid times)
+    previous: tuple[int, ...] = ()  # for each moment, the index of the previous one with the same key (-1: none)
+    _states: dict[int, ClaimState] = field(default_factory=dict, compare=False)
 
     def __len__(self) -> int:
         return len(self.moments)
 
     def index_at(self, ts_ms: int) -> int:
         """The number of changes made by ``ts_ms`` (0 when the moment is before the first one)."""
-        return bisect.bisect_right([m.ts_ms for m in self.moments], ts_ms)
+        return bisect.bisect_right(self.moments, ts_ms, key=lambda m: m.ts_ms)
 
     def clamp(self, k: int) -> int:
         return max(1 if self.moments else 0, min(k, len(self.moments)))
 
+    def claim_state(self, i: int) -> ClaimState:
+        """Moment ``i``'s claim state (a rebuilt one is made once, then kept)."""
+        v = self.moments[i].value
+        if isinstance(v, ClaimState):
+            return v
+        assert isinstance(v, ClaimVersion)
+        state = self._states.get(i)
+        if state is None:
+            state = self._states[i] = v.state()
+        return state
+
     def items_at(self, k: int) -> list[FeedItem]:
         """The feed that builds the blackboard as it was after the first ``k`` changes (decided as data)."""
         artefacts: list[ArtefactRecord] = []
-        claims: dict[str, ClaimState | ClaimVersion] = {}
+        claims: dict[str, int] = {}
         audit: list[AuditRecord] = []
-        requests: dict[str, InboxItem | None] = {}
-        held: dict[str, HeldDecision | None] = {}
-        for m in self.moments[:k]:
+        requests: dict[str, InboxItem] = {}
+        held: dict[str, HeldDecision] = {}
+        for i, m in enumerate(self.moments[:k]):
             v = m.value
             if isinstance(v, ArtefactRecord):
                 artefacts.append(v)
             elif isinstance(v, ClaimState | ClaimVersion):
-                claims[m.key] = v
+                claims[m.key] = i
             elif isinstance(v, AuditRecord):
                 audit.append(v)
-            elif isinstance(v, InboxItem) or m.key.startswith("i:"):
-                requests[m.key] = v if isinstance(v, InboxItem) else None
-            elif isinstance(v, HeldDecision) or m.key.startswith("h:"):
-                held[m.key] = v if isinstance(v, HeldDecision) else None
-        states = [v.state() if isinstance(v, ClaimVersion) else v for v in claims.values()]
-        present = self.base
-        inbox = sorted((i for i in requests.values() if i is not None), key=lambda i: (i.created_ms, i.id))
-        holds = sorted((h for h in held.values() if h is not None), key=lambda h: (h.held_since_ms, h.id))
-        d = present.debug
+            else:
+                _put(requests if m.key.startswith("i:") else held, m.key, v)
+        states = [self.claim_state(i) for i in claims.values()]
         return [
-            InstanceSeen(present.info),
+            InstanceSeen(self.base.info),
             ScanPage(artefacts, states, sorted(audit, key=lambda r: r.seq), first=True, last=True,
                      total_hint=len(artefacts)),
-            InboxSeen(InboxSnapshot(present.inbox.supported, tuple(inbox))),
-            DebugSeen(DebugSnapshot(d.supported, tuple(holds), d.breakpoints, d.full_control, d.lease_holder)),
+            self._inbox(requests),
+            self._debug(held),
         ]
 
-    def model_at(self, k: int) -> LiveModel:
+    def _inbox(self, requests: dict[str, InboxItem]) -> InboxSeen:
+        items = sorted(requests.values(), key=lambda i: (i.created_ms, i.id))
+        return InboxSeen(InboxSnapshot(self.base.inbox.supported, tuple(items)))
+
+    def _debug(self, held: dict[str, HeldDecision]) -> DebugSeen:
+        d = self.base.debug
+        holds = sorted(held.values(), key=lambda h: (h.held_since_ms, h.id))
+        return DebugSeen(DebugSnapshot(d.supported, tuple(holds), d.breakpoints, d.full_control, d.lease_holder))
+
+    def model_at(self, k: int) -> MomentModel:
         """A model of the blackboard after the first ``k`` changes (the present's filter carries over)."""
         k = self.clamp(k)
-        model = LiveModel(self.base.instance, max_log_lines=self.base.events.maxlen or 20_000)
-        model.apply_all(self.items_at(k))
+        model = MomentModel(self.base.instance, max_log_lines=self.base.events.maxlen or 20_000)
+        items = self.items_at(k)
+        model.apply_all(items)
+        model.index = k
+        model.requests = {"i:" + i.id: i for i in model.inbox.items}
+        model.holds = {"h:" + h.id: h for h in model.debug.held}
         until = self.moments[k - 1].ts_ms if k else 0
         model.bid_times = {key: t for key, t in self.base.bid_times.items() if t <= until}
         model.set_filter(self.base.filter)
         model.connection, model.connection_detail = self.base.connection, self.base.connection_detail
         return model
+
+    def move(self, model: MomentModel, k: int) -> MomentModel:
+        """The model after change ``k``: ``model`` moved change by change when that is near, else rebuilt."""
+        k = self.clamp(k)
+        if abs(k - model.index) > STEP_LIMIT:
+            fresh = self.model_at(k)
+            fresh.set_filter(model.filter)
+            return fresh
+        while model.index < k:
+            self._forward(model)
+        while model.index > k:
+            self._back(model)
+        model.revision += 1
+        return model
+
+    def _forward(self, model: MomentModel) -> None:
+        i = model.index
+        m = self.moments[i]
+        v = m.value
+        if isinstance(v, ArtefactRecord):
+            model.apply(ArtefactSeen(v))
+        elif isinstance(v, ClaimState | ClaimVersion):
+            model.set_claim(self.claim_state(i))
+        elif isinstance(v, AuditRecord):
+            model.apply(AuditSeen(v))
+        elif m.key.startswith("i:"):
+            _put(model.requests, m.key, v)
+            model.apply(self._inbox(model.requests))
+        else:
+            _put(model.holds, m.key, v)
+            model.apply(self._debug(model.holds))
+        model.index = i + 1
+
+    def _back(self, model: MomentModel) -> None:
+        i = model.index - 1
+        m = self.moments[i]
+        v = m.value
+        before = self.previous[i]
+        if isinstance(v, ArtefactRecord):
+            model.remove_artefact(v.id)
+        elif isinstance(v, ClaimState | ClaimVersion):
+            if before < 0:
+                model.remove_claim(m.key[2:])
+            else:
+                model.set_claim(self.claim_state(before))
+        elif isinstance(v, AuditRecord):
+            if model.audit and model.audit[-1].seq == v.seq:
+                model.audit.pop()
+        else:
+            earlier = self.moments[before].value if before >= 0 else None
+            if m.key.startswith("i:"):
+                _put(model.requests, m.key, earlier)
+                model.apply(self._inbox(model.requests))
+            else:
+                _put(model.holds, m.key, earlier)
+                model.apply(self._debug(model.holds))
+        model.index = i
+
+
+def _put(store: dict[str, Any], key: str, value: Any) -> None:
+    if value is None:
+        store.pop(key, None)
+    else:
+        store[key] = value
 
 
 def build_timeline(model: LiveModel, journal: ClaimJournal | None = None) -> Timeline:
@@ -157,7 +339,7 @@ def build_timeline(model: LiveModel, journal: ClaimJournal | None = None) -> Tim
     moments: list[Moment] = []
     arts = model.artefacts
     for a in arts.values():
-        moments.append(Moment(a.created_at_ms, "artefact", f"{a.type} v{a.version} by {a.produced_by_role} "
+        moments.append(Moment(a.created_at_ms, "artefact", f"created {a.type} v{a.version} by {a.produced_by_role} "
                               f"({a.id[:8]})", "a:" + a.id, a))
     journalled: dict[str, list[tuple[int, ClaimState]]] = {}
     for ts, st in journal.entries if journal is not None else ():
@@ -165,11 +347,16 @@ def build_timeline(model: LiveModel, journal: ClaimJournal | None = None) -> Tim
     for st in model.claims.values():
         moments.extend(_claim_moments(model, st, journalled.get(st.claim.id, [])))
     for r in model.audit:
-        moments.append(Moment(r.ts_ms, "audit", f"{r.operator} {r.action} {r.subject}", f"u:{r.seq}", r))
+        moments.append(Moment(r.ts_ms, "audit", f"audit: {r.operator} {r.action} {r.subject}", f"u:{r.seq}", r))
     moments.extend(_request_moments(model.inbox.items, model.audit))
     moments.extend(_held_moments(model.debug.held, model.audit))
     moments.sort(key=lambda m: m.ts_ms)  # stable: an artefact comes before its claim's creation
-    return Timeline(tuple(moments), model)
+    last: dict[str, int] = {}
+    previous: list[int] = []
+    for i, m in enumerate(moments):
+        previous.append(last.get(m.key, -1))
+        last[m.key] = i
+    return Timeline(tuple(moments), model, tuple(previous))
 
 
 def _claim_moments(model: LiveModel, st: ClaimState, seen: list[tuple[int, ClaimState]]) -> Iterable[Moment]:

@@ -121,3 +121,21 @@ def test_seek_by_index_or_time() -> None:
     assert FINAL.id not in tl.model_at(tl.index_at(T0 + 59_999)).artefacts
     with pytest.raises(ValueError, match="change number"):
         parse_moment("yesterday")
+
+
+def summary(m: LiveModel) -> tuple[object, ...]:
+    claims = sorted((c, s.claim.status, tuple(sorted(s.bids))) for c, s in m.claims.items())
+    return (sorted(m.artefacts), m.rows(), claims,
+            [i.id for i in m.inbox.items], [h.id for h in m.debug.held], [r.seq for r in m.audit],
+            sorted(line.text for line in m.events), {c: sorted(v) for c, v in m.claims_by_artefact.items() if v},
+            {k: v for k, v in m.children.items() if v})
+
+
+def test_stepping_change_by_change_is_the_same_as_building_the_moment() -> None:
+    _, tl = loaded(with_hitl_and_debug())
+    n = len(tl)
+    model = tl.model_at(n)
+    for k in [*range(n - 1, 0, -1), *range(2, n + 1), 1, n, 3]:
+        model = tl.move(model, k)
+        assert model.index == k
+        assert summary(model) == summary(tl.model_at(k)), k
