@@ -1,6 +1,7 @@
 """The installed holt-tui in a real terminal (tmux), in control of a live instance: one answer, one breakpoint.
 
-Then a search (/), q (the line it prints), and a read-only attach whose s says why it does nothing.
+Then a search (/), q (the line it prints), and a read-only attach whose s says why it does nothing, and
+one step back in history mode (h, [) and out again.
 The instance runs the demo configuration (the Drafter asks which flour first) with a breakpoint on the
 Formatter's grant, as `make demo` sets it up; every effect is checked on the blackboard and in the audit trail.
 """
@@ -8,6 +9,7 @@ Formatter's grant, as `make demo` sets it up; every effect is checked on the bla
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
 import time
@@ -111,6 +113,24 @@ async def test_answer_and_breakpoint_from_the_keyboard(tmp_path: Path, redis_url
         keys("7", "s")
         shown = await screen_has("read-only session")
         assert "Continue" not in shown.splitlines()[-1]
+        # History mode: h shows the blackboard as it was, [ steps one change back, s refuses, h comes back.
+        deadline = time.monotonic() + 30
+        while "● live" not in _tmux(socket, "capture-pane", "-p", "-t", "tui").splitlines()[0]:
+            assert time.monotonic() < deadline, "the read-only attach never went live"
+            await asyncio.sleep(0.2)
+        keys("h")
+        shown = await screen_has("HISTORY")
+        found = re.search(r"\(change (\d+)/(\d+)\)", shown)
+        assert found is not None and found.group(1) == found.group(2), shown
+        keys("[", literal=True)
+        await screen_has(f"(change {int(found.group(1)) - 1}/{found.group(2)})")
+        keys("s")
+        await screen_has("history mode shows the past")
+        keys("h")
+        deadline = time.monotonic() + 20
+        while "HISTORY" in _tmux(socket, "capture-pane", "-p", "-t", "tui").splitlines()[0]:
+            assert time.monotonic() < deadline, "h did not leave history mode"
+            await asyncio.sleep(0.2)
         records = [(r.operator, r.action) for r in await bb.audit.records()]
         assert ("human:tester", "question_answered") in records, records
         assert ("human:tester", "debug_continue") in records
