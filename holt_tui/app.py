@@ -52,7 +52,7 @@ from holt_tui.recording import Recorder
 from holt_tui.screens.dialogs import ActionDialog, BreakpointDialog
 from holt_tui.screens.help import HelpScreen
 from holt_tui.sources import ActionResult, Breakpoint, HeldDecision, InboxItem, LeaseState, Sources, null_sources
-from holt_tui.timeline import ClaimJournal, Timeline, build_timeline, seek
+from holt_tui.timeline import ClaimJournal, Timeline, build_timeline, parse_moment, seek
 from holt_tui.widgets.lines import LineList
 from holt_tui.widgets.prompt import PromptBar
 from holt_tui.widgets.views import (
@@ -909,6 +909,9 @@ class HoltTui(App[None]):
         if head == "export":
             self._export(words[1:])
             return
+        if head == "at":
+            self._history_seek(rest)
+            return
         if head == "panel" and rest in PANES:
             self.action_show_pane(rest)
             return
@@ -1171,13 +1174,25 @@ class HoltTui(App[None]):
                  "h or esc returns to live", severity="information")
 
     def _open_history_at(self, at: tuple[str, int]) -> None:
-        """replay --at: history mode at that change or time, once the whole recording is loaded."""
+        """replay --at (once the whole recording is loaded) and :at: history mode at that change or time."""
         self._history_at = None
         timeline = self._timeline()
         if not timeline.moments:
-            self.say("--at: the recording has no changes to go back to")
+            self.say("at: there are no changes to go back to")
             return
-        self._show_history(HistoryView(timeline, seek(timeline, at)))
+        self._show_history(HistoryView(timeline, seek(timeline, at, self.config.tz)))
+
+    def _history_seek(self, text: str) -> None:
+        """``:at N|TIME``: history mode at that change or time (from live mode too)."""
+        try:
+            at = parse_moment(text, self.config.tz)
+        except ValueError as err:
+            self.say(str(err), severity="error")
+            return
+        if self.history is None:
+            self._open_history_at(at)
+        else:
+            self._history_go(seek(self.history.timeline, at, self.config.tz))
 
     def _history_refusal(self, action: str) -> str | None:
         what = _ACTION_NAMES.get(action, action)

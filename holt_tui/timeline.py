@@ -28,7 +28,7 @@ import dataclasses
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, time, tzinfo
 from typing import Any
 
 from holt_core.audit import AuditRecord
@@ -471,7 +471,9 @@ def _held_moments(present: Iterable[HeldDecision], audit: Iterable[AuditRecord])
 
 
 def parse_moment(text: str, tz: tzinfo = UTC) -> tuple[str, int]:
-    """``--at``: ``("index", k)`` for a change number, ``("time", ms)`` for a time (ISO 8601; no zone = ``tz``).
+    """``--at`` / ``:at``: ``("index", k)`` for a change number, ``("time", ms)`` for a date and time (ISO 8601;
+    no zone = ``tz``), ``("clock", ms after midnight)`` for a time of day (``10:00:03``: the latest such time at
+    or before the last change).
 
     Raises ``ValueError`` with a one-line reason.
     """
@@ -479,16 +481,30 @@ def parse_moment(text: str, tz: tzinfo = UTC) -> tuple[str, int]:
     if t.isdigit():
         return "index", int(t)
     try:
+        of_day = time.fromisoformat(t)
+    except ValueError:
+        pass
+    else:
+        return "clock", ((of_day.hour * 60 + of_day.minute) * 60 + of_day.second) * 1000 + of_day.microsecond // 1000
+    try:
         when = datetime.fromisoformat(t.replace("Z", "+00:00") if t.endswith("Z") else t)
     except ValueError:
-        raise ValueError(f"--at {t!r}: give a change number (1, 2, ...) or a time such as "
-                         "2026-01-01T10:00:00Z") from None
+        raise ValueError(f"at {t!r}: give a change number (1, 2, ...), a time of day (10:00:03) or a date and "
+                         "time (2026-01-01T10:00:00Z)") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=tz)
     return "time", int(when.timestamp() * 1000)
 
 
-def seek(timeline: Timeline, at: tuple[str, int]) -> int:
+def seek(timeline: Timeline, at: tuple[str, int], tz: tzinfo = UTC) -> int:
     """The change number that ``parse_moment``'s answer names, clamped to the timeline."""
     kind, value = at
-    return timeline.clamp(value if kind == "index" else timeline.index_at(value))
+    if kind == "index":
+        return timeline.clamp(value)
+    if kind == "clock":
+        last = timeline.moments[-1].ts_ms if timeline.moments else 0
+        day = datetime.fromtimestamp(last / 1000, tz).replace(hour=0, minute=0, second=0, microsecond=0)
+        value = int(day.timestamp() * 1000) + value
+        if value > last:
+            value -= 86_400_000  # not reached yet that day: the day before
+    return timeline.clamp(timeline.index_at(value))

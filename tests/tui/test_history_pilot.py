@@ -109,6 +109,16 @@ async def test_control_keys_refuse_in_history_mode_and_the_present_keeps_moving(
         await pilot.press("left_square_bracket")
         await settle(pilot)
         assert any("not in history mode" in m for m in said(app))
+        # :at seeks: a change number, then a time of day (on the last change's day).
+        app.run_command_line("at 3")
+        await settle(pilot)
+        assert app.history is not None and app.history.index == 3
+        app.run_command_line("at 23:55:50")
+        await settle(pilot)
+        assert app.history.moment_ts == T0 + 50_000 and NOTES.id in shown_ids(app)
+        app.run_command_line("at soon")
+        await settle(pilot)
+        assert any("give a change number" in m for m in said(app))
 
 
 async def test_replay_at_opens_at_that_moment(tmp_path: Path) -> None:

@@ -119,6 +119,8 @@ def test_seek_by_index_or_time() -> None:
     assert tl.moments[k - 1].ts_ms <= T0 + 60_000 < (tl.moments[k].ts_ms if k < len(tl) else T0 + 10**9)
     assert FINAL.id in tl.model_at(k).artefacts
     assert FINAL.id not in tl.model_at(tl.index_at(T0 + 59_999)).artefacts
+    assert parse_moment("23:56") == ("clock", (23 * 60 + 56) * 60_000)
+    assert seek(tl, parse_moment("23:56:00")) == k  # a time of day: on the last change's day
     with pytest.raises(ValueError, match="change number"):
         parse_moment("yesterday")
 
