@@ -15,6 +15,7 @@ import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -97,6 +98,7 @@ _ACTION_NAMES = {
     "history_start": "first change", "history_end": "last change", "leave_history": "leave history",
 }
 FeedStarter = Callable[[Callable[[FeedItem], None]], Awaitable[None]]
+BIG_HISTORY = 5_000  # artefacts: from this many, history mode's timeline is built in a thread
 
 
 class HistoryView:
@@ -209,6 +211,7 @@ class HoltTui(App[None]):
         self.history: HistoryView | None = None
         self._history_at = history_at  # replay --at: enter history mode there once the recording is loaded
         self._feed_time: int | None = None  # a replay's own clock (the recording's times)
+        self._history_building = False
         self.feed: deque[FeedItem] = deque()
         self._start_feed = start_feed
         self.sources = sources or null_sources()
@@ -322,6 +325,8 @@ class HoltTui(App[None]):
                 self._last_clock = now_s
                 self._tick()
             return
+        if self._history_building:
+            return  # a thread reads the live model: the feed waits in its deque until it is done
         items: list[FeedItem] = []
         pop = self.feed.popleft
         for _ in range(min(len(self.feed), 50_000)):
@@ -1165,22 +1170,53 @@ class HoltTui(App[None]):
 
     def action_history(self) -> None:
         """h: history mode at the last change; [ and ] then step through the changes."""
-        timeline = self._timeline()
-        if not timeline.moments:
-            self.say("history: nothing has happened on this blackboard yet")
-            return
-        self._show_history(HistoryView(timeline, len(timeline)))
-        self.say(f"history mode: change {len(timeline)}/{len(timeline)} is the present; [ steps back, ] forward, "
-                 "h or esc returns to live", severity="information")
+        self._enter_history(None)
 
     def _open_history_at(self, at: tuple[str, int]) -> None:
         """replay --at (once the whole recording is loaded) and :at: history mode at that change or time."""
         self._history_at = None
-        timeline = self._timeline()
-        if not timeline.moments:
-            self.say("at: there are no changes to go back to")
+        self._enter_history(at)
+
+    def _enter_history(self, at: tuple[str, int] | None) -> None:
+        """Build the timeline (in a thread on a big instance: keys keep working meanwhile) and show the moment."""
+        if self._history_building:
+            self.say("history: still building the timeline")
             return
-        self._show_history(HistoryView(timeline, seek(timeline, at, self.config.tz)))
+        n = len(self.live_model.artefacts)
+        if n < BIG_HISTORY:
+            self._history_ready(self._history_view(at), at)
+            return
+        # The drain leaves the live model alone until the thread is done (the feed waits in its deque).
+        self._history_building = True
+        self.say(f"history: building the timeline of {n:,} artefacts...", severity="information")
+        self.run_worker(partial(self._history_thread, at), name="history", group="history", thread=True,
+                        exit_on_error=False)
+
+    def _history_view(self, at: tuple[str, int] | None) -> HistoryView | None:
+        timeline = build_timeline(self.live_model, self.journal)
+        if not timeline.moments:
+            return None
+        return HistoryView(timeline, len(timeline) if at is None else seek(timeline, at, self.config.tz))
+
+    def _history_thread(self, at: tuple[str, int] | None) -> None:
+        view: HistoryView | str | None
+        try:
+            view = self._history_view(at)
+        except Exception as err:  # said in one line: the drain must resume whatever happened
+            view = f"history: could not build the timeline ({type(err).__name__}: {err})"
+        if self.is_running:
+            self.call_from_thread(self._history_ready, view, at)
+
+    def _history_ready(self, view: HistoryView | str | None, at: tuple[str, int] | None) -> None:
+        self._history_building = False
+        if view is None or isinstance(view, str):
+            self.say(view or "history: nothing has happened on this blackboard yet")
+            return
+        self._show_history(view)
+        n = len(view.timeline)
+        where = "the present" if view.index == n else "that moment"
+        self.say(f"history mode: change {view.index}/{n} is {where}; [ steps back, ] forward, h or esc returns to "
+                 "live", severity="information")
 
     def _history_seek(self, text: str) -> None:
         """``:at N|TIME``: history mode at that change or time (from live mode too)."""

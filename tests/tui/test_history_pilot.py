@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from holt_tui.app import HoltTui
@@ -152,3 +154,21 @@ def test_replay_at_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
         proc = subprocess.run([HOLT_TUI, "replay", str(path), *args], capture_output=True, text=True, env=env,
                               stdin=subprocess.DEVNULL, timeout=60)
         assert proc.returncode == 1 and expected in proc.stderr and "Traceback" not in proc.stderr
+
+
+async def test_a_big_timeline_is_built_in_a_thread_while_the_feed_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("holt_tui.app.BIG_HISTORY", 1)  # the fixture's 6 artefacts count as big
+    app = fed_app(with_hitl_and_debug(), sources=control_sources())
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("h")
+        deadline = time.monotonic() + 20
+        while app.history is None:
+            assert time.monotonic() < deadline, said(app)
+            await pilot.pause(0.05)
+        assert any("building the timeline of 6 artefacts" in m for m in said(app))
+        assert "HISTORY" in screen_text(app).splitlines()[0]
+        late = art(51, "Late", "Drafter", "later", [4], at=400_000)
+        app.push(ArtefactSeen(late))
+        await settle(pilot)
+        assert late.id in app.live_model.artefacts and late.id not in shown_ids(app)
