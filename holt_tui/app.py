@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -122,7 +122,7 @@ class HistoryView:
     def moment_ts(self) -> int:
         return self.timeline.moments[self.index - 1].ts_ms if self.index else 0
 
-    def header(self, tz: Any) -> Text:
+    def header(self, tz: tzinfo) -> Text:
         when = datetime.fromtimestamp(self.moment_ts / 1000, tz).strftime("%Y-%m-%d %H:%M:%S") \
             if self.moment_ts > 0 else "--"
         return Text(f" HISTORY {when} (change {self.index}/{len(self.timeline)}) ", style="bold white on magenta")
