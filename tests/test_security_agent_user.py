@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -22,12 +23,14 @@ from holt_core.debug.commands import Command, CommandKind
 from holt_core.debug.held import signature
 from holt_core.debug.lease import ControlLease
 from holt_core.debug.mode import ControlMode
+from holt_core.decisions import DecisionKind
 from holt_core.keys import AGENT_WRITABLE_PATTERNS, INSTANCES, OPERATORS, Keys
 from holt_core.models import Artefact, BidType, StructuralType, new_id
 from holt_core.transaction import Tx
 from tests.clirun import holt
 from tests.debughelp import goal, recipe_engine, wait_held
-from tests.engine import wait_for_artefact
+from tests.engine import poll, wait_for_artefact
+from tests.test_orchestrator_crash import start_orchestrator_process
 
 Attack = Callable[[], Awaitable[object]]
 
@@ -201,3 +204,43 @@ async def test_lease_taken_as_someone_records_the_admin(
     ]
     holder = await DebugClient(bb, "viewer").lease_holder()
     assert holder is not None and holder.operator == "carol" and holder.impersonated_by == ""
+
+
+async def test_a_bid_rewritten_after_a_release_runs_nothing_the_person_did_not_release(
+        tmp_path: Path, redis_url: str, instance: str, bb: Blackboard) -> None:
+    # Bids stay agent-writable (an agent bids), and any agent's user can rewrite any agent's bid on a claim. A
+    # rewrite without its announcement is read when the orchestrator next reads bids from Redis (here: its
+    # recovery after a restart, with alice's release waiting).
+    engine = recipe_engine(tmp_path, redis_url, instance)
+    engine.role_users = True
+    orch_url = role_url(redis_url, "orchestrator")
+    orch = await start_orchestrator_process(orch_url, instance, engine.workspace)
+    agent: Redis = connect_redis(role_url(redis_url, "agent"))
+    alice = DebugClient(bb, "alice", wait_applied_s=0.5)
+    try:
+        await engine.start_pups()
+        await alice.add_breakpoint(BreakpointSpec(decision_kind="grant_review", granted_role="Reviewer"))
+        await goal(bb, "Sourdough bread")
+        held = await wait_held(alice, lambda h: h.decision.kind == DecisionKind.GRANT_REVIEW, 60)
+        claim_id = held.decision.claim_id
+        orch.send_signal(signal.SIGKILL)
+        await orch.wait()
+        await agent.hset(bb.keys.bids(claim_id), "Reviewer", "ignore")  # no review: straight to the next phase
+        await alice.continue_(claim_id)  # what alice releases is the review she was shown
+        orch = await start_orchestrator_process(orch_url, instance, engine.workspace)
+
+        async def stale() -> bool:
+            return any(r.action == "debug_release_stale" and r.subject == held.subject
+                       for r in await bb.audit.records())
+
+        await poll(stale, 30, "the stale release reported")
+        now = (await alice.state()).held[held.subject]
+        assert now.release is None and now.hold_id == held.hold_id  # held again, for a new release
+        assert now.decision.kind != DecisionKind.GRANT_REVIEW  # showing what would happen now
+        claim = await bb.get_claim(claim_id)  # nothing alice did not release was carried out
+        assert claim.phase_state is None and not claim.granted_parallel_agents and not claim.granted_review_agents
+    finally:
+        orch.send_signal(signal.SIGKILL)
+        await orch.wait()
+        await agent.aclose()
+        await engine.close()
