@@ -3,9 +3,14 @@
 Users:
 - ``default``: disabled (every connection must authenticate).
 - ``holt-admin``: everything; its password is the one in ``server.json`` (or in HOLT_REDIS_URL).
-- ``holt-orchestrator`` / ``holt-agent``: read every key, write only ``holt:*`` keys, publish on any channel; no
-  admin or dangerous commands (ACL, CONFIG, FLUSH*, SHUTDOWN, KEYS, ...). They can never write an operator's proof
+- ``holt-orchestrator``: read every key, write only ``holt:*`` keys, publish on any channel; no admin or dangerous
+  commands (ACL, CONFIG, FLUSH*, SHUTDOWN, KEYS, ...). It can never write an operator's proof
   (``holt-ops:<operator>:*``) nor the operator registry.
+- ``holt-agent`` (every pup, its workers, a Go pup): the same commands, but it writes only the key families an agent
+  writes (``keys.AGENT_WRITABLE_PATTERNS``: artefacts, bids, its execution leases, questions and approval requests
+  it raises, audit appends, its health entry). Claims, grants, the orchestrator lock, the debug control plane
+  (holds, skips, breakpoints, full control, the control lease, the command stream), the HITL policy and workflow
+  starters and the instance registry are read-only to it: Redis refuses the write (``NOPERM``).
 - ``holt-viewer``: read and subscribe only; Redis refuses every write and every publish.
 - ``holt-op-<name>``: one per registered operator (holt_core/operators.py): the agent's rights plus that operator's
   own proof keys. Its password is the operator's token.
@@ -28,7 +33,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 
-from holt_core.keys import OPERATORS, PROOF_ROOT, operator_proof_pattern
+from holt_core.keys import AGENT_WRITABLE_PATTERNS, OPERATORS, PROOF_ROOT, operator_proof_pattern
 
 Role = Literal["admin", "orchestrator", "agent", "viewer"]
 ADMIN_USER = "holt-admin"
@@ -48,7 +53,10 @@ _USERS: dict[Role, str] = {
 # script runs against the caller's ACL, so these key patterns hold inside scripts too.
 # A key a script declares must be both readable and writable through ONE pattern (Redis checks EVALSHA's keys as
 # read-write), so the writable prefixes are plain ``~`` patterns, next to read-only ``%R~*`` for everything else.
-_WRITER_RULES = ("%R~*", "~holt:*", "&*", "+@all", "-@admin", "-@dangerous")
+_COMMANDS = ("&*", "+@all", "-@admin", "-@dangerous")
+_WRITER_RULES = ("%R~*", "~holt:*", *_COMMANDS)
+# Redis ACL patterns cannot be negated, so the agent's writable keys are listed family by family.
+_AGENT_RULES = ("%R~*", *(f"~{p}" for p in AGENT_WRITABLE_PATTERNS), *_COMMANDS)
 _VIEWER_RULES = ("%R~*", "&*", "-@all", "+@read", "+@connection", "+@pubsub", "-publish", "-spublish")
 _ADMIN_RULES = ("~*", "&*", "+@all")
 
@@ -78,11 +86,14 @@ def role_rules(role: Role) -> tuple[str, ...]:
         return _ADMIN_RULES
     if role == "viewer":
         return _VIEWER_RULES
+    if role == "agent":
+        return _AGENT_RULES
     return _WRITER_RULES
 
 
 def operator_rules(name: str) -> tuple[str, ...]:
-    """An operator: what an agent may do, plus writing its own proofs."""
+    """An operator (a person): what the orchestrator may write (claims to terminate, the debug control plane), plus
+    its own proofs."""
     return (*_WRITER_RULES, f"~{operator_proof_pattern(name)}")
 
 

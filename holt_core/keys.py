@@ -313,3 +313,31 @@ class Keys:
 
     def agent_events(self, agent_name: str) -> str:
         return f"{self.prefix}agent:{agent_name}:events"
+
+
+# --- what the agent's Redis user may write (holt_core/acl.py) ---
+# ACL key patterns over every instance (``holt:<instance>:...``): the key families a pup, its controller workers and
+# a Go pup write, and nothing else. Everything else under ``holt:*`` (claims, grants, the orchestrator lock, the
+# whole ``debug:*`` control plane, the HITL policy and workflow starters, the instance registry) is read-only to
+# them. Instance names and every id in these families (uuids, ``bp-<hex>``) contain no ':', so a pattern's ``*``
+# never reaches into another family.
+_ANY = "holt:*:"
+AGENT_WRITABLE_PATTERNS: tuple[str, ...] = (
+    f"{_ANY}artefact:*",  # Keys.artefact
+    f"{_ANY}idx:artefacts",  # Keys.artefact_index
+    f"{_ANY}thread:*",  # Keys.thread
+    f"{_ANY}claim:*:bids",  # Keys.bids (never the claim hash itself)
+    f"{_ANY}exec:*",  # Keys.exec_lease, Keys.exec_tool
+    f"{_ANY}health",  # Keys.health_endpoints (each component its own field)
+    f"{_ANY}audit",  # Keys.audit: every actor appends its own records
+    f"{_ANY}audit:head",  # Keys.audit_head
+    # Questions and approval requests an agent raises, peer answers, consuming an answer (holt_core/hitl/agent.py):
+    f"{_ANY}hitl:req:*",  # Keys.hitl_request
+    f"{_ANY}hitl:open",  # Keys.hitl_open
+    f"{_ANY}hitl:active",  # Keys.hitl_active
+    f"{_ANY}hitl:deadlines",  # Keys.hitl_deadlines
+    f"{_ANY}hitl:claim:*",  # Keys.hitl_claim
+    f"{_ANY}hitl:artefacts",  # Keys.hitl_artefacts
+    f"{_ANY}hitl:key:*",  # Keys.hitl_dedupe
+    f"{_ANY}hitl:outbox",  # Keys.hitl_outbox (not its cursor)
+)

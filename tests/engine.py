@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from holt_core.acl import Role, role_url
 from holt_core.blackboard import Blackboard, connect_redis
 from holt_core.config import Config, load_config
 from holt_core.decisions import DecisionGate
@@ -49,8 +50,11 @@ def python_agents(config_text: str) -> str:
 
 class Engine:
     def __init__(self, redis_url: str, instance: str, workspace: Path, config: Config | None = None,
-                 gate: DecisionGate | None = None) -> None:
+                 gate: DecisionGate | None = None, *, role_users: bool = False) -> None:
+        """``role_users``: the orchestrator and the pups (and their workers) connect as their own Redis users
+        (``holt-orchestrator``, ``holt-agent``), as under the supervisor; else all as ``redis_url``'s."""
         self.redis_url = redis_url
+        self.role_users = role_users
         self.instance = instance
         self.workspace = workspace
         self.config = config or load_config(workspace / "holt.yml")
@@ -58,20 +62,24 @@ class Engine:
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.boards: list[Blackboard] = []
+        self.board()  # boards[0]: the test's own (admin) board, which also posts goals as people
         self.orchestrator: Orchestrator | None = None
         self.pups: dict[str, Pup] = {}
 
-    def board(self) -> Blackboard:
-        bb = Blackboard(connect_redis(self.redis_url), self.instance)
+    def url(self, role: Role) -> str:
+        return role_url(self.redis_url, role) if self.role_users else self.redis_url
+
+    def board(self, role: Role = "admin") -> Blackboard:
+        bb = Blackboard(connect_redis(self.url(role)), self.instance)
         self.boards.append(bb)
         return bb
 
     async def start_orchestrator(self) -> Orchestrator:
-        bb = self.board()
+        bb = self.board("orchestrator")
         launcher = WorkerLauncher(
             lambda role, claim: [sys.executable, "-m", "holt_core.cli.main", "pup", "--instance", self.instance,
                                  "--agent", role, "--execute-claim", claim, "--workspace", str(self.workspace)],
-            env={"HOLT_REDIS_URL": self.redis_url},
+            env={"HOLT_REDIS_URL": self.url("agent")},
             cwd=str(self.workspace),
         )
         self.orchestrator = Orchestrator(bb, self.config, gate=self.gate, worker_launcher=launcher)
@@ -81,7 +89,7 @@ class Engine:
 
     async def start_pups(self, only: list[str] | None = None) -> None:
         for name in only or list(self.config.agents):
-            pup = Pup(self.board(), self.config, name, self.workspace)
+            pup = Pup(self.board("agent"), self.config, name, self.workspace)
             self.pups[name] = pup
             self.tasks.append(asyncio.create_task(pup.run(self.stop)))
         await asyncio.wait_for(asyncio.gather(*(p.ready.wait() for p in self.pups.values())), 20)

@@ -1,6 +1,7 @@
-"""Debug acts count only with the operator's proof (issue 12): a release or a breakpoint written into Redis by an
-agent's user, and a Review by ``human:<op>`` an agent posted, are ignored by the orchestrator and reported once.
-Real Redis, a running orchestrator and real agent processes."""
+"""Debug acts count only with the operator's proof (issue 12): a release or a breakpoint written into Redis in
+another person's name (by an operator's own Redis user: an agent's user cannot write the debug keys at all, see
+test_security_agent_user.py), and a Review by ``human:<op>`` an agent posted, are ignored by the orchestrator and
+reported once. Real Redis, a running orchestrator and real agent processes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from holt_core.debug.store import DebugState
 from holt_core.decisions import DecisionKind
 from holt_core.keys import Keys
 from holt_core.models import Artefact, StructuralType, new_id
+from holt_core.operators import add_operator, operator_url
 from holt_core.orchestrator import human_feedback_claim_id
 from tests.debughelp import goal, recipe_engine, wait_held
 from tests.engine import poll, wait_for_artefact, wait_settled
@@ -58,30 +60,31 @@ async def test_forged_release_and_breakpoint_are_ignored_and_reported_once(
         tmp_path: Path, redis_url: str, instance: str, bb: Blackboard) -> None:
     engine = recipe_engine(tmp_path, redis_url, instance)
     await engine.start()
-    agent = connect_redis(role_url(redis_url, "agent"))
+    _, bob_token = await add_operator(bb.redis, "bob", ["operator"])
+    bob = connect_redis(operator_url(redis_url, "bob", bob_token))  # a person's user may write the debug keys
     alice = DebugClient(bb, "alice")
     try:
         await alice.add_breakpoint(BreakpointSpec(artefact_type="RecipeDraft", granted_role="Formatter"))
         await goal(bb, "Sourdough bread")
         held = await wait_held(alice, lambda h: "Formatter" in h.decision.summary, 60)
 
-        # What a prompt-injected tool with the agent's credentials can do: mark the hold released by alice,
-        # add a breakpoint in her name, and tell the orchestrator to look again.
+        # What bob's credentials can write without his client: mark the hold released by alice, add a breakpoint
+        # in her name, and tell the orchestrator to look again.
         forged = held.model_copy(update={"release": Release.CONTINUE, "released_by": "alice",
                                          "released_at_ms": held.held_since_ms, "release_proof": "f00d"})
-        await agent.set(bb.keys.debug_held(held.subject), forged.to_json())
+        await bob.set(bb.keys.debug_held(held.subject), forged.to_json())
         bp = Breakpoint(**BreakpointSpec(artefact_type="Nothing*").model_dump(), id="bp-forged", created_by="alice",
                         created_at_ms=held.held_since_ms)
-        await agent.set(bb.keys.debug_breakpoint(bp.id), bp.model_dump_json())
-        await agent.sadd(bb.keys.debug_breakpoints, bp.id)
+        await bob.set(bb.keys.debug_breakpoint(bp.id), bp.model_dump_json())
+        await bob.sadd(bb.keys.debug_breakpoints, bp.id)
         for _ in range(2):
-            await agent.xadd(bb.keys.debug_commands, Command(kind=CommandKind.SYNC, by="alice").fields())
+            await bob.xadd(bb.keys.debug_commands, Command(kind=CommandKind.SYNC, by="alice").fields())
 
         async def both_reported() -> bool:
             return await _reported(bb, held.subject) >= 1 and await _reported(bb, bp.id) >= 1
 
         await poll(both_reported, what="the forged release and breakpoint reported")
-        await agent.xadd(bb.keys.debug_commands, Command(kind=CommandKind.SYNC, by="alice").fields())
+        await bob.xadd(bb.keys.debug_commands, Command(kind=CommandKind.SYNC, by="alice").fields())
         await alice.applied(5)
         assert await _reported(bb, held.subject) == 1 and await _reported(bb, bp.id) == 1  # once each
         arts = (await bb.list_artefacts()).artefacts
@@ -92,7 +95,7 @@ async def test_forged_release_and_breakpoint_are_ignored_and_reported_once(
         await alice.continue_(held.decision.claim_id)
         await wait_for_artefact(bb, lambda a: a.type == "FormattedRecipe", 60)
     finally:
-        await agent.aclose()
+        await bob.aclose()
         await engine.close()
 
 

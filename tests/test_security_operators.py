@@ -42,7 +42,7 @@ async def test_agent_user_cannot_write_proofs_or_the_registry(bb: Blackboard, re
     agent = connect_redis(role_url(redis_url, "agent"))
     proof = Keys(instance).proof("bob", "req1", "n1")
     try:
-        await agent.set(Keys(instance).hitl_policy, "{}")  # instance keys: allowed
+        await agent.set(Keys(instance).hitl_dedupe("probe"), "{}")  # keys an agent writes: allowed
         with pytest.raises(NoPermissionError):
             await agent.set(proof, "{}")
         with pytest.raises(NoPermissionError):
@@ -52,7 +52,7 @@ async def test_agent_user_cannot_write_proofs_or_the_registry(bb: Blackboard, re
             await agent.eval("return redis.call('SET', KEYS[1], '1')", 1, proof)
         # As holt's Tx declares every key it writes, Redis refuses the whole script before it runs: nothing is
         # written, not even the keys the agent may write.
-        allowed = Keys(instance).hitl_policy
+        allowed = Keys(instance).hitl_dedupe("probe")
         with pytest.raises(ResponseError, match=r"(?i)permission"):
             await agent.eval("redis.call('SET', KEYS[1], 'x'); return redis.call('SET', KEYS[2], '1')", 2,
                              allowed, proof)

@@ -66,7 +66,15 @@ class DebugClient:
         self.actor = human_role(self.operator)  # the audit form of a person
         self.lease = ControlLease(bb, self.operator, lease_token)
         self.lease_ttl_s = lease_ttl_s
-        self.impersonated_by = ""  # an admin acting as ``operator`` (--as)
+
+    @property
+    def impersonated_by(self) -> str:
+        """An admin acting as ``operator`` (--as): recorded on every act, the control lease's included."""
+        return self.lease.impersonated_by
+
+    @impersonated_by.setter
+    def impersonated_by(self, value: str) -> None:
+        self.lease.impersonated_by = value
 
     # ------------------------------------------------------------------ reads
 

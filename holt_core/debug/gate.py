@@ -81,6 +81,9 @@ class DebugGate:
             held = self.state.held.get(subject)
             if held is not None:
                 if held.release is not None:
+                    if signature(held.decision) != signature(d):
+                        await self._release_stale(held, d)
+                        return False
                     return await self._carry_out(held, d)
                 if signature(held.decision) != signature(d):
                     await self._update_held(held, d)
@@ -161,6 +164,25 @@ class DebugGate:
         tx = Tx().require_value(key, self.state.held_raw[held.subject]).set(key, fresh.to_json())
         announce(tx, self.keys, DebugEventType.HELD_UPDATED, held=fresh.model_dump(mode="json"))
         await self.bb.run(tx)
+        await self._reload()
+
+    async def _release_stale(self, held: HeldDecision, d: Decision) -> None:
+        """The person released one decision, but another would happen now (its bids or facts changed after the
+        release, e.g. an agent's user rewrote a bid): carry out nothing, hold the new decision for a new release,
+        audited. What runs is only ever what the person released."""
+        fresh = held.model_copy(update={"decision": DecisionView.of(d), "release": None, "released_by": None,
+                                        "released_at_ms": None, "release_proof": ""})
+        key = self.keys.debug_held(held.subject)
+        tx = Tx().require_value(key, self.state.held_raw[held.subject]).set(key, fresh.to_json())
+        announce(tx, self.keys, DebugEventType.HELD_UPDATED, held=fresh.model_dump(mode="json"))
+        result, _ = await self.bb.audit.commit(
+            tx, operator=SYSTEM_ORCHESTRATOR, action="debug_release_stale", subject=held.subject,
+            details={"hold_id": held.hold_id, "released_by": held.released_by, "release": str(held.release),
+                     "released": held.decision.summary, "would_now": d.summary, "kind": d.kind.value,
+                     "claim_id": d.claim_id})
+        if result.ok:
+            self.log.warning("held_release_stale", claim_id=d.claim_id, hold_id=held.hold_id,
+                             released=held.decision.summary, would_now=d.summary)
         await self._reload()
 
     async def _carry_out(self, held: HeldDecision, d: Decision) -> bool:

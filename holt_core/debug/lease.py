@@ -2,12 +2,17 @@
 
 A Redis hash with a TTL (operator, token, since). The holder's client refreshes it while attached; when
 the holder vanishes the lease lapses, holds stay held, and anyone may take control. Taking control from
-a live holder is explicit (``force``) and audited with the previous holder.
+a live holder is explicit (``force``) and audited with the previous holder. An admin acting ``--as`` an operator
+(``impersonated_by``) is recorded on the lease and on every audit record of it, as for every other act.
+
+Only people's Redis users (and the orchestrator's) may write the lease: an agent's user cannot take it
+(holt_core/acl.py).
 """
 
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -31,6 +36,7 @@ class LeaseInfo(BaseModel):
     token: str
     since_ms: int
     expires_in_ms: int
+    impersonated_by: str = ""  # the admin who took it as ``operator`` (--as)
 
 
 class ControlLease:
@@ -40,6 +46,13 @@ class ControlLease:
         self.operator = operator
         self.actor = human_role(operator)  # the audit form of a person
         self.token = token or secrets.token_hex(8)
+        self.impersonated_by = ""  # an admin acting as ``operator`` (--as)
+
+    def _details(self, details: dict[str, Any] | None = None) -> dict[str, Any]:
+        out = dict(details or {})
+        if self.impersonated_by:
+            out["impersonated_by"] = self.impersonated_by
+        return out
 
     async def holder(self) -> LeaseInfo | None:
         async with self.bb.redis.pipeline(transaction=False) as pipe:
@@ -50,7 +63,8 @@ class ControlLease:
             return None
         since = str(raw.get("since_ms", "0"))
         return LeaseInfo(operator=str(raw["operator"]), token=str(raw.get("token", "")),
-                         since_ms=int(since) if since.isdigit() else 0, expires_in_ms=max(int(ttl), 0))
+                         since_ms=int(since) if since.isdigit() else 0, expires_in_ms=max(int(ttl), 0),
+                         impersonated_by=str(raw.get("impersonated_by", "")))
 
     def guard(self, tx: Tx) -> Tx:
         """Make ``tx`` apply only while this operator holds control."""
@@ -58,7 +72,9 @@ class ControlLease:
 
     def _write(self, tx: Tx, ttl_s: float) -> Tx:
         key = self.keys.debug_lease
-        tx.hset(key, {"operator": self.operator, "token": self.token, "since_ms": str(now_ms())})
+        tx.delete(key)  # a field of an earlier holder (impersonated_by) never stays behind
+        tx.hset(key, {"operator": self.operator, "token": self.token, "since_ms": str(now_ms()),
+                      **({"impersonated_by": self.impersonated_by} if self.impersonated_by else {})})
         tx.pexpire(key, int(ttl_s * 1000))
         return announce(tx, self.keys, DebugEventType.LEASE_CHANGED, operator=self.operator)
 
@@ -70,21 +86,22 @@ class ControlLease:
             if current is None:
                 tx = self._write(Tx().require_absent(key), ttl_s)
                 result, _ = await self.bb.audit.commit(tx, operator=self.actor, action="debug_lease_taken",
-                                                       details={"ttl_s": ttl_s})
+                                                       details=self._details({"ttl_s": ttl_s}))
             elif current.operator == self.operator:
                 if await self.refresh(ttl_s):
                     break
                 continue
             elif not force:
                 await self.bb.audit.append(operator=self.actor, action="debug_control_refused",
-                                           details={"action": "lease_take", "holder": current.operator})
+                                           details=self._details({"action": "lease_take",
+                                                                  "holder": current.operator}))
                 raise self.refusal(current)
             else:
                 tx = Tx().require_field(key, "token", current.token).delete(key)
                 result, _ = await self.bb.audit.commit(
                     self._write(tx, ttl_s), operator=self.actor, action="debug_lease_taken_over",
-                    details={"previous_holder": current.operator, "previous_since_ms": current.since_ms,
-                             "ttl_s": ttl_s})
+                    details=self._details({"previous_holder": current.operator,
+                                           "previous_since_ms": current.since_ms, "ttl_s": ttl_s}))
             if result.ok:
                 break
         else:
@@ -102,7 +119,8 @@ class ControlLease:
     async def release(self) -> bool:
         tx = self.guard(Tx()).delete(self.keys.debug_lease)
         announce(tx, self.keys, DebugEventType.LEASE_CHANGED, operator=None)
-        result, _ = await self.bb.audit.commit(tx, operator=self.actor, action="debug_lease_released")
+        result, _ = await self.bb.audit.commit(tx, operator=self.actor, action="debug_lease_released",
+                                               details=self._details())
         return result.ok
 
     async def ensure(self, action: str, ttl_s: float = DEFAULT_LEASE_TTL_S) -> None:
@@ -110,7 +128,7 @@ class ControlLease:
         current = await self.holder()
         if current is not None and current.operator != self.operator:
             await self.bb.audit.append(operator=self.actor, action="debug_control_refused",
-                                       details={"action": action, "holder": current.operator})
+                                       details=self._details({"action": action, "holder": current.operator}))
             raise self.refusal(current)
         await self.take(ttl_s=ttl_s)
 
