@@ -119,7 +119,7 @@ def questions(
 
 
 async def _questions(name: str | None, wait: bool, within_s: float | None, as_json: bool) -> None:
-    async with open_blackboard(name, client_name="holt-questions") as bb:
+    async with open_blackboard(name, client_name="holt-questions", light=True) as bb:
         client = await _client(bb)
         if not wait:
             _print_items(await client.questions(), as_json, "No open questions.")
@@ -171,7 +171,7 @@ async def _act(name: str | None, as_operator: str | None, fn: Any) -> tuple[Hitl
 
 
 async def _read(name: str | None, fn: Any) -> HitlRequest:
-    async with open_blackboard(name, client_name="holt-hitl") as bb:
+    async with open_blackboard(name, client_name="holt-hitl", light=True) as bb:
         client = await _client(bb)
         result: HitlRequest = await fn(client)
         return result
@@ -183,7 +183,7 @@ def pending(name: NameOpt = None, as_json: JsonOpt = False) -> None:
 
 
 async def _pending(name: str | None, as_json: bool) -> None:
-    async with open_blackboard(name, client_name="holt-pending") as bb:
+    async with open_blackboard(name, client_name="holt-pending", light=True) as bb:
         client = await _client(bb)
         _print_items(await client.pending(), as_json, "Nothing pending.")
 
