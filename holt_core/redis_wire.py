@@ -455,8 +455,9 @@ class Subscription:
             wire = self._wire
             if wire is None:
                 raise _connection_error("not subscribed: the subscription is closed")
-            if wire.gone:
-                raise wire.lost
+            lost = wire.lost
+            if lost is not None:
+                raise lost
             now = loop.time()
             if deadline is not None and now >= deadline:
                 return None
