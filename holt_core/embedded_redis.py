@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import hiredis
-import platformdirs
 
 from holt_core.acl import ADMIN_USER, write_aclfile
 from holt_core.errors import RedisUnavailable
@@ -155,6 +154,8 @@ def default_data_dir() -> Path:
     env = os.environ.get(ENV_DATA_DIR)
     if env:
         return Path(env).expanduser()
+    import platformdirs  # only here: a command told where its Redis is (HOLT_REDIS_URL) never needs it
+
     return platformdirs.user_data_path("holt") / "redis"
 
 

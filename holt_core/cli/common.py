@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from holt_core.blackboard import Blackboard
 from holt_core.cli.output import warn
 from holt_core.embedded_redis import resolve_redis_url
 from holt_core.errors import HoltError, MalformedRecord, RedisUnavailable
@@ -23,6 +22,8 @@ from holt_core.sanitise import sanitise_text
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+    from holt_core.blackboard import Blackboard
 
 NameOpt = Annotated[
     str | None,
@@ -98,6 +99,8 @@ async def open_blackboard(
     name: str | None, *, url: str | None = None, client_name: str | None = None, light: bool = False
 ) -> AsyncIterator[Blackboard]:
     """The instance's blackboard for one command; ``light`` for the reads (see ``redis_client``)."""
+    from holt_core.blackboard import Blackboard  # with the artefact models: not for commands that only use Redis
+
     redis = redis_client(url or resolve_redis_url(start=False), client_name=client_name, light=light)
     bb: Blackboard | None = None
     try:
