@@ -250,12 +250,16 @@ def probe_info(target: Target, timeout_s: float) -> dict[str, str]:
     if target.path:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout_s)
-        sock.connect(target.path)
+        try:
+            sock.connect(target.path)
+        except OSError:
+            sock.close()
+            raise
     else:
         sock = socket.create_connection((target.host, target.port), timeout=timeout_s)
+    if target.tls:
+        sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
     with sock:
-        if target.tls:
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
         commands = [*target.handshake(None), ("INFO", "server")]
         sock.sendall(b"".join(encode_command(c) for c in commands))
         parser = hiredis.Reader(encoding="utf-8", errors="replace", replyError=refused)
