@@ -28,12 +28,13 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from redis.asyncio import Redis
-
 from holt_core.keys import AGENT_WRITABLE_PATTERNS, OPERATORS, PROOF_ROOT, operator_proof_pattern
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 Role = Literal["admin", "orchestrator", "agent", "viewer"]
 ADMIN_USER = "holt-admin"

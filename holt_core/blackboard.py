@@ -11,9 +11,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
-
 from holt_core.errors import (
     AlreadyExists,
     AmbiguousId,
@@ -33,32 +30,18 @@ from holt_core.models import (
     dumps,
     now_ms,
 )
-from holt_core.redis_wire import CommandWire, Subscription
+from holt_core.redis_conn import connect_redis as connect_redis  # its home until it had a module of its own
+from holt_core.redis_wire import CommandWire, Subscription, loaded_errors, redis_errors
 from holt_core.transaction import Tx, TxResult, TxRunner
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from holt_core.audit import AuditTrail
 
 MIN_SHORT_ID = 6
 _SCAN_COUNT = 1000
 _BATCH = 500
-
-
-def connect_redis(url: str, *, decode: bool = True, **options: Any) -> Redis:
-    """A redis.asyncio client configured the way every Holt process uses it; ``options`` add to that
-    (the CLI's retry and connect timeout) or override it."""
-    settings: dict[str, Any] = {
-        "decode_responses": decode,
-        # Payloads written by other clients may not be valid UTF-8; never crash on them.
-        "encoding_errors": "replace",
-        "health_check_interval": 30,
-        # RESP2: redis-py 8 defaults to RESP3, where every pub/sub message also goes through a push
-        # handler that formats the whole message into a debug string (a 10 MiB artefact event is copied
-        # per subscriber, whatever the log level). Holt uses nothing RESP3-only.
-        "protocol": 2,
-    }
-    settings.update(options)
-    return Redis.from_url(url, **settings)
 
 
 @dataclass
@@ -159,7 +142,7 @@ class Blackboard:
         """One hash; a key of another type raises MalformedRecord (and is reported)."""
         try:
             return _hash(await self.wire.call("HGETALL", key))
-        except ResponseError as exc:
+        except loaded_errors("ResponseError") as exc:
             bad = MalformedRecord(key, _type_error(exc))
             self.report_unreadable(bad)
             raise bad from None
@@ -193,15 +176,15 @@ class Blackboard:
             batch = keys[start : start + _BATCH]
             replies = await self.wire.call_many([("HGETALL", key) for key in batch])
             for key, reply in zip(batch, replies, strict=True):
-                if isinstance(reply, ResponseError):
+                if isinstance(reply, Exception):
+                    if not isinstance(reply, redis_errors().ResponseError):
+                        raise reply
                     bad = MalformedRecord(key, _type_error(reply))
                     self.report_unreadable(bad)
                     if unreadable is not None:
                         unreadable.append(bad)
                     out.append({})
                     continue
-                if isinstance(reply, Exception):
-                    raise reply
                 out.append(_hash(reply))
         return out
 

@@ -30,17 +30,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import platformdirs
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+import hiredis
 
 from holt_core.acl import ADMIN_USER, write_aclfile
 from holt_core.errors import RedisUnavailable
 from holt_core.processes import pid_alive
+from holt_core.redis_conn import Target, probe_info
+from holt_core.redis_wire import loaded_errors
+
+if TYPE_CHECKING:
+    import redis
 
 ENV_URL = "HOLT_REDIS_URL"
 ENV_DATA_DIR = "HOLT_DATA_DIR"
@@ -152,6 +154,8 @@ def default_data_dir() -> Path:
     env = os.environ.get(ENV_DATA_DIR)
     if env:
         return Path(env).expanduser()
+    import platformdirs  # only here: a command told where its Redis is (HOLT_REDIS_URL) never needs it
+
     return platformdirs.user_data_path("holt") / "redis"
 
 
@@ -213,6 +217,8 @@ def redis_status(data_dir: Path | None = None) -> ServerStatus:
     external = env_redis_url()
     if external is None:
         return EmbeddedRedis(data_dir).status()
+    import redis  # the private server's status needs no redis-py (_probe)
+
     try:
         port = urlsplit(external).port
         client = redis.Redis.from_url(external, **_client_options())
@@ -571,6 +577,9 @@ class EmbeddedRedis:
 
 
 def _client_options() -> dict[str, object]:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     # No retries: a refused connection is an answer here, and redis-py's default backoff would
     # turn every failed probe into seconds of waiting.
     return {
@@ -582,22 +591,22 @@ def _client_options() -> dict[str, object]:
 
 
 def _client(port: int, password: str) -> redis.Redis:
+    import redis
+
     return redis.Redis.from_url(f"redis://{ADMIN_USER}:{password}@{HOST}:{port}/0", **_client_options())
 
 
 def _probe(port: int, password: str, pid: int) -> str | None:
-    """The server's version if ``pid`` answers on ``port`` with ``password``, else None."""
-    client = _client(port, password)
+    """The server's version if ``pid`` answers on ``port`` with ``password``, else None (a plain-socket INFO:
+    every command's start asks this, and redis-py would cost it more than the rest, ``redis_conn``)."""
     try:
-        info = client.info("server")
-    except (redis.RedisError, OSError):
+        info = probe_info(Target(host=HOST, port=port, username=ADMIN_USER, password=password), _PROBE_TIMEOUT)
+    except loaded_errors("RedisError", also=(OSError, hiredis.HiredisError)):
         return None  # refused, loading, wrong password: not usable (yet)
-    finally:
-        client.close()
     # Another process on a recycled port must not pass for ours.
-    if info.get("process_id") != pid:
+    if info.get("process_id") != str(pid):
         return None
-    return str(info.get("redis_version", "unknown"))
+    return info.get("redis_version", "unknown")
 
 
 def _wait_ready(port: int, password: str, pid: int, deadline: float) -> str | None:
@@ -628,6 +637,8 @@ def _wait_exit(pid: int, timeout: float) -> bool:
 
 def _shutdown(record: _Record) -> bool:
     """Ask the server to flush its AOF and exit; False if it refused (the caller then signals it)."""
+    import redis
+
     client = _client(record.port, record.password)
     try:
         # redis-py treats the dropped connection as success; the caller still waits for the pid to go.

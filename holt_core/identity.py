@@ -12,11 +12,13 @@ from __future__ import annotations
 import getpass
 import os
 import re
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING
 
 from holt_core.acl import ADMIN_USER, command
 from holt_core.errors import HoltError, InvalidInput
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 OPERATOR_ENV = "HOLT_OPERATOR"
 SYSTEM_TIMEOUT = "system:timeout"

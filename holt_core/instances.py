@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from redis.asyncio import Redis
 
 from holt_core.errors import HoltError, InvalidInput, NotFound
 from holt_core.keys import INSTANCES, Keys, validate_instance_name
 from holt_core.processes import pid_alive
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 class InstanceRecord(BaseModel):

@@ -1,7 +1,8 @@
 """Redis on a lean wire: the per-hop commands and every subscription, without redis-py's per-call layers.
 
-redis-py sets up each connection (address, TLS, AUTH, database, RESP2): its configuration is the only one.
-After that handshake the socket is taken over by a small asyncio protocol that writes RESP2 commands and
+redis-py sets up each connection (address, TLS, AUTH, database, RESP2): its configuration is the only one
+(the CLI's light client, holt_core/redis_conn.py, hands over connections it set up the same way). After that
+handshake the socket is taken over by a small asyncio protocol that writes RESP2 commands and
 parses replies with hiredis as bytes arrive. Measured on this project's machine, a redis-py 8 command costs
 about 45 us of CPU beyond the socket work (connection pool, retry wrapper, observability hooks, per-command
 argument checks) and a buffered pub/sub message 16 us against 1 us here; an orchestration hop makes about a
@@ -26,16 +27,17 @@ import collections
 import contextlib
 import hashlib
 import random
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import hiredis
-from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.retry import Retry
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.connection import AbstractConnection
+    from redis.asyncio.retry import Retry
 
 # A subscriber that heard nothing for this long pings, so a dead connection is noticed (as redis-py does).
 HEALTH_CHECK_S = 30.0
@@ -44,9 +46,36 @@ HEALTH_CHECK_S = 30.0
 RECONNECT_FIRST_S = 0.05
 RECONNECT_MAX_S = 2.0
 CONFIRM_TIMEOUT_S = 10.0
-# What "Redis went away" looks like to a caller (redis-py's BusyLoadingError, a server still loading its data after
-# a restart, is a ConnectionError too).
-DISCONNECTED: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def redis_errors() -> ModuleType:
+    """redis-py's exception classes, which every Holt caller catches. Imported here only when one is raised or
+    caught: importing redis-py costs a short-lived command (the CLI's reads, holt_core/redis_conn.py) more than
+    all its work, and a command that meets no error never needs them."""
+    import redis.exceptions
+
+    return redis.exceptions
+
+
+def loaded_errors(*names: str, also: tuple[type[Exception], ...] = ()) -> tuple[type[Exception], ...]:
+    """redis-py's exception classes ``names`` for an ``except`` clause, without importing redis-py: while it was
+    never imported, nothing raised can be one of them (and the clause catches nothing). Call it in the clause
+    itself, which Python evaluates after the raise, never ahead (``contextlib.suppress(*loaded_errors(...))``
+    would miss an error whose raising imported redis-py)."""
+    module = sys.modules.get("redis.exceptions")
+    return (*(getattr(module, name) for name in names), *also) if module is not None else also
+
+
+def disconnected() -> tuple[type[BaseException], ...]:
+    """What "Redis went away" looks like to a caller (redis-py's BusyLoadingError, a server still loading its data
+    after a restart, is a ConnectionError too). A function, for ``except disconnected():``."""
+    return loaded_errors("ConnectionError", "TimeoutError", also=(OSError,))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DISCONNECTED":  # the tuple disconnected() returns, as a constant, for callers that import it
+        return disconnected()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 Message = dict[str, Any]
 
@@ -65,10 +94,15 @@ def script_sha(script: str) -> str:
     return hashlib.sha1(script.encode()).hexdigest()
 
 
-def _reply_error(text: str) -> ResponseError:
+def _reply_error(text: str) -> Exception:
+    errors = redis_errors()
     if text.startswith("NOSCRIPT"):
-        return NoScriptError(text)
-    return ResponseError(text)
+        return errors.NoScriptError(text)  # type: ignore[no-any-return]
+    return errors.ResponseError(text)  # type: ignore[no-any-return]
+
+
+def _connection_error(text: str) -> Exception:
+    return redis_errors().ConnectionError(text)  # type: ignore[no-any-return]
 
 
 async def _handshaken(redis: Redis) -> AbstractConnection:
@@ -85,18 +119,24 @@ class _Wire(asyncio.Protocol):
         self._conn = conn  # kept: redis-py's objects own the socket's lifetime otherwise
         writer = conn._writer  # the handshaken stream is the one thing taken over
         if writer is None:
-            raise RedisConnectionError("the connection closed during its handshake")
+            raise _connection_error("the connection closed during its handshake")
         self._transport: asyncio.Transport = writer.transport  # type: ignore[assignment]
         self._reader = hiredis.Reader(encoding="utf-8", errors="replace", replyError=_reply_error)
-        self.lost: BaseException | None = None
+        self._lost_text: str | None = None  # why the connection went, once it has
+        self._lost: BaseException | None = None
         self._transport.set_protocol(self)
+
+    @property
+    def gone(self) -> bool:
+        """The connection is lost (``lost`` says how), without making the error."""
+        return self._lost_text is not None
 
     def closing(self) -> bool:
         return self._transport.is_closing()
 
     def write(self, data: bytes) -> None:
-        if self.lost is not None or self._transport.is_closing():
-            raise RedisConnectionError("Connection closed by server.")
+        if self._lost_text is not None or self._transport.is_closing():
+            raise _connection_error("Connection closed by server.")
         self._transport.write(data)
 
     def data_received(self, data: bytes) -> None:
@@ -107,8 +147,16 @@ class _Wire(asyncio.Protocol):
     def _reply(self, reply: Any) -> None:
         raise NotImplementedError
 
+    @property
+    def lost(self) -> BaseException | None:
+        """redis-py's ConnectionError once the connection is gone, else None (made when first asked for: a
+        connection closed by its owner at the end of a command needs none, redis_errors)."""
+        if self._lost is None and self._lost_text is not None:
+            self._lost = _connection_error(self._lost_text)
+        return self._lost
+
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = RedisConnectionError(f"Connection closed: {exc}" if exc else "Connection closed by server.")
+        self._lost_text = f"Connection closed: {exc}" if exc else "Connection closed by server."
         self._closed()
 
     def _closed(self) -> None:
@@ -132,7 +180,7 @@ class _CommandWire(_Wire):
         while self.waiting:
             future = self.waiting.popleft()
             if not future.done():
-                future.set_exception(self.lost or RedisConnectionError("Connection closed by server."))
+                future.set_exception(self.lost or _connection_error("Connection closed by server."))  # waiters only
 
 
 class CommandWire:
@@ -146,7 +194,7 @@ class CommandWire:
     async def call(self, *args: str | bytes | int | float) -> Any:
         """One command's reply; an error reply raises (ResponseError, NoScriptError)."""
         reply = (await self.call_many([args]))[0]
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, Exception):  # an error reply (hiredis makes it a ResponseError, _reply_error)
             raise reply
         return reply
 
@@ -157,7 +205,7 @@ class CommandWire:
         payload = b"".join(encode_command(c) for c in commands)
         try:
             return await self._send(payload, len(commands))
-        except (RedisConnectionError, RedisTimeoutError, OSError) as first:
+        except disconnected() as first:
             # The retry policy the client's own connections are given (none unless configured).
             retry: Retry | None = self._redis.connection_pool.connection_kwargs.get("retry")
             if retry is None or retry.get_retries() == 0:
@@ -166,7 +214,7 @@ class CommandWire:
 
     async def _send(self, payload: bytes, count: int) -> list[Any]:
         wire = self._wire
-        if wire is None or wire.lost is not None:
+        if wire is None or wire.gone:
             wire = await self._connect()
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(count)]
@@ -187,7 +235,7 @@ class CommandWire:
         connection's failure. On a live connection the write happens here and now (no task, no extra turn of
         the loop); otherwise a task connects first, as ``call_many`` does (retrying as configured)."""
         wire = self._wire
-        if wire is not None and wire.lost is None and not wire.closing():
+        if wire is not None and not wire.gone and not wire.closing():
             try:
                 wire.write(b"".join(encode_command(c) for c in commands))
             except Exception as exc:  # the connection went away under the write
@@ -221,7 +269,7 @@ class CommandWire:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
-            if self._wire is None or self._wire.lost is not None:
+            if self._wire is None or self._wire.gone:
                 self._wire = _CommandWire(await _handshaken(self._redis))
             return self._wire
 
@@ -242,7 +290,8 @@ _IN_FLIGHT: set[asyncio.Task[None]] = set()
 
 
 def _as_connection_error(exc: BaseException) -> BaseException:
-    return exc if isinstance(exc, (RedisConnectionError, RedisTimeoutError)) else RedisConnectionError(str(exc))
+    errors = redis_errors()
+    return exc if isinstance(exc, (errors.ConnectionError, errors.TimeoutError)) else _connection_error(str(exc))
 
 
 class _PushWire(_Wire):
@@ -281,7 +330,7 @@ class Subscription:
     # ---------------------------------------------------------------- connection
 
     async def connect(self) -> None:
-        if self._wire is not None and self._wire.lost is None:
+        if self._wire is not None and not self._wire.gone:
             return
         # Messages not yet read are kept; confirmations of the old connection would only mislead.
         self._queue = collections.deque(r for r in self._queue if _message_type(r) in ("message", "pmessage"))
@@ -308,7 +357,7 @@ class Subscription:
                 await self.connect()  # re-subscribes on the new connection
                 await self.confirmed(self.channels, deliver)
                 return
-            except DISCONNECTED as exc:
+            except disconnected() as exc:
                 if self._wire is not None:
                     self._wire.close()  # unconfirmed: start over on a fresh connection
                     self._wire = None
@@ -328,7 +377,7 @@ class Subscription:
         while pending:
             msg = await self.get_message(timeout=wait_s)
             if msg is None:
-                raise RedisTimeoutError(f"Redis did not confirm the subscription to {sorted(pending)}")
+                raise redis_errors().TimeoutError(f"Redis did not confirm the subscription to {sorted(pending)}")
             if msg["type"] == "subscribe":
                 pending.discard(str(msg["channel"]))
             elif msg["type"] == "message" and deliver is not None:
@@ -342,7 +391,7 @@ class Subscription:
 
     async def unsubscribe(self) -> None:
         self.channels.clear()
-        if self._wire is not None and self._wire.lost is None:
+        if self._wire is not None and not self._wire.gone:
             self._wire.write(encode_command(["UNSUBSCRIBE"]))
 
     async def aclose(self) -> None:
@@ -406,9 +455,10 @@ class Subscription:
                 return message
             wire = self._wire
             if wire is None:
-                raise RedisConnectionError("not subscribed: the subscription is closed")
-            if wire.lost is not None:
-                raise wire.lost
+                raise _connection_error("not subscribed: the subscription is closed")
+            lost = wire.lost
+            if lost is not None:
+                raise lost
             now = loop.time()
             if deadline is not None and now >= deadline:
                 return None
@@ -456,7 +506,7 @@ async def survive_disconnects(work: Callable[[], Awaitable[None]], *,
         try:
             await work()
             return
-        except DISCONNECTED as exc:
+        except disconnected() as exc:
             if on_lost is not None:
                 on_lost(exc)
             await asyncio.sleep(backoff.next())

@@ -12,10 +12,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from holt_core.models import dumps
-from holt_core.redis_wire import CommandWire, script_sha
+from holt_core.redis_wire import CommandWire, redis_errors, script_sha
 
 # Guards run first and return the 1-based index of the first one that fails; then ops run in order.
 # Values travel as strings so Lua never reformats a number (1.7e12 would become "1.73e+12").
@@ -177,7 +175,7 @@ class TxRunner:
                 loop.call_soon(self._flush)
             self._pending.append((tx.keys, spec, future))
             reply = await future
-            if isinstance(reply, NoScriptError):
+            if isinstance(reply, Exception) and isinstance(reply, redis_errors().NoScriptError):
                 # The script cache was emptied (SCRIPT FLUSH, a restarted Redis); nothing of the script ran.
                 await self._wire.call("SCRIPT", "LOAD", _LUA)
                 continue
@@ -185,7 +183,7 @@ class TxRunner:
                 raise reply
             failed = int(reply)
             return TxResult(ok=False, failed_guard=failed - 1) if failed else TxResult(ok=True)
-        raise NoScriptError("the Tx script could not be loaded into Redis")
+        raise redis_errors().NoScriptError("the Tx script could not be loaded into Redis")
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []

@@ -103,3 +103,33 @@ async def test_list_loads_neither_the_engine_nor_the_supervisor(tmp_path: Path, 
     # No instance is running here, so no supervisor state file is read: neither its module nor holt.yml's.
     assert prefixed(modules, (*ENGINE, "holt_core.pup", "holt_core.supervisor", "holt_core.config", "yaml",
                               "holt_core.health", "aiohttp", "textual")) == []
+
+
+# What a read command pays for and never uses: redis-py (with OpenTelemetry, which redis-py 8 imports) and rich.
+HEAVY = ("redis", "opentelemetry", "rich")
+
+
+@pytest.mark.parametrize("args", [["hoard"], ["questions"], ["pending"], ["list"]])
+async def test_read_commands_load_neither_redis_py_nor_rich(tmp_path: Path, cli_env: dict[str, str], bb: Blackboard,
+                                                            args: list[str]) -> None:
+    from holt_core.hitl.policy import HitlPolicy
+
+    await bb.redis.set(bb.keys.hitl_policy, HitlPolicy().model_dump_json())  # as a running orchestrator does
+    await bb.create_artefact(goal())
+    modules, done = loaded_by(tmp_path, cli_env, *args, *(["--name", bb.instance] if args != ["list"] else []))
+    assert done.returncode == 0, done.stderr
+    assert prefixed(modules, HEAVY) == []
+    if args == ["list"]:  # the registry only: no blackboard, no artefact models
+        assert prefixed(modules, ("holt_core.blackboard", "holt_core.models")) == []
+
+
+async def test_a_read_command_that_meets_no_redis_says_so_in_redis_py_words(tmp_path: Path,
+                                                                            cli_env: dict[str, str]) -> None:
+    _, done = loaded_by(tmp_path, {**cli_env, "HOLT_REDIS_URL": "redis://127.0.0.1:1/0"}, "questions",
+                              "--name", "nowhere")
+    assert done.returncode == 1
+    # As redis-py's asyncio client words it (the light client never imported it).
+    assert done.stderr.splitlines() == ["error: Redis connection failed",
+                                        "  Error 111 connecting to 127.0.0.1:1. Connect call failed ('127.0.0.1', 1).",
+                                        "hint: holt redis status shows which Redis holt uses"]
+    assert "Traceback" not in done.stderr

@@ -8,22 +8,22 @@ import io
 import os
 import sys
 from collections.abc import AsyncIterator, Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from holt_core.blackboard import Blackboard, connect_redis
 from holt_core.cli.output import warn
 from holt_core.embedded_redis import resolve_redis_url
 from holt_core.errors import HoltError, MalformedRecord, RedisUnavailable
 from holt_core.instances import resolve_instance
+from holt_core.redis_conn import connect_redis, open_client
+from holt_core.redis_wire import loaded_errors
 from holt_core.sanitise import sanitise_text
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from holt_core.blackboard import Blackboard
 
 NameOpt = Annotated[
     str | None,
@@ -45,7 +45,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         sys.stdout.reconfigure(errors="replace")
     try:
         return asyncio.run(coro)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except lost_connection() as exc:
         raise connection_failed(exc) from None
     except HoltError as err:
         # Messages can quote Redis keys and ids found by SCAN, which anyone could have written.
@@ -61,11 +61,23 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(0) from None
 
 
-def redis_client(url: str, *, decode: bool = True, client_name: str | None = None) -> Redis:
-    # No automatic retries: redis-py would otherwise reconnect a dropped subscription behind our back
-    # and the events published meanwhile would be lost without a word.
+def redis_client(url: str, *, decode: bool = True, client_name: str | None = None, light: bool = False) -> Redis:
+    """A command's client. ``light``: the client without redis-py (``redis_conn.open_client``), for commands whose
+    every call it answers (the reads); else redis-py's. No automatic retries: redis-py would otherwise reconnect
+    a dropped subscription behind our back and the events published meanwhile would be lost without a word."""
+    if light and decode:
+        return open_client(url, client_name=client_name)
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     return connect_redis(url, decode=decode, retry=Retry(NoBackoff(), 0), socket_connect_timeout=5,
                          client_name=client_name)
+
+
+def lost_connection(*also: type[Exception]) -> tuple[type[Exception], ...]:
+    """redis-py's connection and timeout errors (and ``also``), for an ``except`` clause (redis-py is not imported
+    for it: ``redis_wire.loaded_errors``)."""
+    return loaded_errors("ConnectionError", "TimeoutError", also=also)
 
 
 def connection_failed(exc: Exception) -> RedisUnavailable:
@@ -84,26 +96,27 @@ def warn_unreadable(bad: MalformedRecord) -> None:
 
 @contextlib.asynccontextmanager
 async def open_blackboard(
-    name: str | None, *, url: str | None = None, client_name: str | None = None
+    name: str | None, *, url: str | None = None, client_name: str | None = None, light: bool = False
 ) -> AsyncIterator[Blackboard]:
-    redis = redis_client(url or resolve_redis_url(start=False), client_name=client_name)
+    """The instance's blackboard for one command; ``light`` for the reads (see ``redis_client``)."""
+    from holt_core.blackboard import Blackboard  # with the artefact models: not for commands that only use Redis
+
+    redis = redis_client(url or resolve_redis_url(start=False), client_name=client_name, light=light)
     bb: Blackboard | None = None
     try:
         instance = await resolve_instance(redis, name)
         bb = Blackboard(redis, instance)
         bb.on_unreadable = warn_unreadable
         yield bb
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except lost_connection() as exc:
         raise connection_failed(exc) from None
-    except RedisError as exc:  # e.g. an ACL that forbids a command: say so, no traceback
+    except loaded_errors("RedisError") as exc:  # e.g. an ACL that forbids a command: say so, no traceback
         raise HoltError(f"Redis refused the request: {sanitise_text(str(exc))}") from None
     finally:
         if bb is not None:
             bb.release()
         with contextlib.suppress(Exception):
             await redis.aclose()
-
-
 
 
 def run_typer_app(app: typer.Typer, args: list[str] | None = None) -> None:

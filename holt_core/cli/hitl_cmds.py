@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from holt_core.cli.common import AsOpt, JsonOpt, NameOpt, open_blackboard, run_async
-from holt_core.cli.output import stdout, success
+from holt_core.cli.output import out, success
 from holt_core.errors import HoltError, InvalidInput
 from holt_core.hitl.client import HitlClient, OpenItem
 from holt_core.hitl.models import HitlRequest, RequestKind
@@ -92,14 +92,14 @@ def _item_lines(item: OpenItem) -> list[str]:
 
 def _print_items(items: list[OpenItem], as_json: bool, empty: str) -> None:
     if as_json:
-        stdout.out(json.dumps([i.model_dump(mode="json") for i in items], ensure_ascii=True), highlight=False)
+        out(json.dumps([i.model_dump(mode="json") for i in items], ensure_ascii=True))
         return
     if not items:
-        stdout.out(empty, highlight=False)
+        out(empty)
         return
     for item in items:
         for line in _item_lines(item):
-            stdout.out(line, highlight=False)
+            out(line)
 
 
 def _request_json(req: HitlRequest) -> str:
@@ -119,7 +119,7 @@ def questions(
 
 
 async def _questions(name: str | None, wait: bool, within_s: float | None, as_json: bool) -> None:
-    async with open_blackboard(name, client_name="holt-questions") as bb:
+    async with open_blackboard(name, client_name="holt-questions", light=True) as bb:
         client = await _client(bb)
         if not wait:
             _print_items(await client.questions(), as_json, "No open questions.")
@@ -129,7 +129,7 @@ async def _questions(name: str | None, wait: bool, within_s: float | None, as_js
         except TimeoutError:
             raise HoltError(f"no question within {within_s:g} s") from None
         if as_json:
-            stdout.out(json.dumps(item.model_dump(mode="json"), ensure_ascii=True), highlight=False)
+            out(json.dumps(item.model_dump(mode="json"), ensure_ascii=True))
         else:
             _print_items([item], False, "")
         sys.stdout.flush()
@@ -151,7 +151,7 @@ def answer(
     req, _ = run_async(_act(name, operator, lambda c, op: c.answer(
         request_id, text, operator=op, request_id_key=caller_request_id, amend=amend)))
     if as_json:
-        stdout.out(_request_json(req), highlight=False)
+        out(_request_json(req))
         return
     assert req.answer is not None
     success(f"{'amended' if amend else 'answered'} {req.id} as {req.answer.by} "
@@ -171,7 +171,7 @@ async def _act(name: str | None, as_operator: str | None, fn: Any) -> tuple[Hitl
 
 
 async def _read(name: str | None, fn: Any) -> HitlRequest:
-    async with open_blackboard(name, client_name="holt-hitl") as bb:
+    async with open_blackboard(name, client_name="holt-hitl", light=True) as bb:
         client = await _client(bb)
         result: HitlRequest = await fn(client)
         return result
@@ -183,7 +183,7 @@ def pending(name: NameOpt = None, as_json: JsonOpt = False) -> None:
 
 
 async def _pending(name: str | None, as_json: bool) -> None:
-    async with open_blackboard(name, client_name="holt-pending") as bb:
+    async with open_blackboard(name, client_name="holt-pending", light=True) as bb:
         client = await _client(bb)
         _print_items(await client.pending(), as_json, "Nothing pending.")
 
@@ -207,7 +207,7 @@ def approve(
         request_id, operator=op, justification=justification, request_id_key=caller_request_id, bypass=bypass,
         digest=clean_digest)))
     if as_json:
-        stdout.out(_request_json(req), highlight=False)
+        out(_request_json(req))
         return
     if req.kind == RequestKind.POST_REVIEW:
         success(f"post-review {req.id} closed by {op}")
@@ -232,7 +232,7 @@ def reject(
     req, op = run_async(_act(name, operator, lambda c, op: c.reject(
         request_id, reason=reason, operator=op, justification=justification, request_id_key=caller_request_id)))
     if as_json:
-        stdout.out(_request_json(req), highlight=False)
+        out(_request_json(req))
         return
     success(f"{req.id} {req.status.value} by {op}")
 
@@ -245,7 +245,7 @@ def status(
     """Everything about one request: its state, route, approvals and outcome."""
     req = run_async(_read(name, lambda c: c.status(request_id)))
     if as_json:
-        stdout.out(_request_json(req), highlight=False)
+        out(_request_json(req))
         return
     lines = [f"{req.id}  {req.kind.value}  {req.status.value}", f"  created {_when(req.created_ms)} by "
              f"{req.role or '-'} on claim {req.claim_id or '-'} (workflow {req.workflow_id or '-'})"]
@@ -268,4 +268,4 @@ def status(
     if req.post_review_id:
         lines.append(f"  post-review item: {req.post_review_id}")
     for line in lines:
-        stdout.out(sanitise_text(line), highlight=False)
+        out(sanitise_text(line))

@@ -9,13 +9,15 @@ import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import typer
-from redis.asyncio import Redis
 
-from holt_core.blackboard import connect_redis
 from holt_core.instances import list_records, resolve_instance, supervisor_alive, workspace_root
+from holt_core.redis_conn import connect_redis, open_client
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 @contextlib.contextmanager
@@ -33,8 +35,9 @@ def quiet_stdout_errors() -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def redis_connection(url: str) -> AsyncIterator[Redis]:
-    redis = connect_redis(url)
+async def redis_connection(url: str, *, read_only: bool = False) -> AsyncIterator[Redis]:
+    """A client for one command; ``read_only`` (registry reads) takes the light one (``redis_conn.open_client``)."""
+    redis = open_client(url) if read_only else connect_redis(url)
     try:
         yield redis
     finally:

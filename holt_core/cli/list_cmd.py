@@ -56,7 +56,7 @@ async def _list_rows() -> list[dict[str, str]]:
         if known_redis_url() is not None:
             warn("holt's Redis is not running, so the registry cannot be read: holt redis start")
         return []  # holt's private Redis is not running, so no instance can be
-    async with redis_connection(url) as redis:
+    async with redis_connection(url, read_only=True) as redis:
         records = await list_records(redis)
     rows = []
     for r in records:

@@ -67,7 +67,7 @@ async def _find_log_dir(name: str | None) -> Path:
     root = workspace_root()
     try:
         url = resolve_redis_url(start=False)
-        async with redis_connection(url) as redis:
+        async with redis_connection(url, read_only=True) as redis:
             instance = await resolve_here(redis, name)
             record = await get_record(redis, instance)
         if record is not None and record.log_dir:

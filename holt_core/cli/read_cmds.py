@@ -7,21 +7,17 @@ Output from Redis is data, never trusted: human-readable lines are sanitised in 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from collections import OrderedDict
 from datetime import datetime, tzinfo
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from holt_core.acl import viewer_url
 from holt_core.artefact_filter import ArtefactFilter
 from holt_core.blackboard import Blackboard, next_message
-from holt_core.cli.common import NameOpt, open_blackboard, redis_client, run_async
+from holt_core.cli.common import NameOpt, lost_connection, open_blackboard, redis_client, run_async
 from holt_core.cli.output import warn
 from holt_core.embedded_redis import resolve_redis_url
 from holt_core.errors import HoltError, InvalidInput, MalformedRecord, RedisUnavailable
@@ -41,6 +37,9 @@ from holt_core.render import (
     watch_lines,
 )
 from holt_core.sanitise import sanitise_text
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 RECONNECT_INTERVAL_S = 2.0
 RECONNECT_TIMEOUT_S = 60.0
@@ -146,21 +145,21 @@ def _local_tz() -> tzinfo:
 
 
 async def _hoard_list(name: str | None, fmt: OutputFormat, filt: ArtefactFilter) -> None:
-    async with open_blackboard(name) as bb:
+    async with open_blackboard(name, light=True) as bb:
         listing = await bb.list_artefacts()  # a record it skips is named on stderr (open_blackboard)
     shown = [a for a in listing.artefacts if filt.matches(a, keep_zero_time=False)]
     _write(hoard_table(shown, bb.instance, now_ms()) if fmt == "default" else hoard_jsonl(shown))
 
 
 async def _hoard_get(name: str | None, text: str) -> None:
-    async with open_blackboard(name) as bb:
+    async with open_blackboard(name, light=True) as bb:
         artefact = await bb.get_artefact(await bb.resolve_artefact_id(text))
     _write(artefact_pretty_json(artefact))
 
 
 async def _unearth(name: str | None, text: str) -> None:
     url = resolve_redis_url(start=False)
-    async with open_blackboard(name, url=url) as bb:
+    async with open_blackboard(name, url=url, light=True) as bb:
         artefact_id = await bb.resolve_artefact_id(text)
         # A second, binary connection: the payload must come out byte for byte, even if it is not UTF-8.
         raw_client = redis_client(url, decode=False)
@@ -214,7 +213,7 @@ class _Watcher:
     async def run(self) -> None:
         # As holt-viewer where holt's ACL users exist: Redis itself refuses any write from a watcher.
         async with open_blackboard(self.name, url=viewer_url(resolve_redis_url(start=False)),
-                                   client_name="holt-watch") as bb:
+                                   client_name="holt-watch", light=True) as bb:
             try:
                 await self._loop(bb)
             except _Done:
@@ -241,7 +240,7 @@ class _Watcher:
                         last_alive = now_ms()
                         if message is not None:
                             self._live(bb, *message)
-            except (RedisConnectionError, RedisTimeoutError, RedisUnavailable):
+            except lost_connection(RedisUnavailable):
                 pass  # handled below: announce, wait for Redis, resubscribe and rescan
             _status("⚠️  Connection to blackboard lost. Reconnecting...")
             if not await _wait_for_redis(bb.redis):
@@ -295,9 +294,11 @@ async def _wait_for_redis(redis: Redis) -> bool:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + RECONNECT_TIMEOUT_S
     while True:
-        with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError, HoltError):
+        try:
             if await redis.ping():
                 return True
+        except lost_connection(OSError, HoltError):  # evaluated after the raise: see loaded_errors
+            pass
         if loop.time() + RECONNECT_INTERVAL_S > deadline:
             return False
         await asyncio.sleep(RECONNECT_INTERVAL_S)
