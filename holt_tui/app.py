@@ -255,10 +255,11 @@ class HoltTui(App[None]):
             # Shutting down: Textual prunes the screens before it stops the app's timers.
             return
         now_s = self.config.clock_ms() // 1000
+        if now_s != self._last_clock:
+            # Ages tick even while the feed never runs dry (a live instance sends something every second).
+            self._last_clock = now_s
+            self._tick()
         if not self.feed:
-            if now_s != self._last_clock:
-                self._last_clock = now_s
-                self._tick()
             return
         items: list[FeedItem] = []
         pop = self.feed.popleft
@@ -279,6 +280,7 @@ class HoltTui(App[None]):
     def _tick(self) -> None:
         """Once a second: ages tick (header clock, held decisions, inbox, the inspector's "ago")."""
         self._render_status()
+        self._main.query_one(ArtefactGraph).invalidate()  # the rows' ages (only the visible rows redraw)
         pane = self._active_pane()
         if pane == "debugger":
             self._main.query_one(HeldList).refresh()
@@ -292,11 +294,11 @@ class HoltTui(App[None]):
 
     def apply_change(self, change: Change) -> None:
         graph = self._main.query_one(ArtefactGraph)
-        if change.artefacts or change.claims or change.debug:
+        if change.artefacts or change.claims or change.debug or change.inbox:
             had_rows = bool(graph.items)
-            # Ages in rows tick, so drawn rows are dropped at least every 10 s; otherwise only on claim changes.
+            # Badges follow claims, holds and the inbox (holt_core/claim_stage.py); ages tick in ``_tick``.
             minute = self.config.clock_ms() // 10_000
-            graph.reload(invalidate=change.claims or change.debug or minute != self._rows_drawn_at)
+            graph.reload(invalidate=change.claims or change.debug or change.inbox or minute != self._rows_drawn_at)
             self._rows_drawn_at = minute
             if change.new_artefacts:
                 if self.following:
