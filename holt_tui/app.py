@@ -554,6 +554,8 @@ class HoltTui(App[None]):
                 if selected is None:
                     continue
                 claims = [st.claim.id for st in self.model.claims_of(selected) if st.claim.status.is_open]
+                if not self.model.claims_of(selected):
+                    claims = [selected]  # no claim (yet): explain the artefact itself (a held claim creation)
                 reasons: dict[str, list[str]] = {}
                 for claim_id in claims:
                     try:

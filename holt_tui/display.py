@@ -292,6 +292,9 @@ def inspector_lines(model: LiveModel, artefact_id: str | None, cache: PayloadCac
     out.append(_section(f"claims ({len(claims)})"))
     if not claims:
         out.append(Text("no claim on this artefact", style="dim"))
+        reasons = explained.get(a.id) if explained is not None else None
+        for r in reasons or ():  # live: what the debug plane says about the artefact itself (a held creation)
+            out.append(Text(f"  • {s(r, 200)}", style="yellow"))
     for st in claims:
         out.extend(_claim_lines(model, st, now_ms, tz, explained))
         out.append(Text(""))
