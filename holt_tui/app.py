@@ -70,20 +70,23 @@ PANE_LABELS = ("Inspector", "Graph", "Agents", "Events", "Audit", "Inbox", "Debu
 # Control actions, the capability each needs from the debug source ("inbox" = the inbox source).
 CONTROL: dict[str, str] = {
     "step": "step", "continue_decision": "continue", "skip": "skip", "pause": "pause", "resume": "resume",
-    "breakpoint": "breakpoint", "add_breakpoint": "breakpoint", "toggle_breakpoint_enabled": "breakpoint",
+    "run_to_terminal": "run_to_terminal", "breakpoint": "breakpoint", "add_breakpoint": "breakpoint",
+    "toggle_breakpoint_enabled": "breakpoint",
     "delete_breakpoint": "breakpoint", "inject": "inject_review", "terminate": "terminate",
     "answer": "inbox", "reject": "inbox",
 }
 # Keys whose action may not apply now, and so have a ``refuse`` fallback binding.
 REFUSABLE: tuple[tuple[str, str], ...] = (
-    ("s", "step"), ("c", "continue_decision"), ("K", "skip"), ("a", "answer"), ("r", "reject"),
+    ("s", "step"), ("c", "continue_decision"), ("K", "skip"), ("u", "run_to_terminal"), ("a", "answer"),
+    ("r", "reject"),
     ("n", "search_next"), ("N", "search_previous"), ("p", "pause"), ("b", "breakpoint"), ("B", "add_breakpoint"),
     ("e", "toggle_breakpoint_enabled"), ("d", "delete_breakpoint"), ("i", "inject"), ("t", "terminate"),
     ("y", "copy_id"), ("Y", "copy_payload"), ("o", "open_pager"), ("w", "save_payload"), ("x", "dismiss_notice"),
 )
 _ACTION_NAMES = {
     "step": "step", "continue_decision": "continue", "skip": "skip", "pause": "pause", "resume": "resume",
-    "breakpoint": "breakpoint", "add_breakpoint": "add breakpoint", "toggle_breakpoint_enabled": "enable/disable",
+    "run_to_terminal": "run to Terminal", "breakpoint": "breakpoint", "add_breakpoint": "add breakpoint",
+    "toggle_breakpoint_enabled": "enable/disable",
     "delete_breakpoint": "delete breakpoint", "inject": "inject review", "terminate": "terminate",
     "answer": "answer", "reject": "reject", "search_next": "next match", "search_previous": "previous match",
     "copy_id": "copy id", "copy_payload": "copy payload", "open_pager": "pager", "save_payload": "save",
@@ -116,6 +119,8 @@ class HoltTui(App[None]):
         # One key, two bindings: the footer shows whichever applies now (check_action hides the other).
         Binding("p", "pause", "Pause", id="debug.pause"),
         Binding("p", "resume", "Resume", id="debug.resume"),
+        # gdb's ``until``: the selected decision's workflow runs on to its Terminal, the others stay held.
+        Binding("u", "run_to_terminal", "To Terminal", id="debug.run_to_terminal"),
         Binding("b", "breakpoint", "Break", id="debug.breakpoint"),
         # The breakpoints panel (Debug tab): add with conditions, enable/disable and delete the selected one.
         Binding("B", "add_breakpoint", "Add bp", id="debug.add_breakpoint"),
@@ -303,6 +308,10 @@ class HoltTui(App[None]):
             if change.new_artefacts:
                 if self.following:
                     self._follow_key = change.new_artefacts[-1]
+                    root = self.model.root_of(self._follow_key)
+                    if root in self.model.collapsed:  # following shows the newest: its workflow unfolds
+                        self.model.set_collapsed(root, False)
+                        graph.reload()
                     graph.select_key(self._follow_key)
                 else:
                     self.new_count += len(change.new_artefacts)
@@ -437,7 +446,8 @@ class HoltTui(App[None]):
             status.update(f"Debugger: {s(self.lease.message, 80)} │ "
                           f"{'FULL CONTROL (every decision waits)' if d.full_control else 'running'}"
                           f" │ lease: {s(d.lease_holder or 'nobody', 30)} │ {len(d.held)} held │ "
-                          f"{len(d.breakpoints)} breakpoints")
+                          f"{len(d.breakpoints)} breakpoints"
+                          + (f" │ {len(d.runs)} workflow(s) running to their Terminal (u)" if d.runs else ""))
         self._main.query_one(HeldList).set_items(list(d.held))
         self._render_held_detail()
         self._main.query_one(BreakpointsList).set_items(list(d.breakpoints))
@@ -797,7 +807,11 @@ class HoltTui(App[None]):
             newest = self.model.newest_artefact()
             if newest is not None:
                 self._follow_key = newest
-                self._main.query_one(ArtefactGraph).select_key(newest)
+                graph = self._main.query_one(ArtefactGraph)
+                if self.model.root_of(newest) in self.model.collapsed:
+                    self.model.set_collapsed(self.model.root_of(newest), False)
+                    graph.reload()
+                graph.select_key(newest)
         self._render_status()
 
     def action_dismiss_notice(self) -> None:
@@ -921,7 +935,7 @@ class HoltTui(App[None]):
                 return "pause: already under full control (p resumes)"
             case "resume" if not self.model.debug.full_control:
                 return "resume: not paused"
-            case "step" | "continue_decision" | "skip":
+            case "step" | "continue_decision" | "skip" | "run_to_terminal":
                 if self._held() is None:
                     return f"{what}: nothing held (no decision is waiting; b sets a breakpoint, p pauses)"
             case "breakpoint" | "inject":
@@ -977,6 +991,14 @@ class HoltTui(App[None]):
         held = self._held()
         if held is not None:
             self._call(f"continue {_held_label(held)}", self.sources.debug.continue_(held.id))
+
+    def action_run_to_terminal(self) -> None:
+        held = self._held()
+        if held is not None:
+            self._call(f"run to Terminal {_held_label(held)}", self.sources.debug.run_to_terminal(held.id))
+
+    def action_fold(self) -> None:
+        self._main.query_one(ArtefactGraph).action_fold()
 
     def action_skip(self) -> None:
         held = self._held()

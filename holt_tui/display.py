@@ -85,13 +85,15 @@ def graph_row(model: LiveModel, row: Row, now_ms: int, tz: tzinfo) -> Text:
     if a is None:
         return Text("?")
     if kind == "w":
-        t = Text("▼ ", style="bold")
+        folded = ident in model.collapsed
+        t = Text("▶ " if folded else "▼ ", style="bold")
         status = model.workflow_status(ident)
         t.append(f"[{status}] ", style=_WF_STYLE.get(status, ""))
         t.append(f"workflow {ident[:8]} ", style="bold")
         t.append(s(a.type, 30), style="bold cyan")
         t.append(f"  {preview(a.payload, 40)}", style="italic")
-        t.append(f"  ({model.workflow_size(ident)})  {clock(a.created_at_ms, tz)}", style="dim")
+        t.append(f"  ({model.workflow_size(ident)}{' folded' if folded else ''})  {clock(a.created_at_ms, tz)}",
+                 style="dim")
         return t
     glyph, style = _GLYPH.get(a.structural_type, ("·", ""))
     t = Text("  " if depth == 1 else "  │ └ ")

@@ -144,6 +144,7 @@ class LiveModel:
         self._rows: list[Row] = []
         self._filtered: list[Row] | None = None
         self.filter: ListFilter = NO_FILTER
+        self.collapsed: set[str] = set()  # workflow roots folded to their header row
 
     # ------------------------------------------------------------------------------------------ apply
 
@@ -462,7 +463,17 @@ class LiveModel:
         return False
 
     def _flatten(self) -> None:
-        self._rows = list(itertools.chain.from_iterable(self._wf_rows[r] for _, r in self._wf_order))
+        self._rows = list(itertools.chain.from_iterable(
+            self._wf_rows[r][:1] if r in self.collapsed else self._wf_rows[r] for _, r in self._wf_order))
+
+    def set_collapsed(self, root: str, collapsed: bool) -> None:
+        """Fold a workflow to its header row (or unfold it)."""
+        if (root in self.collapsed) == collapsed:
+            return
+        (self.collapsed.add if collapsed else self.collapsed.discard)(root)
+        self.rows()
+        self._flatten()
+        self._filtered = None
 
     def _workflow_rows(self, root: str) -> list[Row]:
         members = self._wf_members[root]
