@@ -88,7 +88,8 @@ class DebugGate:
             subject = subject_of(d)
             held = self.state.held.get(subject)
             if held is not None:
-                if held.release is not None:
+                # A decision held just before its workflow was marked to run to its Terminal goes too.
+                if held.release is not None or (self.runs and await self._runs_on(d)):
                     return await self._carry_out(held, d)
                 if signature(held.decision) != signature(d):
                     await self._update_held(held, d)
@@ -232,7 +233,8 @@ class DebugGate:
         result, _ = await self.bb.audit.commit(
             tx, operator=SYSTEM_ORCHESTRATOR, action="debug_held_decision_carried_out", subject=held.subject,
             details={"hold_id": held.hold_id, "kind": d.kind.value, "summary": d.summary,
-                     "release": str(held.release), "released_by": held.released_by, "claim_id": d.claim_id})
+                     "release": str(held.release or "run_to_terminal"), "released_by": held.released_by,
+                     "claim_id": d.claim_id})
         await self._reload()
         if result.ok:
             self.log.info("held_decision_carried_out", claim_id=d.claim_id, kind=d.kind.value,
@@ -355,6 +357,10 @@ class DebugGate:
         async with self._lock:
             await self._reload()
             released = [h for h in self.state.held_list() if h.release is not None]
+            unreleased = [h for h in self.state.held_list() if h.release is None] if self.runs else []
+        for h in unreleased:  # held in a workflow marked to run to its Terminal: re-derived, and so let through
+            if await workflow_root(self._parent, h.decision.artefact_id) in self.runs:
+                released.append(h)
         for held in released:
             if held.redrive == Redrive.CLAIM:
                 await driver.advance(held.redrive_id)
