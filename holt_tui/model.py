@@ -574,7 +574,8 @@ class LiveModel:
 
     def workflow_status(self, root: str) -> str:
         """held | waiting (for a person) | failed | done | running: one word for a workflow's header."""
-        if any(self.root_of(h.artefact_id) == root for h in self.debug.held if h.artefact_id in self.artefacts):
+        if any(self.root_of(h.artefact_id) == root for h in self.debug.held
+               if not h.released and h.artefact_id in self.artefacts):  # as Stage.HELD: an unreleased hold
             return "held"
         if any(self.root_of(i.artefact_id) == root for i in self.inbox.items
                if i.status == "open" and i.artefact_id in self.artefacts):
