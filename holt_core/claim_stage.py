@@ -46,7 +46,7 @@ STAGE_TEXT = {
     Stage.DONE: "done (complete)",
     Stage.TERMINATED: "terminated",
     Stage.DORMANT: "dormant (no agent wants its next phase)",
-    Stage.HELD: "held by the debugger",
+    Stage.HELD: "held: a decision of it waits for step, continue or skip",
     Stage.WAITING: "waiting for a person (question or approval)",
     Stage.REWORK: "rework (its producer writes the next version)",
     Stage.QUEUED: "queued for a busy agent",
