@@ -263,6 +263,15 @@ class Keys:
     def debug_skipped_index(self) -> str:
         return f"{self.prefix}debug:skipped"
 
+    def debug_run(self, root: str) -> str:
+        """STRING: JSON of a "run to Terminal" mark on the workflow whose root goal is ``root``."""
+        return f"{self.prefix}debug:run:{root}"
+
+    @property
+    def debug_runs(self) -> str:
+        """SET of workflow roots that run to their Terminal while the rest stays held."""
+        return f"{self.prefix}debug:runs"
+
     @property
     def debug_stepping(self) -> str:
         """SET of claim ids whose next decision is held because the operator stepped them."""

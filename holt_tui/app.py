@@ -73,7 +73,8 @@ PANE_LABELS = ("Inspector", "Graph", "Agents", "Events", "Audit", "Inbox", "Debu
 # Control actions, the capability each needs from the debug source ("inbox" = the inbox source).
 CONTROL: dict[str, str] = {
     "step": "step", "continue_decision": "continue", "skip": "skip", "pause": "pause", "resume": "resume",
-    "breakpoint": "breakpoint", "add_breakpoint": "breakpoint", "toggle_breakpoint_enabled": "breakpoint",
+    "run_to_terminal": "run_to_terminal", "breakpoint": "breakpoint", "add_breakpoint": "breakpoint",
+    "toggle_breakpoint_enabled": "breakpoint",
     "delete_breakpoint": "breakpoint", "inject": "inject_review", "terminate": "terminate",
     "answer": "inbox", "reject": "inbox",
 }
@@ -82,7 +83,8 @@ HISTORY_KEYS = (("left_square_bracket", "back"), ("right_square_bracket", "forwa
                 ("left_curly_bracket", "start"), ("right_curly_bracket", "end"))
 # Keys whose action may not apply now, and so have a ``refuse`` fallback binding.
 REFUSABLE: tuple[tuple[str, str], ...] = (
-    ("s", "step"), ("c", "continue_decision"), ("K", "skip"), ("a", "answer"), ("r", "reject"),
+    ("s", "step"), ("c", "continue_decision"), ("K", "skip"), ("u", "run_to_terminal"), ("a", "answer"),
+    ("r", "reject"),
     ("n", "search_next"), ("N", "search_previous"), ("p", "pause"), ("b", "breakpoint"), ("B", "add_breakpoint"),
     ("e", "toggle_breakpoint_enabled"), ("d", "delete_breakpoint"), ("i", "inject"), ("t", "terminate"),
     ("y", "copy_id"), ("Y", "copy_payload"), ("o", "open_pager"), ("w", "save_payload"), ("x", "dismiss_notice"),
@@ -90,7 +92,8 @@ REFUSABLE: tuple[tuple[str, str], ...] = (
 )
 _ACTION_NAMES = {
     "step": "step", "continue_decision": "continue", "skip": "skip", "pause": "pause", "resume": "resume",
-    "breakpoint": "breakpoint", "add_breakpoint": "add breakpoint", "toggle_breakpoint_enabled": "enable/disable",
+    "run_to_terminal": "run to Terminal", "breakpoint": "breakpoint", "add_breakpoint": "add breakpoint",
+    "toggle_breakpoint_enabled": "enable/disable",
     "delete_breakpoint": "delete breakpoint", "inject": "inject review", "terminate": "terminate",
     "answer": "answer", "reject": "reject", "search_next": "next match", "search_previous": "previous match",
     "copy_id": "copy id", "copy_payload": "copy payload", "open_pager": "pager", "save_payload": "save",
@@ -165,6 +168,8 @@ class HoltTui(App[None]):
         # One key, two bindings: the footer shows whichever applies now (check_action hides the other).
         Binding("p", "pause", "Pause", id="debug.pause"),
         Binding("p", "resume", "Resume", id="debug.resume"),
+        # gdb's ``until``: the selected decision's workflow runs on to its Terminal, the others stay held.
+        Binding("u", "run_to_terminal", "To Terminal", id="debug.run_to_terminal"),
         Binding("b", "breakpoint", "Break", id="debug.breakpoint"),
         # The breakpoints panel (Debug tab): add with conditions, enable/disable and delete the selected one.
         Binding("B", "add_breakpoint", "Add bp", id="debug.add_breakpoint"),
@@ -320,10 +325,11 @@ class HoltTui(App[None]):
             # Shutting down: Textual prunes the screens before it stops the app's timers.
             return
         now_s = self.config.clock_ms() // 1000
+        if now_s != self._last_clock:
+            # Ages tick even while the feed never runs dry (a live instance sends something every second).
+            self._last_clock = now_s
+            self._tick()
         if not self.feed:
-            if now_s != self._last_clock:
-                self._last_clock = now_s
-                self._tick()
             return
         if self._history_building:
             return  # a thread reads the live model: the feed waits in its deque until it is done
@@ -351,6 +357,7 @@ class HoltTui(App[None]):
     def _tick(self) -> None:
         """Once a second: ages tick (header clock, held decisions, inbox, the inspector's "ago")."""
         self._render_status()
+        self._main.query_one(ArtefactGraph).invalidate()  # the rows' ages (only the visible rows redraw)
         pane = self._active_pane()
         if pane == "debugger":
             self._main.query_one(HeldList).refresh()
@@ -364,15 +371,19 @@ class HoltTui(App[None]):
 
     def apply_change(self, change: Change) -> None:
         graph = self._main.query_one(ArtefactGraph)
-        if change.artefacts or change.claims or change.debug:
+        if change.artefacts or change.claims or change.debug or change.inbox:
             had_rows = bool(graph.items)
-            # Ages in rows tick, so drawn rows are dropped at least every 10 s; otherwise only on claim changes.
+            # Badges follow claims, holds and the inbox (holt_core/claim_stage.py); ages tick in ``_tick``.
             minute = self.config.clock_ms() // 10_000
-            graph.reload(invalidate=change.claims or change.debug or minute != self._rows_drawn_at)
+            graph.reload(invalidate=change.claims or change.debug or change.inbox or minute != self._rows_drawn_at)
             self._rows_drawn_at = minute
             if change.new_artefacts:
                 if self.following:
                     self._follow_key = change.new_artefacts[-1]
+                    root = self.model.root_of(self._follow_key)
+                    if root in self.model.collapsed:  # following shows the newest: its workflow unfolds
+                        self.model.set_collapsed(root, False)
+                        graph.reload()
                     graph.select_key(self._follow_key)
                 else:
                     self.new_count += len(change.new_artefacts)
@@ -511,7 +522,8 @@ class HoltTui(App[None]):
             status.update(f"Debugger: {s(self.lease.message, 80)} │ "
                           f"{'FULL CONTROL (every decision waits)' if d.full_control else 'running'}"
                           f" │ lease: {s(d.lease_holder or 'nobody', 30)} │ {len(d.held)} held │ "
-                          f"{len(d.breakpoints)} breakpoints")
+                          f"{len(d.breakpoints)} breakpoints"
+                          + (f" │ {len(d.runs)} workflow(s) running to their Terminal (u)" if d.runs else ""))
         self._main.query_one(HeldList).set_items(list(d.held))
         self._render_held_detail()
         self._main.query_one(BreakpointsList).set_items(list(d.breakpoints))
@@ -628,6 +640,8 @@ class HoltTui(App[None]):
                 if selected is None:
                     continue
                 claims = [st.claim.id for st in self.model.claims_of(selected) if st.claim.status.is_open]
+                if not self.model.claims_of(selected):
+                    claims = [selected]  # no claim (yet): explain the artefact itself (a held claim creation)
                 reasons: dict[str, list[str]] = {}
                 for claim_id in claims:
                     try:
@@ -872,7 +886,11 @@ class HoltTui(App[None]):
             newest = self.model.newest_artefact()
             if newest is not None:
                 self._follow_key = newest
-                self._main.query_one(ArtefactGraph).select_key(newest)
+                graph = self._main.query_one(ArtefactGraph)
+                if self.model.root_of(newest) in self.model.collapsed:
+                    self.model.set_collapsed(self.model.root_of(newest), False)
+                    graph.reload()
+                graph.select_key(newest)
         self._render_status()
 
     def action_dismiss_notice(self) -> None:
@@ -1005,7 +1023,7 @@ class HoltTui(App[None]):
                 return "pause: already under full control (p resumes)"
             case "resume" if not self.model.debug.full_control:
                 return "resume: not paused"
-            case "step" | "continue_decision" | "skip":
+            case "step" | "continue_decision" | "skip" | "run_to_terminal":
                 if self._held() is None:
                     return f"{what}: nothing held (no decision is waiting; b sets a breakpoint, p pauses)"
             case "breakpoint" | "inject":
@@ -1061,6 +1079,14 @@ class HoltTui(App[None]):
         held = self._held()
         if held is not None:
             self._call(f"continue {_held_label(held)}", self.sources.debug.continue_(held.id))
+
+    def action_run_to_terminal(self) -> None:
+        held = self._held()
+        if held is not None:
+            self._call(f"run to Terminal {_held_label(held)}", self.sources.debug.run_to_terminal(held.id))
+
+    def action_fold(self) -> None:
+        self._main.query_one(ArtefactGraph).action_fold()
 
     def action_skip(self) -> None:
         held = self._held()

@@ -43,6 +43,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("step", "step", "Carry out the selected held decision and hold the next (s)", ("s",)),
     Command("continue", "continue_decision", "Carry out the selected held decision and run on (c)", ("c",)),
     Command("skip", "skip", "Drop the selected held decision; the claim stays as it is (K)"),
+    Command("to-terminal", "run_to_terminal", "Run the selected held decision's workflow to its Terminal; the others "
+            "stay held (u)", ("until", "u")),
+    Command("fold", "fold", "Fold / unfold the selected workflow's artefacts (Enter or z on the artefact list)",
+            ("z", "unfold")),
     Command("pause", "pause", "Enter full control: every decision waits (p)"),
     Command("resume", "resume", "Leave full control (p)"),
     Command("break", "breakpoint", "Toggle a breakpoint on the selected artefact's type (b)", ("b",)),

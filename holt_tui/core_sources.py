@@ -161,6 +161,7 @@ class CoreDebugSource:
             ),
             full_control=state.mode.full_control,
             lease_holder=holder.operator if holder else "",
+            runs=tuple(r.root for r in await self.client.runs()),
         )
 
     # ------------------------------------------------------------------ lease
@@ -204,6 +205,10 @@ class CoreDebugSource:
 
     async def skip(self, decision_id: str) -> ActionResult:
         return await _attempt(self.client.skip(decision_id or None), "skipped")
+
+    async def run_to_terminal(self, decision_id: str) -> ActionResult:
+        return await _attempt(self.client.run_to_terminal(decision_id),
+                              "its workflow runs on to its Terminal; the others stay held")
 
     async def pause(self) -> ActionResult:
         return await _attempt(self.client.pause(), "full control: every decision waits")

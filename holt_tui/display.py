@@ -11,6 +11,7 @@ from rich.style import Style
 from rich.text import Text
 
 from holt_core.audit import AuditRecord
+from holt_core.claim_stage import STAGE_TEXT, Stage, is_active
 from holt_core.models import StructuralType, is_approval
 from holt_core.render import short_age
 from holt_core.sanitise import sanitise_text
@@ -41,6 +42,8 @@ _STATUS_STYLE = {
 }
 
 
+_STAGE_STYLE = {Stage.HELD: "bold red", Stage.WAITING: "bold yellow", Stage.DONE: "green", Stage.TERMINATED: "red",
+                Stage.DORMANT: "dim"}
 _WF_STYLE = {"held": "bold red", "waiting": "bold yellow", "failed": "red", "done": "green", "running": "cyan"}
 
 
@@ -59,17 +62,20 @@ def preview(payload: str, limit: int = 40) -> str:
 
 
 def claim_badge(model: LiveModel, artefact_id: str) -> Text:
-    states = model.claims_of(artefact_id)
-    if not states:
-        return Text("")
-    newest = states[-1].claim
-    status = newest.status.value
-    short = {"pending_review": "review", "pending_parallel": "parallel", "pending_exclusive": "exclusive",
-             "pending_assignment": "assign", "complete": "done", "terminated": "term"}.get(status, status)
-    held = any(h.claim_id == newest.id for h in model.debug.held)
-    t = Text(f" [{short}]", style=_STATUS_STYLE.get(status, ""))
-    if held:
+    """The artefact's claim as a badge, from the stage ``holt explain`` derives too (holt_core/claim_stage.py)."""
+    st = model.claim_for(artefact_id)
+    stage = model.stage_of(artefact_id)
+    t = Text("")
+    if st is not None:
+        status = st.claim.status.value
+        short = {Stage.DONE: "done", Stage.TERMINATED: "term", Stage.DORMANT: "dormant"}.get(stage) or {
+            "pending_review": "review", "pending_parallel": "parallel", "pending_exclusive": "exclusive",
+            "pending_assignment": "assign"}.get(status, status)
+        t.append(f" [{short}]", style="dim" if stage is Stage.DORMANT else _STATUS_STYLE.get(status, ""))
+    if stage is Stage.HELD:
         t.append(" ⏸ held", style="bold red")
+    elif stage is Stage.WAITING:
+        t.append(" ✉ waiting", style="bold yellow")
     return t
 
 
@@ -79,13 +85,15 @@ def graph_row(model: LiveModel, row: Row, now_ms: int, tz: tzinfo) -> Text:
     if a is None:
         return Text("?")
     if kind == "w":
-        t = Text("▼ ", style="bold")
+        folded = ident in model.collapsed
+        t = Text("▶ " if folded else "▼ ", style="bold")
         status = model.workflow_status(ident)
         t.append(f"[{status}] ", style=_WF_STYLE.get(status, ""))
         t.append(f"workflow {ident[:8]} ", style="bold")
         t.append(s(a.type, 30), style="bold cyan")
         t.append(f"  {preview(a.payload, 40)}", style="italic")
-        t.append(f"  ({model.workflow_size(ident)})  {clock(a.created_at_ms, tz)}", style="dim")
+        t.append(f"  ({model.workflow_size(ident)}{' folded' if folded else ''})  {clock(a.created_at_ms, tz)}",
+                 style="dim")
         return t
     glyph, style = _GLYPH.get(a.structural_type, ("·", ""))
     t = Text("  " if depth == 1 else "  │ └ ")
@@ -193,7 +201,9 @@ def _kv(key: str, value: str, style: str = "") -> Text:
 def _claim_lines(model: LiveModel, st: ClaimState, now_ms: int, tz: tzinfo,
                  explained: Mapping[str, list[str]] | None = None) -> list[Text]:
     c = st.claim
-    out = [_kv("claim", c.id), _kv("status", c.status.value, _STATUS_STYLE.get(c.status.value, ""))]
+    stage = model.claim_stage(st)
+    out = [_kv("claim", c.id), _kv("status", c.status.value, _STATUS_STYLE.get(c.status.value, "")),
+           _kv("state", STAGE_TEXT[stage], _STAGE_STYLE.get(stage, ""))]
     if c.phase_state is not None:
         ps = c.phase_state
         out.append(_kv("phase", f"{ps.current.value} (since {age(ps.start_time_ms, now_ms)})"))
@@ -219,7 +229,7 @@ def _claim_lines(model: LiveModel, st: ClaimState, now_ms: int, tz: tzinfo,
         out.append(Text("timeline", style="dim"))
         for ts, what in timeline:
             out.append(Text(f"  {clock(ts, tz) if ts else '  --    '}  {s(what, 200)}"))
-    if c.status.is_open:
+    if is_active(c.status, st.note):
         # Live: the debug plane's explanation (it sees holds, queues, running tools); until it arrives, and in
         # replay or offline, what the model itself can tell.
         reasons = explained.get(c.id) if explained is not None else None
@@ -257,6 +267,8 @@ def inspector_lines(model: LiveModel, artefact_id: str | None, cache: PayloadCac
            _kv("id", a.id), _kv("thread", a.logical_id), _kv("kind", a.structural_type.value),
            _kv("produced by", s(a.produced_by_role, 60)),
            _kv("created", f"{clock(a.created_at_ms, tz)} ({age(a.created_at_ms, now_ms)} ago)")]
+    stage = model.stage_of(a.id)
+    out.append(_kv("state", STAGE_TEXT[stage], _STAGE_STYLE.get(stage, "")))
     if a.source_artefacts:
         out.append(Text("derived from", style="dim"))
         for src in a.source_artefacts:
@@ -282,6 +294,9 @@ def inspector_lines(model: LiveModel, artefact_id: str | None, cache: PayloadCac
     out.append(_section(f"claims ({len(claims)})"))
     if not claims:
         out.append(Text("no claim on this artefact", style="dim"))
+        reasons = explained.get(a.id) if explained is not None else None
+        for r in reasons or ():  # live: what the debug plane says about the artefact itself (a held creation)
+            out.append(Text(f"  • {s(r, 200)}", style="yellow"))
     for st in claims:
         out.extend(_claim_lines(model, st, now_ms, tz, explained))
         out.append(Text(""))

@@ -27,6 +27,7 @@ class ClaimState:
     claim: Claim
     bids: dict[str, str] = field(default_factory=dict)
     note: str = ""  # the orchestrator's ``holt_note`` field (e.g. why a claim went dormant)
+    created_ms: int = 0  # ``holt_created_at_ms``: of an artefact's claims the newest speaks for it (0 = unknown)
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,12 @@ FeedItem = (
 
 
 def _claim_state_json(c: ClaimState) -> dict[str, Any]:
-    return {"claim": c.claim.to_event(), "bids": c.bids, "note": c.note}
+    return {"claim": c.claim.to_event(), "bids": c.bids, "note": c.note, "created_ms": c.created_ms}
 
 
 def _claim_state(obj: dict[str, Any]) -> ClaimState:
-    return ClaimState(Claim.from_event(obj["claim"]), dict(obj.get("bids") or {}), str(obj.get("note", "")))
+    return ClaimState(Claim.from_event(obj["claim"]), dict(obj.get("bids") or {}), str(obj.get("note", "")),
+                      int(obj.get("created_ms") or 0))
 
 
 def _audit_json(r: AuditRecord) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from holt_core.audit import AuditRecord
+from holt_core.claim_stage import ClaimFacts, Stage, claim_stage, delivered_roles, is_active
 from holt_core.models import Artefact, ClaimStatus, StructuralType, WorkflowEvent, is_approval
 from holt_tui.feed import (
     ArtefactSeen,
@@ -143,6 +144,7 @@ class LiveModel:
         self._rows: list[Row] = []
         self._filtered: list[Row] | None = None
         self.filter: ListFilter = NO_FILTER
+        self.collapsed: set[str] = set()  # workflow roots folded to their header row
 
     # ------------------------------------------------------------------------------------------ apply
 
@@ -461,7 +463,17 @@ class LiveModel:
         return False
 
     def _flatten(self) -> None:
-        self._rows = list(itertools.chain.from_iterable(self._wf_rows[r] for _, r in self._wf_order))
+        self._rows = list(itertools.chain.from_iterable(
+            self._wf_rows[r][:1] if r in self.collapsed else self._wf_rows[r] for _, r in self._wf_order))
+
+    def set_collapsed(self, root: str, collapsed: bool) -> None:
+        """Fold a workflow to its header row (or unfold it)."""
+        if (root in self.collapsed) == collapsed:
+            return
+        (self.collapsed.add if collapsed else self.collapsed.discard)(root)
+        self.rows()
+        self._flatten()
+        self._filtered = None
 
     def _workflow_rows(self, root: str) -> list[Row]:
         members = self._wf_members[root]
@@ -515,6 +527,43 @@ class LiveModel:
     def claims_of(self, artefact_id: str) -> list[ClaimState]:
         return [self.claims[c] for c in self.claims_by_artefact.get(artefact_id, [])]
 
+    # --- where a claim stands: holt_core/claim_stage.py, the derivation ``holt explain`` uses too ---
+
+    def claim_for(self, artefact_id: str) -> ClaimState | None:
+        """The claim that speaks for an artefact: its newest (a feedback claim after the one it superseded), as
+        the blackboard's artefact -> claim index and ``holt explain`` have it, whatever order they arrived in."""
+        states = self.claims_of(artefact_id)
+        if not states:
+            return None
+        return max(enumerate(states), key=lambda e: (e[1].created_ms, e[0]))[1]
+
+    def claim_facts(self, artefact_id: str, st: ClaimState | None) -> ClaimFacts:
+        claim_id = st.claim.id if st is not None else None
+        held = any(not h.released and (h.claim_id == claim_id or h.artefact_id == artefact_id)
+                   for h in self.debug.held)
+        waiting = any(i.status == "open" and (i.claim_id == claim_id or i.artefact_id == artefact_id)
+                      for i in self.inbox.items)
+        if st is None:
+            return ClaimFacts(status=None, held=held, waiting_for_person=waiting)
+        c, ps = st.claim, st.claim.phase_state
+        delivered: frozenset[str] = frozenset()
+        if ps is not None:
+            outputs = [(k.produced_by_role, k.structural_type, k.created_at_ms)
+                       for k in (self.artefacts.get(i) for i in self.children.get(c.artefact_id, ())) if k is not None]
+            delivered = delivered_roles(ps.granted_agents, outputs, ps.start_time_ms)
+        roles = set(self.info.roles)
+        return ClaimFacts(status=c.status, note=st.note, held=held, waiting_for_person=waiting,
+                          queued=c.grant_queue is not None and bool(c.grant_queue.agent_name),
+                          in_phase=ps is not None, granted=tuple(ps.granted_agents) if ps else (),
+                          delivered=delivered, all_bid=bool(roles) and roles <= set(st.bids))
+
+    def claim_stage(self, st: ClaimState) -> Stage:
+        return claim_stage(self.claim_facts(st.claim.artefact_id, st))
+
+    def stage_of(self, artefact_id: str) -> Stage:
+        """Where an artefact stands (its speaking claim's stage): what ``holt explain ARTEFACT`` says."""
+        return claim_stage(self.claim_facts(artefact_id, self.claim_for(artefact_id)))
+
     def newest_artefact(self) -> str | None:
         if not self.artefacts:
             return None
@@ -525,7 +574,8 @@ class LiveModel:
 
     def workflow_status(self, root: str) -> str:
         """held | waiting (for a person) | failed | done | running: one word for a workflow's header."""
-        if any(self.root_of(h.artefact_id) == root for h in self.debug.held if h.artefact_id in self.artefacts):
+        if any(self.root_of(h.artefact_id) == root for h in self.debug.held
+               if not h.released and h.artefact_id in self.artefacts):  # as Stage.HELD: an unreleased hold
             return "held"
         if any(self.root_of(i.artefact_id) == root for i in self.inbox.items
                if i.status == "open" and i.artefact_id in self.artefacts):
@@ -542,7 +592,8 @@ class LiveModel:
         return len(self._wf_order)
 
     def open_claims(self) -> int:
-        return sum(1 for s in self.claims.values() if s.claim.status.is_open)
+        """Open and not dormant (a dormant claim keeps its pending status but is off the open set)."""
+        return sum(1 for s in self.claims.values() if is_active(s.claim.status, s.note))
 
     def agents(self) -> list[AgentRow]:
         names: set[str] = set(self.info.roles)
@@ -600,7 +651,7 @@ class LiveModel:
     def why_not_moving(self, s: ClaimState) -> list[str]:
         """Reasons a claim is not advancing, from what the blackboard shows (the debug plane adds holds)."""
         c = s.claim
-        if not c.status.is_open:
+        if not is_active(c.status, s.note):
             return []
         out: list[str] = []
         if s.note:

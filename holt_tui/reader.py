@@ -222,7 +222,9 @@ class Reader:
                 except MalformedRecord as bad:
                     self._malformed(bb.keys.claim(c), bad.reason)
                     continue
-                out.append(ClaimState(claim, {str(k): str(v) for k, v in bids.items()}, str(raw.get("holt_note", ""))))
+                created = str(raw.get("holt_created_at_ms", ""))
+                out.append(ClaimState(claim, {str(k): str(v) for k, v in bids.items()}, str(raw.get("holt_note", "")),
+                                      int(created) if created.isdigit() else 0))
         return out
 
     def _malformed(self, where: str, reason: str) -> None:

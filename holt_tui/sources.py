@@ -110,6 +110,7 @@ class DebugSnapshot:
     breakpoints: tuple[Breakpoint, ...] = ()
     full_control: bool = False  # the whole instance waits for a step
     lease_holder: str = ""  # operator holding the control lease ("" = nobody)
+    runs: tuple[str, ...] = ()  # root goals of workflows running to their Terminal (holt_core/debug/runs.py)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,6 +119,7 @@ class DebugSnapshot:
             "breakpoints": [asdict(b) for b in self.breakpoints],
             "full_control": self.full_control,
             "lease_holder": self.lease_holder,
+            "runs": list(self.runs),
         }
 
     @classmethod
@@ -128,6 +130,7 @@ class DebugSnapshot:
             breakpoints=tuple(Breakpoint(**b) for b in obj.get("breakpoints", [])),
             full_control=bool(obj.get("full_control")),
             lease_holder=str(obj.get("lease_holder", "")),
+            runs=tuple(str(r) for r in obj.get("runs", [])),
         )
 
 
@@ -160,6 +163,10 @@ class DebugSource(Protocol):
 
     async def skip(self, decision_id: str) -> ActionResult: ...
 
+    async def run_to_terminal(self, decision_id: str) -> ActionResult:
+        """Carry on the decision's workflow until its Terminal artefact exists; other workflows stay held."""
+        ...
+
     async def pause(self) -> ActionResult: ...
 
     async def resume(self) -> ActionResult: ...
@@ -187,6 +194,7 @@ class DebugSource(Protocol):
 
 CAPABILITIES = frozenset({
     "step", "continue", "skip", "pause", "resume", "breakpoint", "inject_review", "terminate", "lease", "explain",
+    "run_to_terminal",
 })
 
 
@@ -234,6 +242,9 @@ class NullDebugSource:
         return UNSUPPORTED
 
     async def skip(self, decision_id: str) -> ActionResult:
+        return UNSUPPORTED
+
+    async def run_to_terminal(self, decision_id: str) -> ActionResult:
         return UNSUPPORTED
 
     async def pause(self) -> ActionResult:

@@ -49,7 +49,9 @@ async def test_explain_names_the_missing_bidder_of_a_claim_waiting_on_a_silent_a
             why = await DebugClient(bb, "x").explain(claim_id)
         finally:
             REASON_PROVIDERS.remove(open_question)
-        assert [r.kind for r in why.reasons] == ["waiting_for_bids", "open_question"]
+        # A claim waiting for a person stands there (holt_core/claim_stage.py): that reason comes first.
+        assert [r.kind for r in why.reasons] == ["open_question", "waiting_for_bids"]
+        assert why.state == "waiting" and why.summary == "asks: flour type?"
 
         code, _, err = await holt(cli_env, "explain", "0000000000", "--name", instance)
         assert code == 1 and "no claim or artefact" in err

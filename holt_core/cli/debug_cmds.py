@@ -17,6 +17,7 @@ from holt_core.debug.client import DebugClient, Released, process_started_ms
 from holt_core.debug.explain import Explanation
 from holt_core.debug.held import HeldDecision
 from holt_core.debug.lease import LeaseInfo
+from holt_core.debug.runs import RunMark
 from holt_core.embedded_redis import resolve_redis_url
 from holt_core.errors import InvalidInput
 from holt_core.identity import resolve_operator
@@ -182,14 +183,17 @@ def break_list(name: NameOpt = None, operator: AsOpt = None, as_json: JsonOpt = 
 def held_cmd(name: NameOpt = None, operator: AsOpt = None, as_json: JsonOpt = False) -> None:
     """Held decisions (oldest first) and the control mode."""
 
-    async def act(c: DebugClient) -> tuple[list[HeldDecision], Any]:
+    async def act(c: DebugClient) -> tuple[list[HeldDecision], Any, list[RunMark]]:
         state = await c.state()
-        return state.held_list(), state.mode
+        return state.held_list(), state.mode, await c.runs()
 
-    held, mode = _run(name, operator, act, read=True)
+    held, mode, runs = _run(name, operator, act, read=True)
     if as_json:
-        _json({"mode": mode.model_dump(mode="json"), "held": [h.model_dump(mode="json") for h in held]})
+        _json({"mode": mode.model_dump(mode="json"), "held": [h.model_dump(mode="json") for h in held],
+               "runs_to_terminal": [r.model_dump(mode="json") for r in runs]})
         return
+    for r in runs:
+        _out(f"RUN TO TERMINAL: workflow {r.root} (by {r.by} since {_when(r.since_ms)}): its decisions are not held")
     if mode.full_control:
         _out(f"FULL CONTROL since {_when(mode.since_ms)} ({mode.reason or 'paused'} by {mode.by}): "
              "every decision waits")
@@ -225,9 +229,24 @@ def continue_cmd(
     target: TargetArg = None,
     workflow: Annotated[bool, typer.Option("--workflow", help="Only this decision's workflow (same root goal) "
                                                              "runs on; stay under full control.")] = False,
+    to_terminal: Annotated[bool, typer.Option("--to-terminal", help="This decision's workflow runs on, past "
+                                                                   "breakpoints and full control, until its "
+                                                                   "Terminal artefact exists; the others stay "
+                                                                   "held.")] = False,
     name: NameOpt = None, operator: AsOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Carry out the held decision (all of them without an id), leave full control and run to the next hit."""
+    if to_terminal:
+        if workflow:
+            raise InvalidInput("--to-terminal already keeps to this decision's workflow: drop --workflow")
+        if target is None:
+            raise InvalidInput("continue --to-terminal needs the held decision whose workflow runs on",
+                               hint="holt debug held shows hold ids")
+        result = _run(name, operator, lambda c: c.run_to_terminal(target))
+        _report(result, as_json)
+        if not as_json:
+            _out("its workflow runs on until its Terminal artefact exists; every other workflow stays held")
+        return
     _report(_run(name, operator, lambda c: c.continue_(target, workflow=workflow)), as_json)
 
 

@@ -28,6 +28,7 @@ from holt_core.debug.inject import InjectedReview, inject_review
 from holt_core.debug.lease import DEFAULT_LEASE_TTL_S, ControlLease, LeaseInfo
 from holt_core.debug.mode import ControlMode
 from holt_core.debug.proven import breakpoint_proof, load_honoured, release_proof
+from holt_core.debug.runs import RunMark, load_runs, run_proof
 from holt_core.debug.store import DebugState
 from holt_core.errors import HoltError, InvalidInput, NotFound
 from holt_core.hitl.proofs import proof_tx
@@ -339,6 +340,42 @@ class DebugClient:
 
         result: Released = await self._controlled("debug_continue", change)
         return result
+
+    async def run_to_terminal(self, target: str) -> Released:
+        """Carry on everything of the named decision's workflow (same root goal) until its Terminal artefact exists:
+        its held decisions are released and, until then, the gate holds none of its decisions (breakpoints,
+        stepping, full control); every other workflow stays held. holt_core/debug/runs.py has the rules."""
+        if not target or not target.strip():
+            raise InvalidInput("run to Terminal needs the held decision whose workflow runs on")
+        pin: dict[str, str] = {}
+        roots = await self._workflow_roots(await self.state())
+
+        def change(state: DebugState) -> tuple[Tx, str, dict[str, Any], Any]:
+            named = self._pick(state, target, pin)
+            root = roots.get(named.hold_id)
+            if root is None:
+                raise HoltError("that decision was held a moment ago: try again")
+            chosen = [named] + [h for h in state.held_list() if h.release is None and h is not named
+                                and roots.get(h.hold_id) == root]
+            tx = Tx()
+            released = [self._release(tx, state, h, Release.CONTINUE) for h in chosen]
+            mark = RunMark(root=root, by=self.operator, since_ms=now_ms(), hold_id=named.hold_id,
+                           proof=secrets.token_hex(8))
+            tx.set(self.keys.debug_run(root), mark.to_json()).sadd(self.keys.debug_runs, root)
+            tx.set(*run_proof(self.keys, mark, impersonated_by=self.impersonated_by))  # the gate checks it
+            announce(tx, self.keys, DebugEventType.RUN_TO_TERMINAL, root=root, hold_id=named.hold_id,
+                     by=self.operator)
+            details = {**self._details(chosen), "root": root, "hold_id": named.hold_id}
+            return (self._sync(tx, named.subject), root, details,
+                    Released(action="run_to_terminal", decisions=released, mode=state.mode))
+
+        result: Released = await self._controlled("debug_run_to_terminal", change)
+        return result
+
+    async def runs(self) -> list[RunMark]:
+        """Workflows running to their Terminal (proven marks only), oldest first."""
+        marks = (await load_runs(self.bb.redis, self.keys)).marks
+        return sorted(marks.values(), key=lambda m: (m.since_ms, m.root))
 
     async def _workflow_roots(self, state: DebugState) -> dict[str, str]:
         """Hold id -> the root goal of its decision's artefact (first sources walked up; bounded)."""

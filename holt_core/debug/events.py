@@ -26,6 +26,8 @@ class DebugEventType(StrEnum):
     CLAIM_TERMINATED = "claim_terminated_by_operator"
     HOLD_DROPPED = "held_decision_dropped"  # its claim closed or it was superseded
     REVIEW_INJECTED = "review_injected"
+    RUN_TO_TERMINAL = "run_to_terminal"  # a workflow carries on to its Terminal (holt_core/debug/runs.py)
+    RUN_ENDED = "run_to_terminal_reached"
 
 
 class DebugEvent(BaseModel):

@@ -16,6 +16,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from holt_core.blackboard import Blackboard
+from holt_core.claim_stage import (
+    OUTPUT_CLOCK_MARGIN_MS,
+    ClaimFacts,
+    Stage,
+    claim_stage,
+    delivered_roles,
+    is_dormant,
+)
 from holt_core.debug.held import HeldDecision
 from holt_core.debug.reasons import REASON_PROVIDERS, ClaimContext, Reason, ReasonProvider, register_reason_provider
 from holt_core.debug.store import load_state
@@ -28,7 +36,6 @@ __all__ = ["REASON_PROVIDERS", "ClaimContext", "Explanation", "Reason", "ReasonP
            "register_reason_provider"]
 
 _CLAIMABLE = (StructuralType.STANDARD, StructuralType.QUESTION, StructuralType.ANSWER)
-_CLOCK_MARGIN_MS = 10_000
 
 
 class Explanation(BaseModel):
@@ -36,6 +43,9 @@ class Explanation(BaseModel):
     claim_id: str | None = None
     artefact_id: str | None = None
     status: str | None = None
+    # Where the claim stands (holt_core/claim_stage.py): the same derivation holt-tui's badges, header counts and
+    # inspector use, so the two never disagree.
+    state: str = Stage.UNCLAIMED.value
     moving: bool
     summary: str
     reasons: list[Reason]
@@ -69,11 +79,54 @@ async def explain(bb: Blackboard, ident: str) -> Explanation:
     if claim is None or claim.status.is_open:
         reasons.extend(await _orchestrator_reasons(bb))
     reasons = [r.model_copy(update={"message": sanitise_text(r.message)}) for r in reasons]
+    stage = claim_stage(await _facts(ctx, artefact_id, reasons))
+    # The reason that says where it stands comes first: it is the summary (and the TUI's first line).
+    headline = [r for r in reasons if r.kind in _HEADLINE.get(stage, ()) or
+                (stage == Stage.WAITING and r.kind.startswith("open_"))][:1]
+    reasons = headline + [r for r in reasons if r not in headline]
     blocking = [r for r in reasons if r.blocking]
-    summary = blocking[0].message if blocking else (reasons[0].message if reasons else "nothing to report")
+    first = headline[0] if headline else (blocking[0] if blocking else (reasons[0] if reasons else None))
+    summary = first.message if first is not None else "nothing to report"
     return Explanation(asked=ident, claim_id=claim.id if claim else None, artefact_id=artefact_id,
-                       status=claim.status.value if claim else None, moving=not blocking, summary=summary,
-                       reasons=reasons)
+                       status=claim.status.value if claim else None, state=stage.value, moving=not blocking,
+                       summary=summary, reasons=reasons)
+
+
+_HEADLINE: dict[Stage, tuple[str, ...]] = {
+    Stage.DONE: ("closed",), Stage.TERMINATED: ("closed",), Stage.DORMANT: ("dormant",), Stage.HELD: ("held",),
+    Stage.REWORK: ("waiting_for_rework",), Stage.QUEUED: ("grant_queue",), Stage.WORKING: ("waiting_for_output",),
+    Stage.BIDDING: ("waiting_for_bids",), Stage.ADVANCING: ("phase_complete", "consensus_reached"),
+}
+
+
+async def _facts(ctx: ClaimContext, artefact_id: str | None, reasons: list[Reason]) -> ClaimFacts:
+    """The facts ``claim_stage`` reads, from Redis (holt-tui fills the same ones from its model)."""
+    claim = ctx.claim
+    held = any(h.release is None and ((claim is not None and h.decision.claim_id == claim.id)
+                                      or (artefact_id is not None and h.decision.artefact_id == artefact_id))
+               for h in ctx.debug.held.values())
+    waiting = any(r.kind.startswith("open_") for r in reasons)
+    if claim is None:
+        return ClaimFacts(status=None, held=held, waiting_for_person=waiting)
+    ps = claim.phase_state
+    delivered: frozenset[str] = frozenset()
+    all_bid = False
+    if ps is not None:
+        outputs = await _outputs_since(ctx.bb, claim.artefact_id, ps.start_time_ms)
+        delivered = delivered_roles(ps.granted_agents, ((a.produced_by_role, a.structural_type, a.created_at_ms)
+                                                        for a in outputs), ps.start_time_ms)
+    else:
+        agents, _ = await _roster(ctx.bb)
+        if agents is not None:
+            bids = await ctx.bb.get_bids(claim.id)
+            all_bid = all(a in bids for a in agents)
+    return ClaimFacts(status=claim.status, note=ctx.claim_raw.get("holt_note", ""), held=held,
+                      waiting_for_person=waiting, queued=_queued(claim), in_phase=ps is not None,
+                      granted=tuple(ps.granted_agents) if ps else (), delivered=delivered, all_bid=all_bid)
+
+
+def _queued(claim: Claim) -> bool:
+    return claim.grant_queue is not None and bool(claim.grant_queue.agent_name)
 
 
 async def _resolve(bb: Blackboard, ident: str) -> tuple[str | None, str | None]:
@@ -144,7 +197,7 @@ async def _exec_state(bb: Blackboard, claim_id: str, agent: str) -> str:
 
 
 async def _outputs_since(bb: Blackboard, target_id: str, since_ms: int) -> list[Artefact]:
-    ids = await bb.redis.zrangebyscore(bb.keys.artefact_index, since_ms - _CLOCK_MARGIN_MS, "+inf")
+    ids = await bb.redis.zrangebyscore(bb.keys.artefact_index, since_ms - OUTPUT_CLOCK_MARGIN_MS, "+inf")
     found = await bb.get_artefacts([str(i) for i in ids])
     return [a for a in found if a is not None and target_id in a.source_artefacts]
 
@@ -158,7 +211,7 @@ async def _claim_reasons(ctx: ClaimContext) -> list[Reason]:
     if claim.status == ClaimStatus.TERMINATED:
         return [Reason(kind="closed", message=f"the claim was terminated: {claim.termination_reason or 'no reason'}",
                        blocking=False)]
-    if note.startswith("dormant"):
+    if is_dormant(claim.status, note):
         return [Reason(kind="dormant", message=f"the claim is dormant ({note.removeprefix('dormant: ')}): no agent "
                        "wants its next phase", blocking=False)]
     reasons = _debug_reasons(ctx, {claim.id, claim.artefact_id})
@@ -168,7 +221,7 @@ async def _claim_reasons(ctx: ClaimContext) -> list[Reason]:
         reasons.append(Reason(kind="waiting_for_rework", waiting_for=[agent],
                               message=f"feedback claim: waiting for {agent} to write the new version; "
                               f"{agent} is {await _exec_state(bb, claim.id, agent)}"))
-    elif claim.grant_queue is not None:
+    elif claim.grant_queue is not None and _queued(claim):
         role = claim.grant_queue.agent_name
         rank: Any = await bb.redis.zrank(bb.keys.grant_queue(role), claim.id)
         length = await bb.redis.zcard(bb.keys.grant_queue(role))
@@ -200,10 +253,13 @@ async def _claim_reasons(ctx: ClaimContext) -> list[Reason]:
                                       message="every agent has bid; the orchestrator grants the next phase"))
     else:
         outputs = await _outputs_since(bb, claim.artefact_id, ps.start_time_ms)
-        done = {a.produced_by_role for a in outputs}
+        done = delivered_roles(ps.granted_agents, ((a.produced_by_role, a.structural_type, a.created_at_ms)
+                                                   for a in outputs), ps.start_time_ms)
+        asked = {a.produced_by_role for a in outputs if a.structural_type == StructuralType.QUESTION}
         waiting = [r for r in ps.granted_agents if r not in done]
         if waiting:
-            states = [f"{r} is {await _exec_state(bb, claim.id, r)}" for r in waiting]
+            states = [f"{r} asked a question and waits for its answer" if r in asked
+                      else f"{r} is {await _exec_state(bb, claim.id, r)}" for r in waiting]
             reasons.append(Reason(kind="waiting_for_output", waiting_for=waiting,
                                   details={"phase": ps.current.value, "granted": ps.granted_agents,
                                            "received_from": sorted(done & set(ps.granted_agents))},

@@ -16,6 +16,7 @@ import secrets
 from typing import Any, Protocol
 
 from holt_core.blackboard import Blackboard
+from holt_core.claim_stage import OUTPUT_CLOCK_MARGIN_MS
 from holt_core.claims import F_NOTE, holds_of, human_feedback_claim_id
 from holt_core.debug.breakpoints import BreakpointAction, hit_condition_met
 from holt_core.debug.commands import KEEP_COMMANDS, Command, CommandKind
@@ -35,12 +36,13 @@ from holt_core.debug.held import (
 )
 from holt_core.debug.mode import ControlMode
 from holt_core.debug.proven import Forged, load_honoured
+from holt_core.debug.runs import RunMark, load_runs, workflow_root
 from holt_core.debug.store import DebugState
 from holt_core.decisions import Decision
 from holt_core.errors import HoltError
 from holt_core.identity import SYSTEM_ORCHESTRATOR
 from holt_core.logs import EventLogger
-from holt_core.models import ClaimStatus, dumps, now_ms
+from holt_core.models import ClaimStatus, StructuralType, dumps, now_ms
 from holt_core.transaction import Tx
 
 
@@ -65,6 +67,12 @@ class DebugGate:
         self._armed = False
         self._lock = asyncio.Lock()
         self._forged_seen: set[str] = set()
+        # Run to Terminal (holt_core/debug/runs.py): proven marks by root goal, and what the gate learnt.
+        self.runs: dict[str, RunMark] = {}
+        self._runs_raw: dict[str, str] = {}
+        self._parents: dict[str, str | None] = {}  # artefact id -> first source (artefacts never change)
+        self._terminals: dict[str, tuple[str, int]] = {}  # root -> (Terminal id, created ms)
+        self._looked_at: set[str] = set()  # artefacts already checked for a Terminal
         # redis-py types stream replies as unions of every shape; they are the decoded lists we read.
         self._r: Any = bb.redis
 
@@ -80,10 +88,12 @@ class DebugGate:
             subject = subject_of(d)
             held = self.state.held.get(subject)
             if held is not None:
-                if held.release is not None:
-                    if signature(held.decision) != signature(d):
-                        await self._release_stale(held, d)
-                        return False
+                # A decision held just before its workflow was marked to run to its Terminal goes too.
+                running = bool(self.runs) and await self._runs_on(d)
+                if held.release is not None and not running and signature(held.decision) != signature(d):
+                    await self._release_stale(held, d)
+                    return False
+                if held.release is not None or running:
                     return await self._carry_out(held, d)
                 if signature(held.decision) != signature(d):
                     await self._update_held(held, d)
@@ -93,6 +103,8 @@ class DebugGate:
                 if skipped == signature(d):
                     return False
                 await self._clear_skipped(subject)
+            if self.runs and await self._runs_on(d):
+                return True
             if d.claim_id in self.state.stepping:
                 await self._hold(d, HoldReason.STEP)
                 return False
@@ -113,6 +125,51 @@ class DebugGate:
                 await self._hold(d, HoldReason.FULL_CONTROL)
                 return False
             return True
+
+    # ------------------------------------------------------------------ run to Terminal
+
+    async def _parent(self, artefact_id: str) -> str | None:
+        if artefact_id not in self._parents:
+            found = (await self.bb.get_artefacts([artefact_id]))[0]
+            self._parents[artefact_id] = found.source_artefacts[0] if found and found.source_artefacts else None
+        return self._parents[artefact_id]
+
+    async def _runs_on(self, d: Decision) -> bool:
+        """The decision's workflow runs to its Terminal: let it through, unless the Terminal exists (then the
+        mark is removed and the decision is judged like any other)."""
+        mark = self.runs.get(await workflow_root(self._parent, d.artefact_id))
+        if mark is None:
+            return False
+        terminal = await self._terminal_of(mark)
+        if terminal is None:
+            return True
+        await self._end_run(mark, terminal)
+        return False
+
+    async def _terminal_of(self, mark: RunMark) -> str | None:
+        ids = await self.bb.redis.zrangebyscore(self.keys.artefact_index, mark.since_ms - OUTPUT_CLOCK_MARGIN_MS,
+                                                "+inf")
+        new = [str(i) for i in ids if str(i) not in self._looked_at]
+        for a in await self.bb.get_artefacts(new) if new else []:
+            if a is None:
+                continue
+            self._looked_at.add(a.id)
+            self._parents.setdefault(a.id, a.source_artefacts[0] if a.source_artefacts else None)
+            if a.structural_type == StructuralType.TERMINAL:
+                self._terminals[await workflow_root(self._parent, a.id)] = (a.id, a.created_at_ms)
+        found = self._terminals.get(mark.root)
+        return found[0] if found and found[1] >= mark.since_ms - OUTPUT_CLOCK_MARGIN_MS else None
+
+    async def _end_run(self, mark: RunMark, terminal_id: str) -> None:
+        key = self.keys.debug_run(mark.root)
+        tx = Tx().require_value(key, self._runs_raw.get(mark.root)).delete(key).srem(self.keys.debug_runs, mark.root)
+        announce(tx, self.keys, DebugEventType.RUN_ENDED, root=mark.root, terminal_id=terminal_id)
+        result, _ = await self.bb.audit.commit(
+            tx, operator=SYSTEM_ORCHESTRATOR, action="debug_run_to_terminal_reached", subject=mark.root,
+            details={"terminal_id": terminal_id, "by": mark.by, "hold_id": mark.hold_id})
+        if result.ok:
+            self.log.info("run_to_terminal_reached", root=mark.root, terminal_id=terminal_id)
+        await self._reload()
 
     async def _payload_of(self, d: Decision) -> str | None:
         try:
@@ -199,7 +256,8 @@ class DebugGate:
         result, _ = await self.bb.audit.commit(
             tx, operator=SYSTEM_ORCHESTRATOR, action="debug_held_decision_carried_out", subject=held.subject,
             details={"hold_id": held.hold_id, "kind": d.kind.value, "summary": d.summary,
-                     "release": str(held.release), "released_by": held.released_by, "claim_id": d.claim_id})
+                     "release": str(held.release or "run_to_terminal"), "released_by": held.released_by,
+                     "claim_id": d.claim_id})
         await self._reload()
         if result.ok:
             self.log.info("held_decision_carried_out", claim_id=d.claim_id, kind=d.kind.value,
@@ -289,6 +347,11 @@ class DebugGate:
             await self._report_forged(forged)
         self.state = honoured.state
         self._armed = self.state.armed
+        runs = await load_runs(self.bb.redis, self.keys)
+        for root in runs.forged:
+            await self._report_forged(Forged(root, f"run:{root}:{runs.raw.get(root, '')}",
+                                             f"run to Terminal of workflow {root} has no proof"))
+        self.runs, self._runs_raw = runs.marks, runs.raw
 
     async def _report_forged(self, forged: Forged) -> None:
         """Once per forgery: an error log line and an audit record, as for forged human decisions."""
@@ -317,6 +380,10 @@ class DebugGate:
         async with self._lock:
             await self._reload()
             released = [h for h in self.state.held_list() if h.release is not None]
+            unreleased = [h for h in self.state.held_list() if h.release is None] if self.runs else []
+        for h in unreleased:  # held in a workflow marked to run to its Terminal: re-derived, and so let through
+            if await workflow_root(self._parent, h.decision.artefact_id) in self.runs:
+                released.append(h)
         for held in released:
             if held.redrive == Redrive.CLAIM:
                 await driver.advance(held.redrive_id)

@@ -32,6 +32,9 @@ class ArtefactGraph(LineList):
     """Workflows -> threads -> versions, with "derived from" marks; the model filters and orders the rows."""
 
     empty_text = "no artefacts yet: start a workflow with holt forage"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter,z", "fold", "Fold", show=False, id="graph.fold"),
+    ]
 
     def __init__(self, model: LiveModel, now_ms: Any, tz: tzinfo, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -46,7 +49,8 @@ class ArtefactGraph(LineList):
         if item[0] == "a":
             return item[1]
         # A workflow header shows its size and status: a new member or a new state must redraw it.
-        return f"w:{item[1]}:{self.model.workflow_size(item[1])}:{self.model.workflow_status(item[1])}"
+        return (f"w:{item[1]}:{self.model.workflow_size(item[1])}:{self.model.workflow_status(item[1])}"
+                f":{item[1] in self.model.collapsed}")
 
     def item_text(self, item: Row, selected: bool) -> Text:
         t = graph_row(self.model, item, self._now_ms(), self._tz)
@@ -83,6 +87,16 @@ class ArtefactGraph(LineList):
     def artefact_id(self) -> str | None:
         item = self.current_item
         return item[1] if item is not None else None
+
+    def action_fold(self) -> None:
+        """Fold / unfold the workflow of the selected row; the cursor stays on (or goes to) its header."""
+        item = self.current_item
+        if item is None:
+            return
+        root = item[1] if item[0] == "w" else self.model.root_of(item[1])
+        self.model.set_collapsed(root, root not in self.model.collapsed)
+        self.reload()
+        self.select_key("w:" + root)
 
 
 class TextLines(LineList):
