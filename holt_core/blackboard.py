@@ -33,6 +33,7 @@ from holt_core.models import (
     dumps,
     now_ms,
 )
+from holt_core.redis_cluster import client_from_url, route_to
 from holt_core.redis_wire import CommandWire, Subscription
 from holt_core.transaction import Tx, TxResult, TxRunner
 
@@ -58,7 +59,8 @@ def connect_redis(url: str, *, decode: bool = True, **options: Any) -> Redis:
         "protocol": 2,
     }
     settings.update(options)
-    return Redis.from_url(url, **settings)
+    # Connections that go to the node owning an instance's hash slot on a Redis Cluster (redis_cluster).
+    return client_from_url(url, **settings)
 
 
 @dataclass
@@ -75,6 +77,7 @@ class Blackboard:
         self.redis = redis
         self.keys = Keys(instance)
         self.instance = instance
+        route_to(redis, self.keys)  # on a Redis Cluster: to the node serving the instance's slot
         self.wire = CommandWire(redis)
         self._tx = TxRunner(self.wire)
         self._audit: AuditTrail | None = None

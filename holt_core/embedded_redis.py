@@ -722,3 +722,97 @@ def _mask_url(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+# ------------------------------------------------------------------ a local Redis Cluster (for trying and testing)
+
+
+@dataclass
+class LocalCluster:
+    """Redis Cluster masters on loopback, each a ``redis-server --cluster-enabled yes`` from the same binary as
+    the private server, the 16384 slots split evenly. No password and no persistence: for trying holt on a
+    cluster and for the test suite, not for keeping data. ``url`` names the first node (any node will do)."""
+
+    data_dir: Path
+    ports: list[int]
+    procs: list[subprocess.Popen[bytes]]
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.ports[0]}/0"
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(OSError):
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(_KILL_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                _kill_child(proc)
+            with _children_lock:
+                _children.pop(proc.pid, None)
+
+
+def start_local_cluster(data_dir: Path, masters: int = 3, timeout: float = 15.0) -> LocalCluster:
+    """Start ``masters`` cluster nodes, give each its share of the slots, introduce them to one another and wait
+    until every node reports ``cluster_state:ok`` (raises ``RedisUnavailable`` otherwise, the nodes stopped)."""
+    binary = find_redis_server_binary()
+    cluster = LocalCluster(data_dir.absolute(), [], [])
+    buses: list[int] = []  # cluster bus ports, chosen free (the default, port + 10000, may be taken)
+    try:
+        for index in range(masters):
+            node_dir = cluster.data_dir / f"node-{index}"
+            node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            port, bus = _free_port(), _free_port()
+            proc = subprocess.Popen(
+                [binary, "--bind", HOST, "--port", str(port), "--cluster-enabled", "yes",
+                 "--cluster-port", str(bus), "--cluster-config-file", str(node_dir / "nodes.conf"),
+                 "--cluster-node-timeout", "2000", "--dir", str(node_dir), "--save", "", "--appendonly", "no",
+                 "--daemonize", "no", "--logfile", str(node_dir / LOG_FILE)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                close_fds=True, start_new_session=True, umask=0o077)  # fmt: skip
+            with _children_lock:
+                _children[proc.pid] = proc
+            cluster.ports.append(port)
+            buses.append(bus)
+            cluster.procs.append(proc)
+        deadline = time.monotonic() + timeout
+        clients = [redis.Redis(host=HOST, port=p, **_client_options()) for p in cluster.ports]  # type: ignore[arg-type]
+        try:
+            for client, proc in zip(clients, cluster.procs, strict=True):
+                while not _answers(client):
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RedisUnavailable("a Redis Cluster node did not start",
+                                               hint=f"see the {LOG_FILE} files under {cluster.data_dir}")
+                    time.sleep(0.02)
+            share = 16384 // masters
+            for index, client in enumerate(clients):
+                last = 16383 if index == masters - 1 else (index + 1) * share - 1
+                client.cluster("addslotsrange", index * share, last)
+            for port, bus in zip(cluster.ports[1:], buses[1:], strict=True):
+                clients[0].cluster("meet", HOST, port, bus)
+            while not all(_cluster_ok(c, masters) for c in clients):
+                if time.monotonic() > deadline:
+                    raise RedisUnavailable(f"the local Redis Cluster did not become ready within {timeout:g} s",
+                                           hint=f"see the {LOG_FILE} files under {cluster.data_dir}")
+                time.sleep(0.05)
+        finally:
+            for client in clients:
+                client.close()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def _cluster_ok(client: redis.Redis, masters: int) -> bool:
+    info = client.cluster("info")
+    return bool(info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == masters)

@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import MovedError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # A subscriber that heard nothing for this long pings, so a dead connection is noticed (as redis-py does).
@@ -68,6 +68,9 @@ def script_sha(script: str) -> str:
 def _reply_error(text: str) -> ResponseError:
     if text.startswith("NOSCRIPT"):
         return NoScriptError(text)
+    if text.startswith("MOVED "):  # Redis Cluster: the key's slot is served by another node
+        with contextlib.suppress(ValueError):
+            return MovedError(text.removeprefix("MOVED "))
     return ResponseError(text)
 
 
@@ -125,8 +128,23 @@ class _CommandWire(_Wire):
 
     def _reply(self, reply: Any) -> None:
         future = self.waiting.popleft()
-        if not future.done():  # a caller that was cancelled no longer listens
+        if reply.__class__ is MovedError:
+            self._moved(reply, future)
+        elif not future.done():  # a caller that was cancelled no longer listens
             future.set_result(reply)
+
+    def _moved(self, moved: MovedError, future: asyncio.Future[Any]) -> None:
+        """On a Redis Cluster the instance's slot went to another node (a failover): nothing was run here, so the
+        command fails as if Redis had gone away, and the next connection goes to the new owner
+        (``redis_cluster.Route``)."""
+        route = getattr(self._conn, "holt_route", None)
+        if route is not None:
+            route.moved(moved.slot_id, (moved.host, moved.port))
+        if self.lost is None:
+            self.lost = RedisConnectionError(f"the hash slot moved to {moved.host}:{moved.port}; reconnecting")
+            self._transport.close()
+        if not future.done():
+            future.set_exception(self.lost)
 
     def _closed(self) -> None:
         while self.waiting:
