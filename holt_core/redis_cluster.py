@@ -91,15 +91,21 @@ class _Routed:
         self.holt_route = holt_route
         self._holt_gen = -1
 
+    _reader: Any
+    _writer: Any
+
     async def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
         route = self.holt_route
+        if self._writer is not None and self._reader is not None and (route is None or self._holt_gen == route.gen):
+            return  # connected, to the right node: every checkout from the pool comes here
+        await self._routed_connect(route, check_health, retry_socket_connect)
+
+    async def _routed_connect(self, route: Route | None, check_health: bool, retry_socket_connect: bool) -> None:
         base: Any = super()
-        connected: bool = base.is_connected
-        if route is None or (connected and self._holt_gen == route.gen):
-            if not connected:
-                await base.connect_check_health(check_health, retry_socket_connect)
+        if route is None:
+            await base.connect_check_health(check_health, retry_socket_connect)
             return
-        if connected:
+        if self._writer is not None:
             await base.disconnect()
         gen = route.gen
         self.host, self.port = route.target
