@@ -40,6 +40,7 @@ from redis.retry import Retry
 
 from holt_core.acl import ADMIN_USER, write_aclfile
 from holt_core.errors import RedisUnavailable
+from holt_core.logs import log_rotation_settings
 from holt_core.processes import pid_alive
 
 ENV_URL = "HOLT_REDIS_URL"
@@ -333,6 +334,7 @@ class EmbeddedRedis:
 
     def _spawn(self, timeout: float, address: _Address | None) -> ServerStatus:
         binary = find_redis_server_binary()
+        _rotate_if_large(self._log_file)
         password = address.password if address is not None else secrets.token_urlsafe(24)
         wanted = address.port if address is not None and _port_free(address.port) else None
         for attempt in range(1, _PORT_ATTEMPTS + 1):
@@ -568,6 +570,25 @@ class EmbeddedRedis:
 
     def _log_tail(self, offset: int) -> list[str]:
         return self._log_lines(offset)[-_LOG_TAIL_LINES:]
+
+
+def _rotate_if_large(path: Path) -> None:
+    """redis-server never rotates its log: past HOLT_LOG_MAX_BYTES it is moved to ``.1`` (``.1`` to ``.2``...,
+    HOLT_LOG_BACKUPS kept) before each start, while nothing writes to it."""
+    max_bytes, backups = log_rotation_settings()
+    try:
+        if max_bytes <= 0 or path.stat().st_size <= max_bytes:
+            return
+        if backups <= 0:
+            path.unlink()
+            return
+        for index in range(backups - 1, 0, -1):
+            older = path.with_name(f"{path.name}.{index}")
+            if older.exists():
+                older.replace(path.with_name(f"{path.name}.{index + 1}"))
+        path.replace(path.with_name(f"{path.name}.1"))
+    except OSError:
+        pass  # absent, or not ours to move: the server appends as before
 
 
 def _client_options() -> dict[str, object]:
