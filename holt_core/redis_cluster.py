@@ -10,6 +10,7 @@ that slot. The client from ``client_from_url`` does that without a cluster clien
   single server the question is answered and nothing changes (one ``EXISTS`` per client, only for braced names).
 - A command that still meets ``MOVED`` (a key of another slot, such as the instance registry ``holt:instances``,
   or the slot moved after a failover) is sent on to the named node; for the instance's slot the client re-routes.
+- ``SCAN`` visits one node: a client scanning ``holt:{name}:*`` is routed to that slot's owner first.
 - Pub/sub needs nothing: a classic ``PUBLISH`` reaches subscribers on every node of the cluster.
 
 ``check_cluster_slots`` is what ``holt up`` asks before starting an instance: on a cluster, a name whose keys
@@ -18,6 +19,7 @@ would span slots is refused with one line naming the braced form.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.asyncio import Redis
@@ -28,6 +30,7 @@ from redis.asyncio.connection import (
     SSLConnection,
     parse_url,
 )
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, ResponseError
 
@@ -50,12 +53,13 @@ class Route:
 
     def want(self, keys: Keys) -> None:
         """Serve ``keys``' instance: its slot, if all its keys share one (plain names are left as they are)."""
-        if not keys.single_slot:
-            return
-        slot = keys.slot
+        if keys.single_slot:
+            self.want_slot(keys.slot, keys.lock)
+
+    def want_slot(self, slot: int, probe_key: str) -> None:
         if slot == self.slot:
             return
-        self.slot, self.probe_key, self.owner = slot, keys.lock, None
+        self.slot, self.probe_key, self.owner = slot, probe_key, None
         self.gen += 1
 
     def moved(self, slot: int, owner: Address) -> bool:
@@ -179,6 +183,16 @@ class RoutedRedis(Redis):
             side: Any = self._side_client((moved.host, moved.port)).execute_command
             return await side(*args, **options)
 
+    def scan_iter(  # type: ignore[override]
+        self, match: Any = None, count: int | None = None, _type: str | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """SCAN visits one node: a pattern whose keys share a hash tag (``holt:{name}:*``) is scanned on the node
+        that owns that slot (a client that reads an instance without a Blackboard, e.g. ``holt destroy``)."""
+        tagged = _tagged_prefix(match)
+        if tagged is not None and self.holt_route is not None:
+            self.holt_route.want_slot(key_slot(tagged.encode()), tagged)
+        return super().scan_iter(match, count, _type, **kwargs)
+
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         pipe = _RoutedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
         pipe.holt_route = self.holt_route
@@ -202,6 +216,18 @@ class RoutedRedis(Redis):
         for client in self.__dict__.get("_side", {}).values():
             await client.aclose()
         await super().aclose(close_connection_pool)
+
+
+def _tagged_prefix(pattern: Any) -> str | None:
+    """The literal start of a SCAN pattern up to its hash tag's ``}`` (``holt:{name}``), or None when the pattern
+    has no tag or a glob character before the tag ends (then its keys may be in any slot)."""
+    if not isinstance(pattern, str):
+        return None
+    start = pattern.find("{")
+    end = pattern.find("}", start + 1) if start >= 0 else -1
+    if end <= start + 1 or any(c in pattern[: end + 1] for c in "*?[\\"):
+        return None
+    return pattern[: end + 1]
 
 
 def client_from_url(url: str, **settings: Any) -> Redis:

@@ -161,6 +161,13 @@ async def test_question_and_approval_workflow_runs_to_terminal_on_a_cluster(
     assert {key_slot(k.encode()) for k in owner_keys} == {cbb.keys.slot}
     assert any(k.startswith("holt-ops:alice:") for k in owner_keys)
     assert any(k.startswith("holt-ops:olivia:") for k in owner_keys)
+    # A client that only scans (holt destroy plans that way, without a Blackboard) finds them on that node too.
+    scanner = connect_redis(cluster.url)
+    try:
+        scanned = {k async for k in scanner.scan_iter(match=cbb.keys.instance_pattern, count=1000)}
+    finally:
+        await scanner.aclose()
+    assert scanned == {k for k in owner_keys if k.startswith("holt:")}
 
 
 async def test_plain_name_is_refused_on_a_cluster(tmp_path: Path, cluster: LocalCluster,
