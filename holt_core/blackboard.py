@@ -58,6 +58,10 @@ class Blackboard:
         self.redis = redis
         self.keys = Keys(instance)
         self.instance = instance
+        if getattr(redis, "holt_route", None) is not None:  # on a Redis Cluster: to the node serving the slot
+            from holt_core.redis_cluster import route_to
+
+            route_to(redis, self.keys)
         self.wire = CommandWire(redis)
         self._tx = TxRunner(self.wire)
         self._audit: AuditTrail | None = None

@@ -37,6 +37,7 @@ import hiredis
 
 from holt_core.acl import ADMIN_USER, write_aclfile
 from holt_core.errors import RedisUnavailable
+from holt_core.logs import log_rotation_settings
 from holt_core.processes import pid_alive
 from holt_core.redis_conn import Target, probe_info
 from holt_core.redis_wire import loaded_errors
@@ -339,6 +340,7 @@ class EmbeddedRedis:
 
     def _spawn(self, timeout: float, address: _Address | None) -> ServerStatus:
         binary = find_redis_server_binary()
+        _rotate_if_large(self._log_file)
         password = address.password if address is not None else secrets.token_urlsafe(24)
         wanted = address.port if address is not None and _port_free(address.port) else None
         for attempt in range(1, _PORT_ATTEMPTS + 1):
@@ -576,6 +578,25 @@ class EmbeddedRedis:
         return self._log_lines(offset)[-_LOG_TAIL_LINES:]
 
 
+def _rotate_if_large(path: Path) -> None:
+    """redis-server never rotates its log: past HOLT_LOG_MAX_BYTES it is moved to ``.1`` (``.1`` to ``.2``...,
+    HOLT_LOG_BACKUPS kept) before each start, while nothing writes to it."""
+    max_bytes, backups = log_rotation_settings()
+    try:
+        if max_bytes <= 0 or path.stat().st_size <= max_bytes:
+            return
+        if backups <= 0:
+            path.unlink()
+            return
+        for index in range(backups - 1, 0, -1):
+            older = path.with_name(f"{path.name}.{index}")
+            if older.exists():
+                older.replace(path.with_name(f"{path.name}.{index + 1}"))
+        path.replace(path.with_name(f"{path.name}.1"))
+    except OSError:
+        pass  # absent, or not ours to move: the server appends as before
+
+
 def _client_options() -> dict[str, object]:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
@@ -733,3 +754,97 @@ def _mask_url(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+# ------------------------------------------------------------------ a local Redis Cluster (for trying and testing)
+
+
+@dataclass
+class LocalCluster:
+    """Redis Cluster masters on loopback, each a ``redis-server --cluster-enabled yes`` from the same binary as
+    the private server, the 16384 slots split evenly. No password and no persistence: for trying holt on a
+    cluster and for the test suite, not for keeping data. ``url`` names the first node (any node will do)."""
+
+    data_dir: Path
+    ports: list[int]
+    procs: list[subprocess.Popen[bytes]]
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.ports[0]}/0"
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(OSError):
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(_KILL_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                _kill_child(proc)
+            with _children_lock:
+                _children.pop(proc.pid, None)
+
+
+def start_local_cluster(data_dir: Path, masters: int = 3, timeout: float = 15.0) -> LocalCluster:
+    """Start ``masters`` cluster nodes, give each its share of the slots, introduce them to one another and wait
+    until every node reports ``cluster_state:ok`` (raises ``RedisUnavailable`` otherwise, the nodes stopped)."""
+    binary = find_redis_server_binary()
+    cluster = LocalCluster(data_dir.absolute(), [], [])
+    buses: list[int] = []  # cluster bus ports, chosen free (the default, port + 10000, may be taken)
+    try:
+        for index in range(masters):
+            node_dir = cluster.data_dir / f"node-{index}"
+            node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            port, bus = _free_port(), _free_port()
+            proc = subprocess.Popen(
+                [binary, "--bind", HOST, "--port", str(port), "--cluster-enabled", "yes",
+                 "--cluster-port", str(bus), "--cluster-config-file", str(node_dir / "nodes.conf"),
+                 "--cluster-node-timeout", "2000", "--dir", str(node_dir), "--save", "", "--appendonly", "no",
+                 "--daemonize", "no", "--logfile", str(node_dir / LOG_FILE)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                close_fds=True, start_new_session=True, umask=0o077)  # fmt: skip
+            with _children_lock:
+                _children[proc.pid] = proc
+            cluster.ports.append(port)
+            buses.append(bus)
+            cluster.procs.append(proc)
+        deadline = time.monotonic() + timeout
+        clients = [redis.Redis(host=HOST, port=p, **_client_options()) for p in cluster.ports]  # type: ignore[arg-type]
+        try:
+            for client, proc in zip(clients, cluster.procs, strict=True):
+                while not _answers(client):
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RedisUnavailable("a Redis Cluster node did not start",
+                                               hint=f"see the {LOG_FILE} files under {cluster.data_dir}")
+                    time.sleep(0.02)
+            share = 16384 // masters
+            for index, client in enumerate(clients):
+                last = 16383 if index == masters - 1 else (index + 1) * share - 1
+                client.cluster("addslotsrange", index * share, last)
+            for port, bus in zip(cluster.ports[1:], buses[1:], strict=True):
+                clients[0].cluster("meet", HOST, port, bus)
+            while not all(_cluster_ok(c, masters) for c in clients):
+                if time.monotonic() > deadline:
+                    raise RedisUnavailable(f"the local Redis Cluster did not become ready within {timeout:g} s",
+                                           hint=f"see the {LOG_FILE} files under {cluster.data_dir}")
+                time.sleep(0.05)
+        finally:
+            for client in clients:
+                client.close()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def _cluster_ok(client: redis.Redis, masters: int) -> bool:
+    info = client.cluster("info")
+    return bool(info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == masters)

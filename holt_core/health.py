@@ -42,6 +42,7 @@ from holt_core.errors import InvalidInput
 from holt_core.keys import Keys
 from holt_core.logs import add_observer, remove_observer, set_process_identity
 from holt_core.metrics import EventMetrics
+from holt_core.redis_cluster import route_to
 from holt_core.sanitise import sanitise_text
 from holt_core.timespec import parse_duration
 from holt_core.tracing import SpanDeriver
@@ -52,12 +53,16 @@ ENV_PORT = "HOLT_HEALTH_PORT"
 ENV_STUCK_S = "HOLT_HEALTH_STUCK_S"
 ENV_ADVERTISE = "HOLT_HEALTH_ADVERTISE"  # the host others should use (a pod IP), when bound to 0.0.0.0
 ENV_AUDIT_VERIFY_S = "HOLT_AUDIT_VERIFY_INTERVAL_S"
+ENV_REPLICA = "HOLT_REPLICA"  # this process's name among the replicas of its role (a pod name); else host:pid
 DEFAULT_BIND = "127.0.0.1"
 DEFAULT_STUCK_S = 30.0
 DEFAULT_AUDIT_VERIFY_S = 300.0
 PING_TIMEOUT_S = 1.5
 BEAT_S = 1.0
 REGISTER_EVERY_S = 10.0
+# An entry not written again for this long belongs to a process that died without unregistering (SIGKILL, a
+# lost pod): readers skip it, and its component's next registration removes it.
+STALE_AFTER_S = 3 * REGISTER_EVERY_S + 5
 COUNT_EVERY_S = 0.1
 _EVENT_BACKLOG = 100_000  # events waiting to be counted at most (a stalled thread never grows memory unbounded)
 READY_EVENTS = frozenset({"orchestrator_ready", "pup_ready", "api_ready"})
@@ -174,6 +179,7 @@ class HealthService:
         check_env: dict[str, str] | None = None,
         bind: str | None = None,
         port: int | None = None,
+        replica: str | None = None,
     ) -> None:
         self.redis_url = redis_url
         self.instance = instance
@@ -189,6 +195,8 @@ class HealthService:
         self.stuck_after_s = _env_float(ENV_STUCK_S, DEFAULT_STUCK_S)
         self.audit_verify_s = _env_float(ENV_AUDIT_VERIFY_S, DEFAULT_AUDIT_VERIFY_S)
         self.metrics = EventMetrics(component, instance)
+        self.replica = replica or os.environ.get(ENV_REPLICA, "").strip() or f"{socket.gethostname()}:{os.getpid()}"
+        self.field = endpoint_field(component, self.replica)  # one field per process: replicas of a role
         self.url = ""
         self.started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self._beat = time.monotonic()
@@ -278,6 +286,7 @@ class HealthService:
         self._stop = asyncio.Event()
         redis = connect_redis(self.redis_url, socket_timeout=PING_TIMEOUT_S, socket_connect_timeout=PING_TIMEOUT_S,
                               client_name=f"holt-health-{self.component}")
+        route_to(redis, self.keys)  # on a Redis Cluster: the node serving the instance's slot
         app = web.Application()
         app.router.add_get("/healthz", lambda _: self._healthz(redis))
         app.router.add_get("/readyz", lambda _: self._readyz(redis))
@@ -372,18 +381,33 @@ class HealthService:
 
     def _entry(self) -> str:
         return json.dumps({"url": self.url, "pid": os.getpid(), "host": socket.gethostname(),
-                           "started_at": self.started_at}, sort_keys=True)
+                           "started_at": self.started_at, "component": self.component, "replica": self.replica,
+                           "seen_ms": int(time.time() * 1000)}, sort_keys=True)
+
+    def _mine(self, raw: Any) -> bool:
+        entry = _entry_of(raw)
+        return entry.get("pid") == os.getpid() and entry.get("started_at") == self.started_at
 
     async def _register_loop(self, redis: Redis) -> None:
-        while True:  # written again now and then: it comes back after Redis lost its data
+        while True:  # written again now and then: it comes back after Redis lost its data, and stays fresh
             with contextlib.suppress(RedisError, OSError, TimeoutError):
-                await redis.hset(self.keys.health_endpoints, self.component, self._entry())
+                await redis.hset(self.keys.health_endpoints, self.field, self._entry())
+                await self._remove_stale(redis)
             await asyncio.sleep(REGISTER_EVERY_S)
 
+    async def _remove_stale(self, redis: Redis) -> None:
+        """Entries of this component that nobody refreshed (their process died without unregistering)."""
+        raw = await redis.hgetall(self.keys.health_endpoints)
+        stale = [name for name, value in raw.items()
+                 if name != self.field and split_field(str(name))[0] == self.component
+                 and _is_stale(_entry_of(value), time.time())]
+        if stale:
+            await redis.hdel(self.keys.health_endpoints, *stale)
+
     async def _unregister(self, redis: Redis) -> None:
-        current = await redis.hget(self.keys.health_endpoints, self.component)
-        if current == self._entry():  # only our own entry: a restarted component may have written its own
-            await redis.hdel(self.keys.health_endpoints, self.component)
+        current = await redis.hget(self.keys.health_endpoints, self.field)
+        if self._mine(current):  # only our own entry: a restarted replica of the same name may have written its own
+            await redis.hdel(self.keys.health_endpoints, self.field)
 
     # ------------------------------------------------------------------ the agent's own health check
 
@@ -467,6 +491,30 @@ def _env_float(name: str, default: float) -> float:
 # The client side: what ``holt health`` and ``holt up`` ask
 
 
+def endpoint_field(component: str, replica: str) -> str:
+    """The registry field of one process: ``<component>@<replica>`` (role names have no ``@``)."""
+    return f"{component}@{replica}"
+
+
+def split_field(field: str) -> tuple[str, str]:
+    """(component, replica) of a registry field (an entry from before replicas were told apart: replica "")."""
+    component, _, replica = field.partition("@")
+    return component, replica
+
+
+def _entry_of(raw: Any) -> dict[str, Any]:
+    try:
+        entry = json.loads(raw) if raw else {}
+    except (ValueError, TypeError):
+        return {}
+    return entry if isinstance(entry, dict) else {}
+
+
+def _is_stale(entry: dict[str, Any], now_s: float) -> bool:
+    seen = entry.get("seen_ms")
+    return isinstance(seen, int) and now_s - seen / 1000 > STALE_AFTER_S
+
+
 @dataclass
 class ComponentHealth:
     component: str
@@ -474,49 +522,63 @@ class ComponentHealth:
     healthy: bool
     ready: bool
     detail: str
+    replica: str = ""  # which process of the component (replicas of one role each have a row)
 
     def to_json(self) -> dict[str, Any]:
-        return {"component": self.component, "url": self.url, "healthy": self.healthy, "ready": self.ready,
-                "detail": self.detail}
+        return {"component": self.component, "replica": self.replica, "url": self.url, "healthy": self.healthy,
+                "ready": self.ready, "detail": self.detail}
 
 
-async def registered_endpoints(redis: Redis, instance: str) -> dict[str, str]:
-    """component -> base URL, as each component recorded it."""
+@dataclass(frozen=True)
+class Endpoint:
+    component: str
+    replica: str
+    url: str
+
+
+async def registered_endpoints(redis: Redis, instance: str) -> list[Endpoint]:
+    """Every live process's health endpoint, as each recorded it (entries nobody refreshed are left out)."""
     raw = await redis.hgetall(Keys(instance).health_endpoints)
-    out: dict[str, str] = {}
-    for component, value in raw.items():
-        try:
-            url = json.loads(value).get("url", "")
-        except (ValueError, AttributeError):
-            url = ""
-        out[str(component)] = str(url)
+    now_s = time.time()
+    out: list[Endpoint] = []
+    for name, value in raw.items():
+        entry = _entry_of(value)
+        if _is_stale(entry, now_s):
+            continue
+        component, replica = split_field(str(name))
+        out.append(Endpoint(component, replica, str(entry.get("url", ""))))
     return out
 
 
 async def probe_components(redis: Redis, instance: str, expected: list[str] | None = None,
                            timeout_s: float = 3.0) -> list[ComponentHealth]:
-    """GET /healthz of every registered (and every expected) component; in component order."""
+    """GET /healthz of every registered process (each replica of a role on its own) and a row for every
+    expected component that has none; in component order."""
     import httpx  # the CLI's HTTP client; only the commands that ask need it
 
     endpoints = await registered_endpoints(redis, instance)
-    names = sorted(set(endpoints) | set(expected or []), key=lambda c: (c != ORCHESTRATOR, c))
+    present = {e.component for e in endpoints}
+    endpoints += [Endpoint(c, "", "") for c in expected or [] if c not in present]
+    endpoints.sort(key=lambda e: (e.component != ORCHESTRATOR, e.component, e.replica))
 
-    async def one(client: httpx.AsyncClient, component: str) -> ComponentHealth:
-        url = endpoints.get(component, "")
+    async def one(client: httpx.AsyncClient, e: Endpoint) -> ComponentHealth:
+        component, url = e.component, e.url
         if not url:
-            return ComponentHealth(component, "", False, False, "no health endpoint registered (not running?)")
+            return ComponentHealth(component, "", False, False, "no health endpoint registered (not running?)",
+                                   e.replica)
         try:
             reply = await client.get(f"{url}/healthz")
             body = reply.json()
         except (httpx.HTTPError, ValueError) as exc:
             return ComponentHealth(component, url, False, False,
-                                   f"unreachable: {sanitise_text(str(exc) or type(exc).__name__)[:200]}")
+                                   f"unreachable: {sanitise_text(str(exc) or type(exc).__name__)[:200]}", e.replica)
         checks = body.get("checks", {}) if isinstance(body, dict) else {}
         problems = [f"{name}: {c.get('detail', '')}" for name, c in checks.items()
                     if isinstance(c, dict) and not c.get("ok")]
         healthy = reply.status_code == 200 and bool(body.get("healthy"))
         return ComponentHealth(component, url, healthy, healthy and bool(body.get("ready")),
-                               sanitise_text("; ".join(problems))[:300] or ("ok" if healthy else "unhealthy"))
+                               sanitise_text("; ".join(problems))[:300] or ("ok" if healthy else "unhealthy"),
+                               e.replica)
 
     async with httpx.AsyncClient(timeout=timeout_s) as client:
-        return list(await asyncio.gather(*(one(client, c) for c in names)))
+        return list(await asyncio.gather(*(one(client, e) for e in endpoints)))

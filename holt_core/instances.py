@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from holt_core.errors import HoltError, InvalidInput, NotFound
 from holt_core.keys import INSTANCES, Keys, validate_instance_name
 from holt_core.processes import pid_alive
+from holt_core.redis_cluster import route_to
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -103,7 +104,9 @@ def workspace_root(cwd: Path | None = None) -> Path:
 
 
 async def instance_has_data(redis: Redis, name: str) -> bool:
-    async for _ in redis.scan_iter(match=Keys(name).instance_pattern, count=1000):
+    keys = Keys(name)
+    route_to(redis, keys)  # on a Redis Cluster the instance's keys live on the node that owns its slot
+    async for _ in redis.scan_iter(match=keys.instance_pattern, count=1000):
         return True
     return False
 

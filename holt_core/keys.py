@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from redis.crc import key_slot
+
 from holt_core.errors import InvalidInput
 
 INSTANCES = "holt:instances"
@@ -35,17 +37,43 @@ def operator_proof_pattern(operator: str) -> str:
     return f"{operator_proof_prefix(operator)}*"
 
 _INSTANCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# ``{name}``: the braces make the name a Redis Cluster hash tag (every key of the instance in one slot).
+_BRACED_NAME = re.compile(r"^\{([a-z0-9]([-a-z0-9]*[a-z0-9])?)\}$")
 # Characters that SCAN/KEYS treat as glob syntax; user input must never act as a pattern.
 _GLOB_CHARS = re.compile(r"([*?\[\]\\])")
 
 
 def validate_instance_name(name: str) -> str:
-    if len(name) > 63 or not _INSTANCE_NAME.match(name):
+    inner = name[1:-1] if _BRACED_NAME.match(name) else name
+    if len(inner) > 63 or not _INSTANCE_NAME.match(inner):
         raise InvalidInput(
             f"invalid instance name '{name}'",
-            hint="use 1-63 lower-case letters, digits and hyphens, not starting or ending with a hyphen",
+            hint="use 1-63 lower-case letters, digits and hyphens, not starting or ending with a hyphen, "
+                 "optionally in {braces} (one Redis Cluster hash slot for the whole instance)",
         )
     return name
+
+
+def single_slot(instance: str) -> bool:
+    """Whether every key of ``instance`` lands in one Redis Cluster hash slot: a ``{name}`` is the hash tag of
+    all its keys (``holt:{name}:...``, and the proofs ``holt-ops:<operator>:{name}:...``, operator names having
+    no braces). A plain name spreads its keys over the slots, so multi-key writes fail on a cluster."""
+    return _BRACED_NAME.match(instance) is not None
+
+
+def instance_slot(instance: str) -> int:
+    """The Redis Cluster hash slot of the instance's keys (meaningful when ``single_slot``)."""
+    return key_slot(f"holt:{instance}:".encode())
+
+
+def slot_spanning_error(instance: str) -> InvalidInput:
+    """What holt says when an instance's keys would span slots on a Redis Cluster."""
+    braced = instance if single_slot(instance) else f"{{{instance}}}"
+    return InvalidInput(
+        f"instance '{instance}' cannot run on a Redis Cluster: its keys would span hash slots, so its atomic "
+        f"writes would fail",
+        hint=f"name it '{braced}' (braces make the name a hash tag: one slot for all its keys)",
+    )
 
 
 def escape_glob(text: str) -> str:
@@ -57,6 +85,15 @@ class Keys:
     """Key and channel names of one instance."""
 
     __slots__ = ("instance", "prefix")
+
+    @property
+    def single_slot(self) -> bool:
+        """Every key of this instance in one Redis Cluster hash slot (see ``single_slot``)."""
+        return single_slot(self.instance)
+
+    @property
+    def slot(self) -> int:
+        return instance_slot(self.instance)
 
     def __init__(self, instance: str) -> None:
         self.instance = validate_instance_name(instance)

@@ -15,6 +15,7 @@ import atexit
 import collections
 import contextlib
 import contextvars
+import io
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO, cast
 
 _LINE = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False)
 _stamp_second = -1
@@ -272,14 +273,22 @@ class RotatingFile:
     follows the new file (it notices the inode change).
     """
 
-    def __init__(self, path: Path, max_bytes: int | None = None, backups: int | None = None) -> None:
+    def __init__(self, path: Path, max_bytes: int | None = None, backups: int | None = None, *,
+                 on_open: Callable[[int], None] | None = None) -> None:
         default_max, default_backups = log_rotation_settings()
         self.path = path
         self.max_bytes = default_max if max_bytes is None else max_bytes
         self.backups = default_backups if backups is None else backups
-        self._file = path.open("ab", buffering=0)
+        self._on_open = on_open  # told the descriptor of each file opened (the first and every new one)
+        self._file = self._open()
         self._size = self._file.tell()
         self._at_line_end = True
+
+    def _open(self) -> BinaryIO:
+        file = self.path.open("ab", buffering=0)
+        if self._on_open is not None:
+            self._on_open(file.fileno())
+        return file
 
     def write(self, data: bytes) -> int:
         written = len(data)
@@ -311,8 +320,49 @@ class RotatingFile:
             self.path.replace(self.path.with_name(f"{self.path.name}.1"))
         else:
             self.path.unlink(missing_ok=True)
-        self._file = self.path.open("ab", buffering=0)
+        self._file = self._open()
         self._size = 0
 
     def close(self) -> None:
         self._file.close()
+
+
+class RotatingStream(io.TextIOBase):
+    """A text stream over a ``RotatingFile``, for a logging handler: what holt's own processes write to their
+    log file rotates by size like their children's output."""
+
+    def __init__(self, file: RotatingFile) -> None:
+        super().__init__()
+        self.file = file
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.file.write(text.encode("utf-8", "replace"))
+        return len(text)
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
+def _onto_stdio(fd: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+
+
+def log_to_file(path: Path, *, stdio: bool = False, level: int = logging.INFO) -> None:
+    """``configure`` to ``path`` (rotated by size, ``HOLT_LOG_MAX_BYTES`` / ``HOLT_LOG_BACKUPS``). With ``stdio``
+    the process's stdout and stderr also point at the current file, after every rotation too, so a traceback or
+    a stray print lands in the log that is being written, not in a rotated one (a detached process's log)."""
+    configure(cast(TextIO, RotatingStream(RotatingFile(path, on_open=_onto_stdio if stdio else None))), level)
+
+
+def add_log_file(path: Path) -> None:
+    """Also write holt's JSON log lines to ``path``, rotated by size (stderr keeps its own handler)."""
+    handler = _LineHandler(RotatingStream(RotatingFile(path)))
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger("holt").addHandler(handler)

@@ -41,7 +41,7 @@ _SCAN_COUNT = 1000
 def connect_redis(url: str, *, decode: bool = True, **options: Any) -> Redis:
     """A redis.asyncio client configured the way every Holt process uses it; ``options`` add to that
     (the CLI's retry and connect timeout) or override it."""
-    from redis.asyncio import Redis
+    from holt_core.redis_cluster import client_from_url
 
     settings: dict[str, Any] = {
         "decode_responses": decode,
@@ -54,7 +54,8 @@ def connect_redis(url: str, *, decode: bool = True, **options: Any) -> Redis:
         "protocol": 2,
     }
     settings.update(options)
-    return Redis.from_url(url, **settings)
+    # Connections that go to the node owning an instance's hash slot on a Redis Cluster (redis_cluster).
+    return client_from_url(url, **settings)
 
 
 @dataclass(frozen=True)

@@ -98,11 +98,24 @@ def _reply_error(text: str) -> Exception:
     errors = redis_errors()
     if text.startswith("NOSCRIPT"):
         return errors.NoScriptError(text)  # type: ignore[no-any-return]
+    if text.startswith("MOVED "):  # Redis Cluster: the key's slot is served by another node
+        with contextlib.suppress(ValueError):
+            moved = errors.MovedError(text.removeprefix("MOVED "))
+            global _MovedError
+            _MovedError = moved.__class__
+            return moved  # type: ignore[no-any-return]
     return errors.ResponseError(text)  # type: ignore[no-any-return]
 
 
 def _connection_error(text: str) -> Exception:
     return redis_errors().ConnectionError(text)  # type: ignore[no-any-return]
+
+
+class _NotMoved(Exception):
+    """Stands for redis-py's MovedError until a MOVED reply has been seen (only then is redis-py imported)."""
+
+
+_MovedError: type[Exception] = _NotMoved
 
 
 async def _handshaken(redis: Redis) -> AbstractConnection:
@@ -173,8 +186,23 @@ class _CommandWire(_Wire):
 
     def _reply(self, reply: Any) -> None:
         future = self.waiting.popleft()
-        if not future.done():  # a caller that was cancelled no longer listens
+        if reply.__class__ is _MovedError:
+            self._moved(reply, future)
+        elif not future.done():  # a caller that was cancelled no longer listens
             future.set_result(reply)
+
+    def _moved(self, moved: Any, future: asyncio.Future[Any]) -> None:
+        """On a Redis Cluster the instance's slot went to another node (a failover): nothing was run here, so the
+        command fails as if Redis had gone away, and the next connection goes to the new owner
+        (``redis_cluster.Route``)."""
+        route = getattr(self._conn, "holt_route", None)
+        if route is not None:
+            route.moved(moved.slot_id, (moved.host, moved.port))
+        if self._lost_text is None:
+            self._lost_text = f"the hash slot moved to {moved.host}:{moved.port}; reconnecting"
+            self._transport.close()
+        if not future.done():
+            future.set_exception(self.lost or _connection_error(self._lost_text))
 
     def _closed(self) -> None:
         while self.waiting:

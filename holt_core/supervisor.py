@@ -44,6 +44,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from holt_core import logs
 from holt_core.acl import AGENT_URL_ENV, scoped_url
 from holt_core.blackboard import Blackboard, connect_redis
 from holt_core.config import CONFIG_FILE, load_config
@@ -52,7 +53,7 @@ from holt_core.errors import HoltError, InvalidInput
 from holt_core.instances import InstanceRecord, get_record, register, supervisor_alive
 from holt_core.keys import INSTANCES, validate_instance_name
 from holt_core.lock import clear_dead_lock
-from holt_core.logs import EventLogger, JsonFormatter, RotatingFile, configure
+from holt_core.logs import EventLogger, RotatingFile
 from holt_core.waiting import wait_set
 
 ENV_SUPERVISOR_PID = "HOLT_SUPERVISOR_PID"
@@ -685,10 +686,9 @@ def _signal_group(child: _Child, sig: signal.Signals) -> None:
 
 
 def add_log_file(path: Path) -> None:
-    """Also write holt's JSON log lines to ``path`` (foreground mode keeps stderr for the service manager)."""
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(JsonFormatter())
-    logging.getLogger("holt").addHandler(handler)
+    """Also write holt's JSON log lines to ``path``, rotated by size (foreground mode keeps stderr for the
+    service manager)."""
+    logs.add_log_file(path)
 
 
 async def supervise(supervisor: Supervisor) -> None:
@@ -710,7 +710,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instance", required=True)
     parser.add_argument("--workspace", required=True, type=Path)
     args = parser.parse_args(argv)
-    configure(sys.stderr)
+    # Its own log, rotated by size like its children's; stdout and stderr follow the current file (holt up
+    # pointed them at supervisor.log, which rotation would otherwise leave them writing to under a new name).
+    logs.log_to_file(component_log(log_dir_for(args.workspace.resolve(), args.instance), SUPERVISOR), stdio=True)
     log = EventLogger(SUPERVISOR, args.instance)
     try:
         workspace = args.workspace.resolve()

@@ -439,3 +439,19 @@ def _closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def test_a_large_redis_log_is_rotated_before_a_start(new_server: NewServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-server never rotates its own log; each start moves one past HOLT_LOG_MAX_BYTES aside first."""
+    monkeypatch.setenv("HOLT_LOG_MAX_BYTES", "1000")
+    monkeypatch.setenv("HOLT_LOG_BACKUPS", "1")
+    server = new_server()
+    server.data_dir.mkdir(parents=True, mode=0o700)
+    log = server.data_dir / "redis.log"
+    log.write_text("old line\n" * 200)
+    (server.data_dir / "redis.log.1").write_text("older\n")
+    status = server.start()
+    assert status.running
+    assert (server.data_dir / "redis.log.1").read_text() == "old line\n" * 200  # the older one dropped
+    assert not (server.data_dir / "redis.log.2").exists()
+    assert "old line" not in log.read_text()

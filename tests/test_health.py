@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,7 +22,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from holt_core.blackboard import connect_redis
 from holt_core.embedded_redis import EmbeddedRedis, ServerStatus, find_redis_server_binary
-from holt_core.health import Probe, Snapshot, judge, parse_health_check
+from holt_core.health import (
+    STALE_AFTER_S,
+    HealthService,
+    Probe,
+    Snapshot,
+    judge,
+    parse_health_check,
+    probe_components,
+)
 from holt_core.keys import Keys
 from tests.engine import make_workspace, poll, python_agents
 
@@ -130,7 +139,7 @@ async def endpoints(url: str, instance: str, count: int) -> dict[str, str]:
             raw = await client.hgetall(Keys(instance).health_endpoints)
         finally:
             await client.aclose()
-        found.update({k: json.loads(v)["url"] for k, v in raw.items()})
+        found.update({k.partition("@")[0]: json.loads(v)["url"] for k, v in raw.items()})
         return len(found) >= count
 
     await poll(registered, 20, "both components to register their health endpoints")
@@ -358,3 +367,36 @@ async def check_health_and_metrics(env: dict[str, str], ws: Path, instance: str)
     assert metric(p, "holt_tool_duration_seconds_count", role="Echo") >= 1
     assert metric(o, "holt_hitl_pending") == 0 and metric(o, "holt_claims_open") == 0
     assert metric(o, "holt_audit_verify_ok") == 1
+
+
+async def test_health_lists_every_replica_of_a_role(redis_url: str, instance: str, cli_env: dict[str, str]) -> None:
+    """Two pups of one role (replicas, e.g. a Deployment's pods) each have their row; a dead one's entry that
+    nobody refreshes is left out."""
+    replicas = [HealthService(redis_url, instance, "Echo", replica=name) for name in ("pod-a", "pod-b")]
+    client = connect_redis(redis_url)
+    key = Keys(instance).health_endpoints
+    try:
+        for service in replicas:
+            await service.start()
+        await poll(lambda: _count(client, key, 2), 20, "both replicas to register")
+        old_ms = int((time.time() - STALE_AFTER_S - 5) * 1000)
+        await client.hset(key, "Echo@pod-gone", json.dumps({"url": "http://127.0.0.1:9", "seen_ms": old_ms}))
+        rows = await probe_components(client, instance)
+        assert [(r.component, r.replica) for r in rows] == [("Echo", "pod-a"), ("Echo", "pod-b")]
+        assert len({r.url for r in rows}) == 2
+        result = await asyncio.to_thread(run, cli_env, Path.cwd(), "health", "--name", instance, "--json")
+        listed = json.loads(result.stdout)
+        assert sorted((r["component"], r["replica"]) for r in listed) == [("Echo", "pod-a"), ("Echo", "pod-b")]
+        table = await asyncio.to_thread(run, cli_env, Path.cwd(), "health", "--name", instance)
+        assert "Echo (pod-a)" in table.stdout and "Echo (pod-b)" in table.stdout
+        await replicas[1].stop()
+        assert [r.replica for r in await probe_components(client, instance)] == ["pod-a"]
+    finally:
+        for service in replicas:
+            await service.stop()
+        await client.delete(key)
+        await client.aclose()
+
+
+async def _count(client: Any, key: str, count: int) -> bool:
+    return int(await client.hlen(key)) >= count

@@ -7,6 +7,9 @@ import calendar
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from holt_core import logs
+from holt_core.blackboard import connect_redis
 from holt_core.logs import EventLogger, JsonFormatter, configure, flush_logs
-from tests.engine import poll
+from holt_core.supervisor import read_state
+from tests.engine import make_workspace, poll, python_agents
 
 
 @pytest.fixture
@@ -164,3 +169,84 @@ def test_rotating_file_rotates_at_a_line_boundary(tmp_path: Path) -> None:
     assert (tmp_path / "pup.log.2").read_bytes() == b"old\n0123456789\n"
     assert (tmp_path / "pup.log.1").read_bytes() == b"abcdefghij\nklmno\n"
     assert path.read_bytes() == b"0123456789\nxyz!\n"
+
+
+def test_a_log_file_added_beside_stderr_rotates_by_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``holt up --foreground`` writes supervisor.log through this: it rotates like every other log."""
+    monkeypatch.setenv(logs.ENV_LOG_MAX_BYTES, "600")
+    monkeypatch.setenv(logs.ENV_LOG_BACKUPS, "2")
+    root = logging.getLogger("holt")
+    saved = (list(root.handlers), root.level, root.propagate)
+    configure(io.StringIO())
+    path = tmp_path / "supervisor.log"
+    try:
+        logs.add_log_file(path)
+        for n in range(40):
+            EventLogger("supervisor", "inst").warning("component_exited", component="Echo", n=n)
+    finally:
+        flush_logs()
+        for handler in root.handlers[1:]:
+            handler.close()
+        root.handlers[:], root.level, root.propagate = saved
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["supervisor.log", "supervisor.log.1", "supervisor.log.2"]
+    for p in tmp_path.iterdir():
+        text = p.read_text()
+        assert len(text) < 600 + 400 and text.endswith("\n")
+        assert all(json.loads(line)["event_type"] == "component_exited" for line in text.splitlines())
+    assert json.loads(path.read_text().splitlines()[-1])["n"] == 39
+
+
+HOLT = str(Path(sys.executable).parent / "holt")
+ONE_AGENT = python_agents("""\
+version: "1.0"
+agents:
+  Echo:
+    command: ["python3", "-c", "import json; print(json.dumps({'artefact_type': 'Done', 'artefact_payload': 'ok', \
+'summary': 'ok', 'structural_type': 'Terminal'}))"]
+    bidding_strategy: exclusive
+""")
+
+
+async def test_every_log_of_a_running_instance_rotates_by_size(tmp_path: Path, cli_env: dict[str, str],
+                                                               redis_url: str, instance: str) -> None:
+    """supervisor.log (the detached supervisor's own log, its stdout and stderr), the orchestrator's, the pup's
+    and the API's logs all rotate at HOLT_LOG_MAX_BYTES, keeping HOLT_LOG_BACKUPS files."""
+    ws = make_workspace(tmp_path, files={"holt.yml": ONE_AGENT})
+    env = {**cli_env, logs.ENV_LOG_MAX_BYTES: "250", logs.ENV_LOG_BACKUPS: "2"}
+    log_dir = ws / ".holt" / "logs" / instance
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([HOLT, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=120)
+
+    up = await asyncio.to_thread(run, "up", "--name", instance)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        forage = await asyncio.to_thread(run, "forage", "--goal", "hello", "--name", instance, "--watch")
+        assert forage.returncode == 0, forage.stdout + forage.stderr
+        state = read_state(log_dir)
+        assert state is not None
+
+        def rotated() -> bool:
+            names = {p.name for p in log_dir.iterdir()}
+            return {"supervisor.log.1", "orchestrator.log.1", "Echo.log.1", "api.log.1"} <= names
+
+        await poll(rotated, 30, "every component's log to rotate")
+        # The supervisor's stdout and stderr follow its current log file, not a rotated one.
+        for fd in (1, 2):
+            assert os.readlink(f"/proc/{state.supervisor_pid}/fd/{fd}") == str(log_dir / "supervisor.log")
+    finally:
+        down = await asyncio.to_thread(run, "down", "--name", instance)
+        assert down.returncode == 0, down.stderr
+        client = connect_redis(redis_url)
+        try:
+            keys = [k async for k in client.scan_iter(match=f"holt:{instance}:*", count=1000)]
+            if keys:
+                await client.delete(*keys)
+            await client.hdel("holt:instances", instance)
+        finally:
+            await client.aclose()
+    for path in log_dir.glob("*.log*"):
+        assert not path.name.endswith(".3")  # two backups kept
+        if path.name != "state.json":
+            assert path.stat().st_size < 250 + 4000, path  # at most one long line past the limit

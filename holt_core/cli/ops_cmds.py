@@ -46,9 +46,12 @@ def health(name: NameOpt = None, json_out: JsonOpt = False) -> None:
         table = Table(show_header=True, header_style="bold", box=None)
         for column in ("COMPONENT", "STATE", "URL", "DETAIL"):
             table.add_column(column)
+        replicated = {r.component for r in rows if sum(o.component == r.component for o in rows) > 1}
         for r in rows:
             state = "[green]healthy[/]" if r.healthy else "[red]unhealthy[/]"
-            table.add_row(escape(r.component), state, escape(r.url or "-"), escape(sanitise_text(r.detail)))
+            # Replicas of one role each get a row, named by their replica (host:pid, or HOLT_REPLICA).
+            shown = f"{r.component} ({r.replica})" if r.component in replicated and r.replica else r.component
+            table.add_row(escape(sanitise_text(shown)), state, escape(r.url or "-"), escape(sanitise_text(r.detail)))
         stdout.print(table)
     if not rows or not all(r.healthy for r in rows):
         raise typer.Exit(1)
@@ -79,7 +82,7 @@ async def wait_healthy(redis_url: str, instance: str, components: list[str], tim
             if not bad:
                 return
             if time.monotonic() > deadline:
-                names = ", ".join(r.component for r in bad)
+                names = ", ".join(dict.fromkeys(r.component for r in bad))
                 raise HoltError(
                     f"instance '{instance}' failed to start: {names} {'is' if len(bad) == 1 else 'are'} "
                     f"not healthy after {timeout_s:g} s",

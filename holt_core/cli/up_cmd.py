@@ -32,6 +32,7 @@ from holt_core.lock import clear_dead_lock
 from holt_core.logs import configure
 from holt_core.operators import ensure_local_operator
 from holt_core.processes import pid_alive
+from holt_core.redis_cluster import check_cluster_slots
 from holt_core.sanitise import sanitise_text
 from holt_core.supervisor import (
     SUPERVISOR,
@@ -122,6 +123,7 @@ async def _prepare_up(url: str, name: str | None, root: Path, *, force: bool) ->
                 details=[f"Workspace: {root}", f"Instance: {live_here[0].name}"],
                 hint="holt down stops that instance; --force starts another one on the same workspace",
             )
+        await check_cluster_slots(redis, name)  # on a Redis Cluster, an instance's keys must share one slot
         await _check_lock(redis, name)
         if existing is not None:
             await unregister(redis, name)  # its supervisor is gone: the record is stale
