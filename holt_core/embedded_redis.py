@@ -809,6 +809,8 @@ def start_local_cluster(data_dir: Path, masters: int = 3, timeout: float = 15.0)
             cluster.ports.append(port)
             buses.append(bus)
             cluster.procs.append(proc)
+        import redis
+
         deadline = time.monotonic() + timeout
         clients = [redis.Redis(host=HOST, port=p, **_client_options()) for p in cluster.ports]  # type: ignore[arg-type]
         try:
@@ -841,7 +843,7 @@ def start_local_cluster(data_dir: Path, masters: int = 3, timeout: float = 15.0)
 def _answers(client: redis.Redis) -> bool:
     try:
         return bool(client.ping())
-    except (redis.RedisError, OSError):
+    except loaded_errors("RedisError", also=(OSError,)):
         return False
 
 
