@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -132,10 +132,12 @@ class _Connection:
     """One new connection, handshaken; ``redis_wire`` then takes over its stream (``_writer``), as it does with
     a redis-py connection."""
 
-    def __init__(self, target: Target, client_name: str | None, timeout_s: float | None) -> None:
+    def __init__(self, target: Target, client_name: str | None, timeout_s: float | None,
+                 redirect: _Redirect) -> None:
         self.target = target
         self.client_name = client_name
         self.timeout_s = timeout_s
+        self.holt_route = redirect  # redis_wire reports a MOVED reply to it
         self._writer: asyncio.StreamWriter | None = None
 
     async def connect(self) -> None:
@@ -146,7 +148,8 @@ class _Connection:
                     reader, writer = await asyncio.open_unix_connection(t.path)
                 else:
                     context = ssl.create_default_context() if t.tls else None
-                    reader, writer = await asyncio.open_connection(t.host, t.port, ssl=context)
+                    host, port = self.holt_route.owner or (t.host, t.port)
+                    reader, writer = await asyncio.open_connection(host, port, ssl=context)
         except (TimeoutError, OSError) as exc:
             raise connect_failed(t, exc) from None
         commands = t.handshake(self.client_name)
@@ -168,17 +171,40 @@ class _Connection:
         self._writer = writer
 
 
+class _Redirect:
+    """Where a Redis Cluster said the keys live (a ``MOVED`` reply), and the one retry that follows it: a read the
+    node refused ran nowhere, so it is sent again to the named node. Otherwise no retry, as the CLI's clients have
+    none (``redis_wire.CommandWire`` asks ``get_retries`` after a failure)."""
+
+    def __init__(self) -> None:
+        self.owner: tuple[str, int] | None = None
+        self._pending = False
+
+    def moved(self, slot: int, owner: tuple[str, int]) -> bool:
+        self.owner, self._pending = owner, True
+        return True
+
+    def get_retries(self) -> int:
+        return 1 if self._pending else 0
+
+    async def call_with_retry(self, do: Callable[[], Awaitable[Any]], fail: Any) -> Any:
+        self._pending = False
+        return await do()
+
+
 class _Pool:
-    """What ``redis_wire`` asks of a client: a way to make a connection, and its options (no retry policy)."""
+    """What ``redis_wire`` asks of a client: a way to make a connection, and its options (the retry is only the
+    one that follows a cluster's ``MOVED``)."""
 
     def __init__(self, target: Target, client_name: str | None, timeout_s: float | None) -> None:
         self.target = target
         self.client_name = client_name
         self.timeout_s = timeout_s
-        self.connection_kwargs: dict[str, Any] = {}
+        self.redirect = _Redirect()
+        self.connection_kwargs: dict[str, Any] = {"retry": self.redirect}
 
     def make_connection(self) -> _Connection:
-        return _Connection(self.target, self.client_name, self.timeout_s)
+        return _Connection(self.target, self.client_name, self.timeout_s, self.redirect)
 
 
 class LightRedis:
