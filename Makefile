@@ -35,12 +35,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check holt_core holt_tui tests bench
 	$(BIN)/mypy
 
-# The suite runs on two workers (pytest-xdist; each has its own redis-server and session dir, see tests/conftest.py):
-# most tests wait on subprocesses and Redis, so two workers on two cores take ~40% less wall time than one.
-# worksteal: an idle worker takes queued tests from a busy one (test durations range from 0.01 to 60 s).
 # PYTHONDONTWRITEBYTECODE is lifted for the run so the project's own modules and pytest's rewritten test modules
-# are compiled once, not in each of the hundreds of processes. PYTEST_XDIST= runs it in one process.
-PYTEST_XDIST ?= -n 2 --dist worksteal
+# are compiled once, not again in each of the hundreds of processes the suite starts.
+# One process by default: on this 2-core machine, shared with other work, two pytest-xdist workers were no faster
+# (58 engine/HITL tests: 102 s serial, 120 s with -n 2; 33 debug/restart tests: 154 s vs 164 s) and cost more CPU.
+# Where there are more cores, PYTEST_XDIST="-n auto --dist worksteal" runs it in parallel: each worker has its own
+# redis-server, session dir, HOLT_DATA_DIR and XDG_CONFIG_HOME (tests/conftest.py).
+PYTEST_XDIST ?=
 # pytest exits 5 when it collected nothing: say so instead of a bare make error.
 test: lint
 	@env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS); rc=$$?; \
