@@ -1,10 +1,13 @@
 """Test harness: one real redis-server per test session, started through the product's own module.
 
-Each test gets its own instance name, so tests never see each other's keys.
+Each test gets its own instance name, so tests never see each other's keys. Under pytest-xdist (``make test``)
+each worker process imports this module itself, so each has its own session dir, redis-server, HOLT_DATA_DIR
+and XDG_CONFIG_HOME: workers share nothing but the machine.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -18,6 +21,7 @@ import pytest
 for _var in ("HOLT_REDIS_URL", "HOLT_OPERATOR", "HOLT_AUDIT_KEY", "NO_COLOR", "TEXTUAL_THEME", "FORCE_COLOR"):
     os.environ.pop(_var, None)
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="holt-t-"))
+atexit.register(shutil.rmtree, _SESSION_DIR, True)  # also the xdist controller's, which starts no server
 os.environ["HOLT_DATA_DIR"] = str(_SESSION_DIR / "data")
 # Operator tokens are saved under the user's config dir: never the developer's own.
 os.environ["XDG_CONFIG_HOME"] = str(_SESSION_DIR / "config")
@@ -25,6 +29,26 @@ os.environ["TZ"] = "UTC"
 
 from holt_core.blackboard import Blackboard, connect_redis  # noqa: E402
 from holt_core.embedded_redis import EmbeddedRedis, ServerStatus  # noqa: E402
+
+# The longest modules (20-60 s a test: a real terminal, the Go toolchain, Redis restarts, CLI round trips) go first,
+# so that two workers never end with one of them alone on a long test. Whole modules move: order within a module,
+# and module-scoped fixtures, stay as they are.
+_LONG_FIRST = (
+    "tui/test_terminal_demo.py",
+    "test_demo_go_microservice.py",
+    "tui/test_redis_restart_tui.py",
+    "test_redis_restart.py",
+    "test_hitl_questions.py",
+    "test_hitl_approvals.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.path.as_posix()
+        return next((i for i, name in enumerate(_LONG_FIRST) if path.endswith("/tests/" + name)), len(_LONG_FIRST))
+
+    items.sort(key=rank)  # stable
 
 
 @pytest.fixture(scope="session")
