@@ -28,7 +28,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 # The flagship demo (examples/go-microservice) with holt-tui attached; `holt demo recipe` is the small one.
+# holt's own modules are compiled first: where PYTHONDONTWRITEBYTECODE is set, each holt, pup and holt-tui start
+# would compile them again (compileall is a no-op when they are up to date).
 demo: $(STAMP)
+	@$(BIN)/python -m compileall -q holt_core holt_tui examples >/dev/null
 	$(BIN)/holt demo
 
 lint: $(STAMP)
