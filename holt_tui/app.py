@@ -171,6 +171,8 @@ class HoltTui(App[None]):
         self._last_clock = -1
         self._rows_drawn_at = -1
         self._drained = 0
+        self._slice_queued = False
+        self._status_queued = False
         # "Why not moving" from the debug plane (live attach only): claim id -> reasons, for the selection.
         self._explained: dict[str, list[str]] = {}
         self._explained_for: str | None = None
@@ -250,7 +252,8 @@ class HoltTui(App[None]):
             self.recorder.write(item)
 
     def drain(self) -> None:
-        """Apply everything that arrived since the last tick as one batch of keyed changes."""
+        """Apply what arrived since the last tick as one batch of keyed changes (at most ``drain_budget_s`` of
+        work: a bigger backlog, such as the attach scan, is applied in further slices right after)."""
         if not self.is_running:
             # Shutting down: Textual prunes the screens before it stops the app's timers.
             return
@@ -260,21 +263,26 @@ class HoltTui(App[None]):
                 self._last_clock = now_s
                 self._tick()
             return
-        items: list[FeedItem] = []
-        pop = self.feed.popleft
-        for _ in range(min(len(self.feed), 50_000)):
-            items.append(pop())
-        self._drained += len(items)
+        was_loading = self.model.loading
+        # A slice of the backlog per call (a scan page is one item): keys are handled between slices, and a
+        # backlog is drained by further slices at once, not at the next tick.
+        change, applied = self.model.apply_for(self.feed, self.config.drain_budget_s, self.config.monotonic)
+        self._drained += applied
         if self.recorder is not None:
             self.recorder.flush()
-        was_loading = self.model.loading
-        change = self.model.apply_all(items)
         with self.batch_update():
             self.apply_change(change)
-        if was_loading and not self.model.loading:
-            # The loaded model is long-lived: keep the collector from re-scanning it on every full collection
-            # (at 100k artefacts a full collection would otherwise stall a key press by 100+ ms).
+        if was_loading:
+            # Loaded records are long-lived: keep full collections from re-scanning them while the scan goes on,
+            # and after it (at 100k artefacts a full collection would otherwise stall the loop for 100+ ms).
             gc.freeze()
+        if self.feed and not self._slice_queued:
+            self._slice_queued = True
+            self.call_later(self._next_slice)
+
+    def _next_slice(self) -> None:
+        self._slice_queued = False
+        self.drain()
 
     def _tick(self) -> None:
         """Once a second: ages tick (header clock, held decisions, inbox, the inspector's "ago")."""
@@ -329,9 +337,22 @@ class HoltTui(App[None]):
         if change.debug:
             self._render_debugger()
         self._refresh_active_pane(keep_scroll=True)
-        self._render_status()
+        self._render_status_after_paint()
         if change.debug or change.inbox:
             self.refresh_bindings()
+
+    def _render_status_after_paint(self) -> None:
+        """The header changes with nearly every drain. A frame repaints the box around everything that changed,
+        so the header (top row) changing with the list meant the whole screen every drain: it is drawn in a frame
+        of its own, right after the one that draws the list."""
+        if not self._status_queued:
+            self._status_queued = True
+            self.call_after_refresh(self._render_status_now)
+
+    def _render_status_now(self) -> None:
+        self._status_queued = False
+        if self.is_running:
+            self._render_status()
 
     # ------------------------------------------------------------------------------------------ drawing
 
@@ -408,22 +429,23 @@ class HoltTui(App[None]):
             t.append(f" │ ⚠ {len(m.skipped)} unreadable", style="yellow")
         now = self.config.clock_ms()
         t.append(f" │ {s(self.config.host, 30)} {clock(now, self.config.tz)}", style="dim")
-        self._main.query_one("#header", Static).update(t)
+        self._main.query_one("#header", Static).update(t, layout=False)  # one line, always: no layout pass
         notice = self._main.query_one("#notice", Static)
         text = ""
         if m.connection == "lost":
             text = f"✗ connection to Redis lost ({s(m.connection_detail, 80)}): reconnecting, then resyncing..."
         elif m.resync_notice:
             text = f"⟳ {m.resync_notice}  (x dismisses)"
-        notice.update(text)
-        notice.display = bool(text)
+        if notice.content != text:  # a layout pass repaints the whole screen: only when the notice changes
+            notice.update(text)
+            notice.display = bool(text)
         status = Text(f"follow: {'on' if self.following else 'off'}", style="bold green" if self.following else "")
         if self.new_count and not self.following:
             status.append(f" │ {self.new_count} new (f follows)", style="bold yellow")
         graph = self._main.query_one(ArtefactGraph)
         if graph.filter.is_active:
             status.append(f" │ filter: {s(graph.filter.source, 40)} ({len(graph.items)} rows)", style="cyan")
-        self._main.query_one("#graph-status", Static).update(status)
+        self._main.query_one("#graph-status", Static).update(status, layout=False)
 
     def _render_debugger(self) -> None:
         d = self.model.debug
