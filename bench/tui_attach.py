@@ -297,12 +297,12 @@ async def main() -> None:
     try:
         have = int(await bb.redis.zcard(bb.keys.artefact_index))
         if args.instance and have >= args.artefacts and roots_path.exists():
-            roots = roots_path.read_text().split()  # noqa: ASYNC240 (once, before measuring)
+            roots = roots_path.read_text().split()
             print(f"reusing {have:,} artefacts of {instance}")
         else:
             t = time.perf_counter()
             roots = await populate(bb, args.artefacts)
-            roots_path.write_text("\n".join(roots))  # noqa: ASYNC240
+            roots_path.write_text("\n".join(roots))
             print(f"populated {args.artefacts:,} artefacts in {time.perf_counter() - t:.1f}s")
         runs = []
         for i in range(args.repeat):
