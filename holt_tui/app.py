@@ -90,6 +90,7 @@ _ACTION_NAMES = {
     "dismiss_notice": "dismiss",
 }
 FeedStarter = Callable[[Callable[[FeedItem], None]], Awaitable[None]]
+_LOAD_PAINT_S = 0.25  # while the attach scan loads, the list and header are redrawn at most this often
 
 
 class HoltTui(App[None]):
@@ -173,6 +174,8 @@ class HoltTui(App[None]):
         self._drained = 0
         self._slice_queued = False
         self._status_queued = False
+        self._unpainted = Change()  # what the drain has applied to the model but not drawn yet (while loading)
+        self._painted_at = -_LOAD_PAINT_S
         # "Why not moving" from the debug plane (live attach only): claim id -> reasons, for the selection.
         self._explained: dict[str, list[str]] = {}
         self._explained_for: str | None = None
@@ -270,8 +273,10 @@ class HoltTui(App[None]):
         self._drained += applied
         if self.recorder is not None:
             self.recorder.flush()
-        with self.batch_update():
-            self.apply_change(change)
+        to_show = self._paint_now(change)
+        if to_show is not None:
+            with self.batch_update():
+                self.apply_change(to_show)
         if was_loading:
             # Loaded records are long-lived: keep full collections from re-scanning them while the scan goes on,
             # and after it (at 100k artefacts a full collection would otherwise stall the loop for 100+ ms).
@@ -279,6 +284,20 @@ class HoltTui(App[None]):
         if self.feed and not self._slice_queued:
             self._slice_queued = True
             self.call_later(self._next_slice)
+
+    def _paint_now(self, change: Change) -> Change | None:
+        """While the scan loads pages (and nothing else changed), the list and header are redrawn at most
+        ``_LOAD_PAINT_S`` apart: a page lands above the cursor, so the view looks the same, and each redraw is a
+        frame of its own. Returns the change to show now (with what was held back), or None to hold it."""
+        self._unpainted.merge(change)
+        quiet = not (change.claims or change.debug or change.inbox or change.events or change.audit
+                     or change.new_artefacts)
+        now = self.config.monotonic()
+        if self.model.loading and quiet and now - self._painted_at < _LOAD_PAINT_S:
+            return None
+        self._painted_at = now
+        held, self._unpainted = self._unpainted, Change()
+        return held
 
     def _next_slice(self) -> None:
         self._slice_queued = False

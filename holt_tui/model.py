@@ -197,7 +197,10 @@ class LiveModel:
                     if not self._history_built:
                         self._build_history()
                         c.events = True
-                c.artefacts = c.claims = c.status = True
+                c.artefacts = c.status = True
+                # A page without claims changes no claim: the inspector and the drawn rows stay as they are
+                # (redrawn per page, they made every page of a big attach repaint half the screen).
+                c.claims = bool(item.claims) or item.first or item.last
                 c.audit = bool(item.audit)
             case ArtefactSeen():
                 if self._add_artefact(item.artefact):
