@@ -320,6 +320,8 @@ async def main() -> None:
             result["process_first_frame_ratio"] = whole / floor
             runs.append(result)
             print(f"run {i + 1}: " + ", ".join(f"{k}={v:.3f}" for k, v in result.items()))
+        if not runs:
+            return
         print("medians (targets: loaded_s <= 3, rss_mb <= 150, key_ms_p95 < 100, stall_max_ms <= 100, "
               "process_first_frame_ratio <= 3):")
         for key in runs[0]:
