@@ -25,7 +25,7 @@ from textual.containers import Vertical
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Input, Static, TabbedContent, TabPane, TextArea
+from textual.widgets import Input, Static, TabbedContent, TabPane, TextArea
 
 from holt_core.errors import HoltError
 from holt_tui.breakpoint_form import BreakpointForm
@@ -51,6 +51,7 @@ from holt_tui.recording import Recorder
 from holt_tui.screens.dialogs import ActionDialog, BreakpointDialog
 from holt_tui.screens.help import HelpScreen
 from holt_tui.sources import ActionResult, Breakpoint, HeldDecision, InboxItem, LeaseState, Sources, null_sources
+from holt_tui.widgets.footer import KeyFooter
 from holt_tui.widgets.lines import LineList
 from holt_tui.widgets.prompt import PromptBar
 from holt_tui.widgets.views import (
@@ -224,7 +225,7 @@ class HoltTui(App[None]):
                     yield TextLines(id="action-log")
         yield PromptBar(id="prompt")
         # The palette (ctrl+p) is listed by ? instead: on a small terminal the footer's room is for the keys.
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.theme = self.config.theme
