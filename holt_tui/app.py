@@ -27,7 +27,7 @@ from textual.containers import Vertical
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Input, Static, TabbedContent, TabPane, TextArea
+from textual.widgets import Input, Static, TabbedContent, TabPane, TextArea
 
 from holt_core.errors import HoltError
 from holt_tui.breakpoint_form import BreakpointForm
@@ -54,6 +54,7 @@ from holt_tui.screens.dialogs import ActionDialog, BreakpointDialog
 from holt_tui.screens.help import HelpScreen
 from holt_tui.sources import ActionResult, Breakpoint, HeldDecision, InboxItem, LeaseState, Sources, null_sources
 from holt_tui.timeline import ClaimJournal, Timeline, build_timeline, parse_moment, seek
+from holt_tui.widgets.footer import KeyFooter
 from holt_tui.widgets.lines import LineList
 from holt_tui.widgets.prompt import PromptBar
 from holt_tui.widgets.views import (
@@ -101,6 +102,7 @@ _ACTION_NAMES = {
     "history_start": "first change", "history_end": "last change", "leave_history": "leave history",
 }
 FeedStarter = Callable[[Callable[[FeedItem], None]], Awaitable[None]]
+_LOAD_PAINT_S = 0.25  # while the attach scan loads, the list and header are redrawn at most this often
 BIG_HISTORY = 5_000  # artefacts: from this many, history mode's timeline is built in a thread
 
 
@@ -234,6 +236,10 @@ class HoltTui(App[None]):
         self._last_clock = -1
         self._rows_drawn_at = -1
         self._drained = 0
+        self._slice_queued = False
+        self._status_queued = False
+        self._unpainted = Change()  # what the drain has applied to the model but not drawn yet (while loading)
+        self._painted_at = -_LOAD_PAINT_S
         # "Why not moving" from the debug plane (live attach only): claim id -> reasons, for the selection.
         self._explained: dict[str, list[str]] = {}
         self._explained_for: str | None = None
@@ -287,7 +293,7 @@ class HoltTui(App[None]):
                     yield TextLines(id="action-log")
         yield PromptBar(id="prompt")
         # The palette (ctrl+p) is listed by ? instead: on a small terminal the footer's room is for the keys.
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.theme = self.config.theme
@@ -320,7 +326,8 @@ class HoltTui(App[None]):
             self.recorder.write(item)
 
     def drain(self) -> None:
-        """Apply everything that arrived since the last tick as one batch of keyed changes."""
+        """Apply what arrived since the last tick as one batch of keyed changes (at most ``drain_budget_s`` of
+        work: a bigger backlog, such as the attach scan, is applied in further slices right after)."""
         if not self.is_running:
             # Shutting down: Textual prunes the screens before it stops the app's timers.
             return
@@ -333,26 +340,47 @@ class HoltTui(App[None]):
             return
         if self._history_building:
             return  # a thread reads the live model: the feed waits in its deque until it is done
-        items: list[FeedItem] = []
-        pop = self.feed.popleft
-        for _ in range(min(len(self.feed), 50_000)):
-            items.append(pop())
-        self._drained += len(items)
+        was_loading = self.live_model.loading
+        # A slice of the backlog per call (a scan page is one item): keys are handled between slices, and a
+        # backlog is drained by further slices at once, not at the next tick.
+        change, applied = self.live_model.apply_for(self.feed, self.config.drain_budget_s, self.config.monotonic)
+        self._drained += applied
         if self.recorder is not None:
             self.recorder.flush()
-        was_loading = self.live_model.loading
-        change = self.live_model.apply_all(items)
         if self.history is not None:
             self._history_consumed(change)  # the present moves on behind the moment shown
         else:
-            with self.batch_update():
-                self.apply_change(change)
+            to_show = self._paint_now(change)
+            if to_show is not None:
+                with self.batch_update():
+                    self.apply_change(to_show)
         if self._history_at is not None and self.live_model.connection == "ended":
             self._open_history_at(self._history_at)
-        if was_loading and not self.live_model.loading:
-            # The loaded model is long-lived: keep the collector from re-scanning it on every full collection
-            # (at 100k artefacts a full collection would otherwise stall a key press by 100+ ms).
+        if was_loading:
+            # Loaded records are long-lived: keep full collections from re-scanning them while the scan goes on,
+            # and after it (at 100k artefacts a full collection would otherwise stall the loop for 100+ ms).
             gc.freeze()
+        if self.feed and not self._slice_queued:
+            self._slice_queued = True
+            self.call_later(self._next_slice)
+
+    def _paint_now(self, change: Change) -> Change | None:
+        """While the scan loads pages (and nothing else changed), the list and header are redrawn at most
+        ``_LOAD_PAINT_S`` apart: a page lands above the cursor, so the view looks the same, and each redraw is a
+        frame of its own. Returns the change to show now (with what was held back), or None to hold it."""
+        self._unpainted.merge(change)
+        quiet = not (change.claims or change.debug or change.inbox or change.events or change.audit
+                     or change.new_artefacts)
+        now = self.config.monotonic()
+        if self.live_model.loading and quiet and now - self._painted_at < _LOAD_PAINT_S:
+            return None
+        self._painted_at = now
+        held, self._unpainted = self._unpainted, Change()
+        return held
+
+    def _next_slice(self) -> None:
+        self._slice_queued = False
+        self.drain()
 
     def _tick(self) -> None:
         """Once a second: ages tick (header clock, held decisions, inbox, the inspector's "ago")."""
@@ -412,9 +440,22 @@ class HoltTui(App[None]):
         if change.debug:
             self._render_debugger()
         self._refresh_active_pane(keep_scroll=True)
-        self._render_status()
+        self._render_status_after_paint()
         if change.debug or change.inbox:
             self.refresh_bindings()
+
+    def _render_status_after_paint(self) -> None:
+        """The header changes with nearly every drain. A frame repaints the box around everything that changed,
+        so the header (top row) changing with the list meant the whole screen every drain: it is drawn in a frame
+        of its own, right after the one that draws the list."""
+        if not self._status_queued:
+            self._status_queued = True
+            self.call_after_refresh(self._render_status_now)
+
+    def _render_status_now(self) -> None:
+        self._status_queued = False
+        if self.is_running:
+            self._render_status()
 
     # ------------------------------------------------------------------------------------------ drawing
 
@@ -493,7 +534,7 @@ class HoltTui(App[None]):
             t.append(f" │ ⚠ {len(m.skipped)} unreadable", style="yellow")
         now = self.config.clock_ms()
         t.append(f" │ {s(self.config.host, 30)} {clock(now, self.config.tz)}", style="dim")
-        self._main.query_one("#header", Static).update(t)
+        self._main.query_one("#header", Static).update(t, layout=False)  # one line, always: no layout pass
         notice = self._main.query_one("#notice", Static)
         text = ""
         if m.connection == "lost":
@@ -502,15 +543,16 @@ class HoltTui(App[None]):
             text = f"⟳ {m.resync_notice}  (x dismisses)"
         if self.history is not None:
             text = self.history.notice()
-        notice.update(text)
-        notice.display = bool(text)
+        if notice.content != text:  # a layout pass repaints the whole screen: only when the notice changes
+            notice.update(text)
+            notice.display = bool(text)
         status = Text(f"follow: {'on' if self.following else 'off'}", style="bold green" if self.following else "")
         if self.new_count and not self.following:
             status.append(f" │ {self.new_count} new (f follows)", style="bold yellow")
         graph = self._main.query_one(ArtefactGraph)
         if graph.filter.is_active:
             status.append(f" │ filter: {s(graph.filter.source, 40)} ({len(graph.items)} rows)", style="cyan")
-        self._main.query_one("#graph-status", Static).update(status)
+        self._main.query_one("#graph-status", Static).update(status, layout=False)
 
     def _render_debugger(self) -> None:
         d = self.model.debug

@@ -34,6 +34,8 @@ class TuiConfig:
     cursor_blink: bool = True
     # How often the UI drains the event deque (seconds); 0.1 = 10 Hz.
     drain_interval_s: float = 0.1
+    # Longest a drain applies feed items before it lets keys and painting in (the rest follows at once).
+    drain_budget_s: float = 0.015
     # Artefacts fetched in the first page of the attach scan (the newest ones).
     first_page: int = 500
     # Widgets keep at most this many event-log and audit lines (the model keeps the rest out of widgets).

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 
 from holt_core.audit import AuditRecord
 from holt_core.claim_stage import ClaimFacts, Stage, claim_stage, delivered_roles, is_active
@@ -38,6 +40,11 @@ from holt_tui.sources import DebugSnapshot, InboxSnapshot
 # depth 1 for a thread's first version and 2 for its later versions.
 Row = tuple[str, str, int]
 SEARCH_PAYLOAD_CHARS = 200_000  # a search reads at most this much of each payload
+_BY_CREATED = attrgetter("created_at_ms", "id")
+_BY_VERSION = attrgetter("version", "id")
+_BY_CREATED_ITEM = itemgetter(0, 1)
+_BY_TS = attrgetter("ts_ms")
+_CREATED = attrgetter("created_at_ms")
 
 
 @dataclass
@@ -156,6 +163,22 @@ class LiveModel:
             self.revision += 1
         return change
 
+    def apply_for(self, feed: deque[FeedItem], seconds: float,
+                  clock: Callable[[], float] = time.perf_counter) -> tuple[Change, int]:
+        """Apply items from the left of ``feed`` until it is empty or ``seconds`` have passed (at least one item);
+        the rest waits for the next call. Returns what changed and how many items were applied."""
+        change = Change()
+        applied = 0
+        end = clock() + seconds
+        while feed:
+            change.merge(self.apply(feed.popleft()))
+            applied += 1
+            if clock() >= end:
+                break
+        if change.any:
+            self.revision += 1
+        return change, applied
+
     def apply(self, item: FeedItem) -> Change:
         c = Change()
         match item:
@@ -166,8 +189,7 @@ class LiveModel:
                     if item.resync:
                         self.resync_notice = "resynced: the connection was lost, so events may have been " \
                                              "missed; the view was re-read from Redis"
-                for a in item.artefacts:
-                    self._add_artefact(a)
+                self._add_artefacts(item.artefacts)
                 for s in item.claims:
                     self._set_claim(s, log=False)
                 for r in item.audit:
@@ -177,7 +199,10 @@ class LiveModel:
                     if not self._history_built:
                         self._build_history()
                         c.events = True
-                c.artefacts = c.claims = c.status = True
+                c.artefacts = c.status = True
+                # A page without claims changes no claim: the inspector and the drawn rows stay as they are
+                # (redrawn per page, they made every page of a big attach repaint half the screen).
+                c.claims = bool(item.claims) or item.first or item.last
                 c.audit = bool(item.audit)
             case ArtefactSeen():
                 if self._add_artefact(item.artefact):
@@ -216,18 +241,35 @@ class LiveModel:
     def _add_artefact(self, a: ArtefactRecord | Artefact) -> bool:
         if a.id in self.artefacts:
             return False
-        if isinstance(a, Artefact):
-            a = ArtefactRecord.of(a)
-        self.artefacts[a.id] = a
-        for src in a.source_artefacts:
-            self.children.setdefault(src, []).append(a.id)
-        versions = self.threads.setdefault(a.logical_id, [])
-        bisect.insort(versions, a.id, key=lambda i: (self.artefacts[i].version, i))
-        role = a.produced_by_role
-        if a.created_at_ms > self.agent_activity.get(role, 0):
-            self.agent_activity[role] = a.created_at_ms
-        self._pending.append(a.id)
+        self._add_artefacts((a,))
         return True
+
+    def _add_artefacts(self, batch: Iterable[ArtefactRecord | Artefact]) -> None:
+        """Keyed inserts of a scanned page (one loop with everything it touches in locals: 100k on attach)."""
+        artefacts, children, threads, activity = self.artefacts, self.children, self.threads, self.agent_activity
+        pending = self._pending
+        for a in batch:
+            a_id = a.id
+            if a_id in artefacts:
+                continue
+            if isinstance(a, Artefact):
+                a = ArtefactRecord.of(a)
+            artefacts[a_id] = a
+            for src in a.source_artefacts:
+                kids = children.get(src)
+                if kids is None:
+                    children[src] = [a_id]
+                else:
+                    kids.append(a_id)
+            versions = threads.get(a.logical_id)
+            if versions is None:
+                threads[a.logical_id] = [a_id]
+            else:
+                bisect.insort(versions, a_id, key=lambda i: (artefacts[i].version, i))
+            role = a.produced_by_role
+            if a.created_at_ms > activity.get(role, 0):
+                activity[role] = a.created_at_ms
+            pending.append(a_id)
 
     def _set_claim(self, s: ClaimState, *, log: bool) -> None:
         old = self.claims.get(s.claim.id)
@@ -280,7 +322,7 @@ class LiveModel:
         human and debugger acts from the audit trail), oldest first, before anything that arrived live."""
         self._history_built = True
         keep = self.events.maxlen or 20_000
-        newest = sorted(self.artefacts.values(), key=lambda a: (a.created_at_ms, a.id))[-keep:]
+        newest = _newest(list(self.artefacts.values()), keep)
         live = list(self.events)
         self.events.clear()
         for a in newest:
@@ -295,7 +337,7 @@ class LiveModel:
         for r in self.audit:
             self._log(f"audit:{r.action}", r.ts_ms, f"{r.operator} {r.action} {r.subject}", agent=r.operator,
                       ids=(r.subject,))
-        history = sorted(self.events, key=lambda line: line.ts_ms)[-keep:]
+        history = sorted(self.events, key=_BY_TS)[-keep:]
         self.events.clear()
         self.events.extend(history)
         self.events.extend(live)
@@ -406,18 +448,25 @@ class LiveModel:
 
     def _rebuild_pending(self) -> None:
         dirty: set[str] = set()
+        artefacts, roots, children = self.artefacts, self._root, self.children
         for a_id in self._pending:
-            root = self.root_of(a_id)
+            # root_of, without the call when the parent's workflow is known (the scan reads parents first).
+            sources = artefacts[a_id].source_artefacts
+            root = roots.get(sources[0]) if sources and a_id not in roots and sources[0] in artefacts else None
+            if root is None:
+                root = self.root_of(a_id)
+            else:
+                roots[a_id] = root
             members = self._wf_members.get(root)
             if members is None:
                 self._wf_members[root] = members = []
                 bisect.insort(self._wf_order, (self.artefacts[root].created_at_ms, root))
                 dirty.add(root)
             members.append(a_id)
-            # Artefacts seen before their parent (the attach scan reads newest first) headed workflows of
+            # Artefacts seen before their parent (the attach scan reads the newest page first) headed workflows of
             # their own: those fold into this artefact's workflow now.
-            for child in self.children.get(a_id, ()):
-                c = self.artefacts.get(child)
+            for child in children.get(a_id, ()):
+                c = artefacts.get(child)
                 if c is not None and c.source_artefacts[0] == a_id and child in self._wf_members and child != root:
                     self._merge_workflow(child, root)
                     dirty.add(root)
@@ -476,17 +525,30 @@ class LiveModel:
         self._filtered = None
 
     def _workflow_rows(self, root: str) -> list[Row]:
-        members = self._wf_members[root]
+        """A workflow's rows: its header, then its threads by their first artefact (created, id), each thread's
+        versions by (version, id)."""
+        artefacts = self.artefacts
         threads: dict[str, list[ArtefactRecord]] = {}
-        for a_id in members:
-            a = self.artefacts[a_id]
-            threads.setdefault(a.logical_id, []).append(a)
-        ordered = sorted(threads.values(), key=lambda vs: min((v.created_at_ms, v.id) for v in vs))
+        for a_id in self._wf_members[root]:
+            a = artefacts[a_id]
+            versions = threads.get(a.logical_id)
+            if versions is None:
+                threads[a.logical_id] = [a]
+            else:
+                versions.append(a)
+        ordered: list[tuple[int, str, list[ArtefactRecord]]] = []
+        for versions in threads.values():
+            first = versions[0]
+            if len(versions) > 1:
+                first = min(versions, key=_BY_CREATED)
+                versions.sort(key=_BY_VERSION)
+            ordered.append((first.created_at_ms, first.id, versions))
+        ordered.sort(key=_BY_CREATED_ITEM)  # (created, id) is unique: no two threads compare equal
         rows: list[Row] = [("w", root, 0)]
-        for versions in ordered:
-            versions.sort(key=lambda v: (v.version, v.id))
+        for _, _, versions in ordered:
             rows.append(("a", versions[0].id, 1))
-            rows.extend(("a", v.id, 2) for v in versions[1:])
+            if len(versions) > 1:
+                rows.extend([("a", v.id, 2) for v in versions[1:]])
         return rows
 
     def _apply_filter(self) -> list[Row]:
@@ -676,6 +738,15 @@ class LiveModel:
             if item.claim_id == c.id and item.status == "open":
                 out.append(f"waiting for a human: {item.kind} {item.title}")
         return out or ["nothing known holds it: the orchestrator should act on the next event"]
+
+
+def _newest(artefacts: list[ArtefactRecord], keep: int) -> list[ArtefactRecord]:
+    """The ``keep`` newest by (created, id), oldest first: ``sorted(...)[-keep:]`` without building a key tuple
+    for every artefact (the times alone find the cut; only artefacts at or above it are sorted)."""
+    if len(artefacts) <= keep:
+        return sorted(artefacts, key=_BY_CREATED)
+    cut = sorted(map(_CREATED, artefacts))[-keep]
+    return sorted([a for a in artefacts if a.created_at_ms >= cut], key=_BY_CREATED)[-keep:]
 
 
 def is_question(a: ArtefactRecord) -> bool:

@@ -53,11 +53,11 @@ from holt_tui.feed import (
     ScanPage,
     WorkflowSeen,
 )
-from holt_tui.record import ArtefactRecord
+from holt_tui.record import HASH_FIELDS, ArtefactRecord, records_from_rows
 from holt_tui.sources import Sources
 
 Sink = Callable[[FeedItem], None]
-PAGE = 2000
+PAGE = 1000
 AUDIT_TAIL = 500
 _CLAIM_REFRESH_S = 0.1
 _INSTANCE_POLL_S = 2.0
@@ -165,13 +165,15 @@ class Reader:
         self.sink(ScanPage(await self._artefacts(bb, first_ids), await self._claims(bb, open_ids), audit,
                            first=True, resync=resync, total_hint=total))
         claim_seen = set(open_ids)
-        start = self.config.first_page
-        while True:
+        # The rest oldest first (the index is scored by creation time): parents come before their children, so
+        # the model files each artefact under its workflow as it arrives. Artefacts indexed during the scan rank
+        # above ``end`` (newer) or are caught by the stray scan below; one read twice is a harmless upsert.
+        end = total - len(first_ids)
+        for start in range(0, end, PAGE):
             await pump()
-            ids = [str(i) for i in await r.zrevrange(bb.keys.artefact_index, start, start + PAGE - 1)]
+            ids = [str(i) for i in await r.zrange(bb.keys.artefact_index, start, min(start + PAGE, end) - 1)]
             if not ids:
                 break
-            start += PAGE
             self.sink(ScanPage(await self._artefacts(bb, ids), []))
         # Artefacts other clients wrote without indexing them (the Go version never adds to the index).
         stray: list[str] = []
@@ -188,18 +190,22 @@ class Reader:
         self.sink(ScanPage([], [], last=True))
 
     async def _artefacts(self, bb: Blackboard, ids: Sequence[str]) -> list[ArtefactRecord]:
+        """Light records of these artefacts, in order: HMGET of the model's fields, a page decoded at once.
+        What that cannot read plainly (a missing key, a foreign type, an odd value) is read again with HGETALL
+        and decoded as before, so a bad record is skipped and named exactly as ``Artefact.from_hash`` says."""
         keys = [bb.keys.artefact(i) for i in ids]
-        out: list[ArtefactRecord] = []
-        for key, raw in zip(keys, await bb.hgetall_many(keys), strict=True):
-            if not raw:
-                continue
-            try:
-                a = ArtefactRecord.from_hash(raw, key)  # a light record: no pydantic model per scanned hash
-            except MalformedRecord as bad:
-                self._malformed(key, bad.reason)
-                continue
-            self._seen.add(a.id)
-            out.append(a)
+        records = records_from_rows(await bb.wire.call_many([("HMGET", key, *HASH_FIELDS) for key in keys]))
+        redo = [i for i, rec in enumerate(records) if rec is None]
+        if redo:
+            for i, raw in zip(redo, await bb.hgetall_many([keys[i] for i in redo]), strict=True):
+                if not raw:
+                    continue
+                try:
+                    records[i] = ArtefactRecord.from_hash(raw, keys[i])
+                except MalformedRecord as bad:
+                    self._malformed(keys[i], bad.reason)
+        out = [rec for rec in records if rec is not None]
+        self._seen.update(rec.id for rec in out)
         return out
 
     async def _claims(self, bb: Blackboard, ids: Sequence[str]) -> list[ClaimState]:

@@ -135,7 +135,8 @@ class LineList(ScrollView, can_focus=True):
         if new == old:
             return
         height = self.scrollable_content_region.height
-        if old.height and new.width == old.width and height and (new.height > height) == (old.height > height):
+        if old.height and new.width == old.width and height and (new.height > height) == (old.height > height) \
+                and self.scroll_y <= max(new.height - height, 0):  # the scroll position stays valid
             self.set_reactive(LineList.virtual_size, new)
             self._scroll_update(new)
         else:

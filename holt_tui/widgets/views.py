@@ -118,7 +118,7 @@ class TextLines(LineList):
     def show(self, lines: list[Text], *, keep_scroll: bool = False) -> None:
         self.items = lines
         self._cache.clear()
-        self.virtual_size = self.virtual_size.__class__(self.content_width(), len(lines))
+        self._set_virtual_size(self.virtual_size.__class__(self.content_width(), len(lines)))
         if not keep_scroll:
             self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from redis.exceptions import ResponseError
 
 from holt_core.errors import MalformedRecord
 from holt_core.models import Artefact, StructuralType, new_id
-from holt_tui.record import ArtefactRecord, _fast
+from holt_tui.record import HASH_FIELDS, ArtefactRecord, _fast, records_from_rows
 
 
 def _hash(**over: str) -> dict[str, str]:
@@ -49,3 +50,26 @@ def test_a_missing_field_falls_back_to_full_validation() -> None:
     assert _fast(raw) is None
     with pytest.raises(MalformedRecord):
         ArtefactRecord.from_hash(raw, "k")
+
+
+def _row(raw: dict[str, str]) -> list[str | None]:
+    return [raw.get(f) for f in HASH_FIELDS]
+
+
+def test_a_page_of_plain_rows_is_decoded_at_once_as_the_model_reads_each() -> None:
+    raws = [_hash(), _hash(source_artefacts="[]"), _hash(source_artefacts=f'["{new_id()}","{new_id()}"]'),
+            _hash(version="12", created_at_ms="0")]
+    got = records_from_rows([_row(r) for r in raws])
+    assert got == [Artefact.from_hash(r, "k") for r in raws]
+    assert all(type(a) is ArtefactRecord for a in got)
+
+
+@pytest.mark.parametrize("over", [{"version": "0"}, {"version": "+3"}, {"id": "NOT-A-UUID"}, {"source_artefacts": ""},
+                                  {"source_artefacts": '["nope"]'}, {"created_at_ms": "junk"}, {"type": ""},
+                                  {"structural_type": "Bogus"}, {"id": _hash()["id"] + "\n"}])
+def test_one_odd_row_sends_its_page_row_by_row_and_only_it_to_the_full_read(over: dict[str, str]) -> None:
+    plain, odd = _hash(), _hash(**over)
+    got = records_from_rows([_row(plain), _row(odd), ResponseError("WRONGTYPE"), [None] * len(HASH_FIELDS)])
+    assert got[0] == Artefact.from_hash(plain, "k")
+    assert got[1] == _fast(odd)  # None (the caller re-reads it with HGETALL) unless the fast path reads it
+    assert got[2:] == [None, None]
