@@ -31,6 +31,7 @@ from holt_core.models import (
     now_ms,
 )
 from holt_core.redis_conn import connect_redis as connect_redis  # its home until it had a module of its own
+from holt_core.redis_conn import route_to
 from holt_core.redis_wire import CommandWire, Subscription, loaded_errors, redis_errors
 from holt_core.transaction import Tx, TxResult, TxRunner
 
@@ -58,10 +59,7 @@ class Blackboard:
         self.redis = redis
         self.keys = Keys(instance)
         self.instance = instance
-        if getattr(redis, "holt_route", None) is not None:  # on a Redis Cluster: to the node serving the slot
-            from holt_core.redis_cluster import route_to
-
-            route_to(redis, self.keys)
+        route_to(redis, self.keys)  # on a Redis Cluster: to the node serving the instance's slot
         self.wire = CommandWire(redis)
         self._tx = TxRunner(self.wire)
         self._audit: AuditTrail | None = None

@@ -42,7 +42,7 @@ from holt_core.errors import InvalidInput
 from holt_core.keys import Keys
 from holt_core.logs import add_observer, remove_observer, set_process_identity
 from holt_core.metrics import EventMetrics
-from holt_core.redis_cluster import route_to
+from holt_core.redis_conn import route_to
 from holt_core.sanitise import sanitise_text
 from holt_core.timespec import parse_duration
 from holt_core.tracing import SpanDeriver

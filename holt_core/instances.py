@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from holt_core.errors import HoltError, InvalidInput, NotFound
 from holt_core.keys import INSTANCES, Keys, validate_instance_name
 from holt_core.processes import pid_alive
-from holt_core.redis_cluster import route_to
+from holt_core.redis_conn import route_to
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 
-from redis.crc import key_slot
-
 from holt_core.errors import InvalidInput
 
 INSTANCES = "holt:instances"
@@ -63,6 +61,8 @@ def single_slot(instance: str) -> bool:
 
 def instance_slot(instance: str) -> int:
     """The Redis Cluster hash slot of the instance's keys (meaningful when ``single_slot``)."""
+    from redis.crc import key_slot  # only a cluster's routed client asks: a read command never imports redis-py
+
     return key_slot(f"holt:{instance}:".encode())
 
 

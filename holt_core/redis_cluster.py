@@ -4,7 +4,7 @@ An instance named ``{name}`` has every key in one slot (``keys.single_slot``), s
 script, MGET of its proofs, pipelines) work on a cluster as on one server, provided they go to the node that owns
 that slot. The client from ``client_from_url`` does that without a cluster client's per-command routing:
 
-- ``route_to(redis, keys)`` (the Blackboard calls it) tells the client the instance's slot. Its next connection
+- ``redis_conn.route_to(redis, keys)`` tells the client the instance's slot. Its next connection
   (redis-py's and the lean ``redis_wire`` ones alike) asks the configured node once about a key of that slot; a
   ``MOVED`` answer names the owner, and from then on every connection of that client goes straight there. On a
   single server the question is answered and nothing changes (one ``EXISTS`` per client, only for braced names).
@@ -245,14 +245,6 @@ def client_from_url(url: str, **settings: Any) -> Redis:
     client.auto_close_connection_pool = True  # the client owns its pool, as with Redis.from_url
     client.holt_route = route
     return client
-
-
-def route_to(redis: Redis, keys: Keys) -> None:
-    """Send ``redis``'s connections to the node serving ``keys``' instance (a no-op for other clients and for
-    instances whose keys span slots)."""
-    route = getattr(redis, "holt_route", None)
-    if isinstance(route, Route):
-        route.want(keys)
 
 
 async def is_cluster(redis: Redis) -> bool:

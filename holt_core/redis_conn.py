@@ -35,6 +35,8 @@ from holt_core.redis_wire import CommandWire, encode_command, redis_errors
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from holt_core.keys import Keys
+
 _SCAN_COUNT = 1000
 
 
@@ -246,6 +248,11 @@ class LightRedis:
             args += ["MATCH", match]
         if count is not None:
             args += ["COUNT", count]
+        tag_end = match.find("}", match.find("{")) if match is not None and "{" in match else -1
+        if match is not None and tag_end > 0 and not any(c in match[:tag_end] for c in "*?["):
+            # SCAN names no key, so a Redis Cluster node would scan its own keys only: a key of the pattern's hash
+            # tag, asked first, has a MOVED bring this connection to the node that holds them.
+            await self._wire.call("EXISTS", match[:tag_end + 1])
         cursor = "0"
         while True:
             cursor, keys = await self._wire.call("SCAN", cursor, *args)
@@ -256,6 +263,15 @@ class LightRedis:
 
     async def aclose(self) -> None:
         self._wire.close()
+
+
+def route_to(redis: Any, keys: Keys) -> None:
+    """Send ``redis``'s connections to the node serving ``keys``' instance on a Redis Cluster (the routed client of
+    ``redis_cluster.client_from_url``; a no-op for other clients and for instances whose keys span slots). Here, not
+    in redis_cluster, so that callers on a read path do not import redis-py for it."""
+    route = getattr(redis, "holt_route", None)
+    if route is not None:
+        route.want(keys)
 
 
 def open_client(url: str, *, client_name: str | None = None, connect_timeout_s: float = 5.0) -> Redis:
