@@ -222,6 +222,9 @@ class DemoRunner:
         shutil.rmtree(self.workspace, ignore_errors=True)
         shutil.copytree(source, self.workspace, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".holt"))
         (self.workspace / "holt.yml").write_text(config, encoding="utf-8")
+        # The agents are Python scripts: the bytecode Python leaves beside them must not make the workspace
+        # "not clean" (holt refuses to start a workflow on uncommitted changes).
+        (self.workspace / ".gitignore").write_text("__pycache__/\n*.pyc\n", encoding="utf-8")
         git = ["git", "-c", "user.name=holt demo", "-c", "user.email=demo@localhost"]
         for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", f"{self.spec.folder} demo"]):
             subprocess.run([*git, *args], cwd=self.workspace, check=True, capture_output=True)
