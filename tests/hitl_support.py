@@ -16,6 +16,21 @@ from tests.engine import Engine, make_workspace, python_agents
 AGENTS = Path(__file__).resolve().parent / "hitl_agents.py"
 
 
+# Two approvers (olivia, alice) for every risk level; a Design is high risk.
+APPROVERS_POLICY = """\
+  operators:
+    olivia: [approver]
+    alice: [approver]
+  risk_levels:
+    medium: {approvers: [approver]}
+    high: {approvers: [approver]}
+    critical: {approvers: [approver]}
+  rules:
+    - match: {artefact_type: Design}
+      risk: high
+"""
+
+
 def config_text(agents: str, hitl: str = "", bid_timeout: str = "5s") -> str:
     text = f'version: "1.0"\norchestrator:\n  bid_timeout: {bid_timeout}\nagents:\n{agents}'
     if hitl:

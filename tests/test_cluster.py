@@ -27,7 +27,7 @@ from holt_core.transaction import Tx
 from tests.clirun import HOLT
 from tests.clirun import holt as holt_cli
 from tests.engine import make_workspace, wait_for_artefact, wait_settled
-from tests.hitl_support import agent, config_text, hitl_engine, start_goal, wait_request
+from tests.hitl_support import APPROVERS_POLICY, agent, config_text, hitl_engine, start_goal, wait_request
 
 FIRST_NODE_LAST_SLOT = 16384 // 3 - 1
 
@@ -103,25 +103,13 @@ def cluster_env(cluster: LocalCluster) -> dict[str, str]:
     return env
 
 
-POLICY = """\
-  operators:
-    olivia: [approver]
-    alice: [approver]
-  risk_levels:
-    medium: {approvers: [approver]}
-    high: {approvers: [approver]}
-    critical: {approvers: [approver]}
-  rules:
-    - match: {artefact_type: Design}
-      risk: high
-"""
 AGENTS = (agent("Architect", "architect", "GoalDefined=exclusive")
           + agent("Asker", "asker", "Design=exclusive", "human"))
 
 
 async def test_question_and_approval_workflow_runs_to_terminal_on_a_cluster(
         tmp_path: Path, cluster: LocalCluster, braced: str, cbb: Blackboard, cluster_env: dict[str, str]) -> None:
-    engine = hitl_engine(tmp_path, cluster.url, braced, config_text(AGENTS, POLICY))
+    engine = hitl_engine(tmp_path, cluster.url, braced, config_text(AGENTS, APPROVERS_POLICY))
     await engine.start()
     try:
         await start_goal(engine, operator="olivia")

@@ -31,7 +31,7 @@ from holt_tui.screens.dialogs import BreakpointDialog
 from holt_tui.widgets.views import BreakpointsList, HeldList, InboxList, TextLines
 from tests.debughelp import changed, claim_revs, goal, recipe_engine, wait_held
 from tests.engine import Engine, poll, wait_for_artefact, wait_settled
-from tests.hitl_support import agent, config_text, hitl_engine, runs, wait_request
+from tests.hitl_support import APPROVERS_POLICY, agent, config_text, hitl_engine, runs, wait_request
 from tests.tui.test_live_attach import registered, until
 
 OPERATOR = "alice"
@@ -78,18 +78,6 @@ def action_log(app: HoltTui) -> str:
 
 # ------------------------------------------------------------------------------------------------ inbox
 
-POLICY = """\
-  operators:
-    olivia: [approver]
-    alice: [approver]
-  risk_levels:
-    medium: {approvers: [approver]}
-    high: {approvers: [approver]}
-    critical: {approvers: [approver]}
-  rules:
-    - match: {artefact_type: Design}
-      risk: high
-"""
 HITL_AGENTS = (agent("Asker", "asker", "AskGoal=exclusive", "human")
                + agent("Architect", "architect", "GoalDefined=exclusive")
                + agent("Implementer", "implementer", "Design=exclusive"))
@@ -111,7 +99,7 @@ async def select_inbox_item(pilot: Pilot[Any], app: HoltTui, item_id: str) -> No
 
 async def test_answer_approve_and_reject_from_the_inbox(tmp_path: Path, redis_url: str, instance: str,
                                                        bb: Blackboard) -> None:
-    engine = hitl_engine(tmp_path, redis_url, instance, config_text(HITL_AGENTS, POLICY))
+    engine = hitl_engine(tmp_path, redis_url, instance, config_text(HITL_AGENTS, APPROVERS_POLICY))
     await engine.start()
     await registered(engine, bb)
     try:
