@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,9 @@ class DestroyPlan:
     claims: list[str] = field(default_factory=list)
     threads: list[str] = field(default_factory=list)
     metadata: list[str] = field(default_factory=list)
+    # The operators' proofs of human acts on the instance (holt-ops:<operator>:<instance>:act:...): counted as
+    # metadata, archived with their values (they are the evidence behind the audit trail's human acts).
+    proofs: list[str] = field(default_factory=list)
     registered: bool = False
 
     @property
@@ -87,11 +90,20 @@ async def plan_destroy(redis: Redis, instance: str) -> DestroyPlan:
         if not key.startswith(keys.prefix):
             continue
         getattr(plan, classify(keys, key)).append(key)
-    for bucket in (plan.artefacts, plan.claims, plan.threads, plan.metadata):
+    plan.proofs = [key async for key in _proof_keys(redis, keys)]
+    plan.metadata.extend(plan.proofs)
+    for bucket in (plan.artefacts, plan.claims, plan.threads, plan.metadata, plan.proofs):
         bucket.sort()
     if not plan.registered and not plan.keys:
         raise InstanceNotFound(instance)
     return plan
+
+
+async def _proof_keys(redis: Redis, keys: Keys) -> AsyncIterator[str]:
+    async for raw in redis.scan_iter(match=keys.proof_pattern, count=1000):
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if keys.is_proof_key(key):
+            yield key
 
 
 async def running_reason(redis: Redis, instance: str) -> str | None:
@@ -148,6 +160,9 @@ async def destroy_instance(
                 progress(deleted)
     if batch:
         deleted += int(await redis.unlink(*batch))
+    proofs = [key async for key in _proof_keys(redis, keys)]  # archived above (and any written since are gone too)
+    for start in range(0, len(proofs), _DELETE_BATCH):
+        deleted += int(await redis.unlink(*proofs[start:start + _DELETE_BATCH]))
     if progress:
         progress(deleted)
     await unregister(redis, instance)
@@ -164,7 +179,7 @@ def _open_private(path: Path) -> Any:
 
 
 async def _archive(redis: Redis, trail: AuditTrail, plan: DestroyPlan, operator: str, path: Path) -> tuple[int, int]:
-    """One JSON object per line: a header, every audit record, then every artefact hash as stored."""
+    """One JSON object per line: a header, every audit record, every artefact hash as stored, then every proof."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     audit_count = artefact_count = 0
@@ -189,6 +204,10 @@ async def _archive(redis: Redis, trail: AuditTrail, plan: DestroyPlan, operator:
             line = {"kind": "artefact", "id": keys.id_from_artefact_key(key), "fields": fields}
             out.write(json.dumps(line, sort_keys=True, ensure_ascii=False) + "\n")
             artefact_count += 1
+        for key in plan.proofs:
+            value = await redis.get(key) if await redis.type(key) in ("string", b"string") else None
+            proof = {"kind": "proof", "key": key, "value": None if value is None else _text(value)}
+            out.write(json.dumps(proof, sort_keys=True, ensure_ascii=False) + "\n")
         out.flush()
         os.fsync(out.fileno())
     tmp.replace(path)

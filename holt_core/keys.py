@@ -190,6 +190,16 @@ class Keys:
         return f"{operator_proof_prefix(operator)}{self.instance}:act:{subject}:{nonce}"
 
     @property
+    def proof_pattern(self) -> str:
+        """Matches every operator's proofs on this instance (and, glob being glob, maybe more: ``is_proof_key``)."""
+        return f"{PROOF_ROOT}*:{escape_glob(self.instance)}:act:*"
+
+    def is_proof_key(self, key: str) -> bool:
+        """A proof of this instance: ``holt-ops:<operator>:<instance>:act:...`` (operator names have no ':')."""
+        parts = key.split(":", 4)
+        return len(parts) == 5 and f"{parts[0]}:" == PROOF_ROOT and parts[2] == self.instance and parts[3] == "act"
+
+    @property
     def health_endpoints(self) -> str:
         """HASH component -> JSON ``{url, pid, host, started_at}``: where each component serves /healthz,
         /readyz and /metrics (each component writes only its own field)."""

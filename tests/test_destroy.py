@@ -73,6 +73,11 @@ async def test_destroy_with_typed_name_removes_every_key_and_nothing_else(
     # A key of another instance whose name extends this one must survive too.
     neighbour = f"holt:{bb.instance}-b:artefact:x"
     await bb.redis.set(neighbour, "keep")
+    # Operators' proofs of human acts are the instance's keys too; another's (and a neighbour's) stay.
+    proof = bb.keys.proof("alice", "req-1", "n1")
+    kept_proofs = [other.keys.proof("alice", "req-1", "n1"), f"holt-ops:alice:{bb.instance}-b:act:req-1:n1"]
+    for key in (proof, *kept_proofs):
+        await bb.redis.set(key, '{"act": "approve"}')
     before_other = await _keys(other)
     archive = tmp_path / "archive.jsonl"
     rc, out, err = await holt(cli_env, "destroy", "--name", bb.instance, "--as", "bob", "--archive", str(archive),
@@ -93,7 +98,9 @@ async def test_destroy_with_typed_name_removes_every_key_and_nothing_else(
     assert await _keys(other) == before_other
     assert await get_record(other.redis, other.instance) is not None
     assert await bb.redis.get(neighbour) == "keep"
-    await bb.redis.delete(neighbour)
+    assert not await bb.redis.exists(proof)
+    assert await bb.redis.exists(*kept_proofs) == 2
+    await bb.redis.delete(neighbour, *kept_proofs)
     # The archive: private, header first, the whole audit trail ending with the destroy record, every artefact.
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
     lines = read_archive(archive)
@@ -103,6 +110,8 @@ async def test_destroy_with_typed_name_removes_every_key_and_nothing_else(
     assert audit[-1]["operator"] == "human:bob" and audit[-1]["prev_hash"] == audit[-2]["hash"]
     assert audit[-1]["details"]["artefacts"] == 2 and audit[-1]["ts_ms"] > 0
     assert sorted(line["id"] for line in lines if line["kind"] == "artefact") == sorted(ids)
+    archived_proofs = [(line["key"], line["value"]) for line in lines if line["kind"] == "proof"]
+    assert archived_proofs == [(proof, '{"act": "approve"}')]
     # Logged on disk, in the instance's log folder, with time and operator.
     logged = json.loads((tmp_path / "logs" / "destroy.log").read_text().splitlines()[-1])
     assert logged["event_type"] == "instance_destroyed" and logged["operator"] == "bob"
