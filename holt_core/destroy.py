@@ -99,6 +99,14 @@ async def plan_destroy(redis: Redis, instance: str) -> DestroyPlan:
     return plan
 
 
+async def _instance_keys(redis: Redis, keys: Keys) -> AsyncIterator[str]:
+    """Every key of the instance as it is now: its ``holt:NAME:*`` keys, then the operators' proofs on it."""
+    async for raw in redis.scan_iter(match=keys.instance_pattern, count=1000):
+        yield raw.decode() if isinstance(raw, bytes) else str(raw)
+    async for key in _proof_keys(redis, keys):
+        yield key
+
+
 async def _proof_keys(redis: Redis, keys: Keys) -> AsyncIterator[str]:
     async for raw in redis.scan_iter(match=keys.proof_pattern, count=1000):
         key = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -151,8 +159,8 @@ async def destroy_instance(
     # Delete what the plan found, then sweep again: keys written since (the audit record just added) go too.
     deleted = 0
     batch: list[str] = []
-    async for raw in redis.scan_iter(match=keys.instance_pattern, count=1000):
-        batch.append(raw.decode() if isinstance(raw, bytes) else str(raw))
+    async for key in _instance_keys(redis, keys):
+        batch.append(key)
         if len(batch) >= _DELETE_BATCH:
             deleted += int(await redis.unlink(*batch))
             batch.clear()
@@ -160,9 +168,6 @@ async def destroy_instance(
                 progress(deleted)
     if batch:
         deleted += int(await redis.unlink(*batch))
-    proofs = [key async for key in _proof_keys(redis, keys)]  # archived above (and any written since are gone too)
-    for start in range(0, len(proofs), _DELETE_BATCH):
-        deleted += int(await redis.unlink(*proofs[start:start + _DELETE_BATCH]))
     if progress:
         progress(deleted)
     await unregister(redis, instance)

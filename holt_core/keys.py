@@ -66,6 +66,17 @@ def instance_slot(instance: str) -> int:
     return key_slot(f"holt:{instance}:".encode())
 
 
+def hash_tag_prefix(pattern: str) -> str | None:
+    """The literal start of a SCAN pattern up to its hash tag's ``}`` (``holt:{name}``), or None when the pattern
+    has no tag or a glob character before the tag ends (then its keys may be in any slot). SCAN names no key, so
+    a cluster client sends it to the node owning this prefix's slot."""
+    start = pattern.find("{")
+    end = pattern.find("}", start + 1) if start >= 0 else -1
+    if end <= start + 1 or any(c in pattern[: end + 1] for c in "*?[\\"):
+        return None
+    return pattern[: end + 1]
+
+
 def slot_spanning_error(instance: str) -> InvalidInput:
     """What holt says when an instance's keys would span slots on a Redis Cluster."""
     braced = instance if single_slot(instance) else f"{{{instance}}}"

@@ -34,7 +34,7 @@ from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, ResponseError
 
-from holt_core.keys import Keys, single_slot, slot_spanning_error
+from holt_core.keys import Keys, hash_tag_prefix, single_slot, slot_spanning_error
 
 Address = tuple[str, int]
 
@@ -188,7 +188,7 @@ class RoutedRedis(Redis):
     ) -> AsyncIterator[Any]:
         """SCAN visits one node: a pattern whose keys share a hash tag (``holt:{name}:*``) is scanned on the node
         that owns that slot (a client that reads an instance without a Blackboard, e.g. ``holt destroy``)."""
-        tagged = _tagged_prefix(match)
+        tagged = hash_tag_prefix(match) if isinstance(match, str) else None
         if tagged is not None and self.holt_route is not None:
             self.holt_route.want_slot(key_slot(tagged.encode()), tagged)
         return super().scan_iter(match, count, _type, **kwargs)
@@ -216,18 +216,6 @@ class RoutedRedis(Redis):
         for client in self.__dict__.get("_side", {}).values():
             await client.aclose()
         await super().aclose(close_connection_pool)
-
-
-def _tagged_prefix(pattern: Any) -> str | None:
-    """The literal start of a SCAN pattern up to its hash tag's ``}`` (``holt:{name}``), or None when the pattern
-    has no tag or a glob character before the tag ends (then its keys may be in any slot)."""
-    if not isinstance(pattern, str):
-        return None
-    start = pattern.find("{")
-    end = pattern.find("}", start + 1) if start >= 0 else -1
-    if end <= start + 1 or any(c in pattern[: end + 1] for c in "*?[\\"):
-        return None
-    return pattern[: end + 1]
 
 
 def client_from_url(url: str, **settings: Any) -> Redis:

@@ -30,12 +30,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 
+from holt_core.keys import Keys, hash_tag_prefix
 from holt_core.redis_wire import CommandWire, encode_command, redis_errors
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-
-    from holt_core.keys import Keys
 
 _SCAN_COUNT = 1000
 
@@ -248,11 +247,11 @@ class LightRedis:
             args += ["MATCH", match]
         if count is not None:
             args += ["COUNT", count]
-        tag_end = match.find("}", match.find("{")) if match is not None and "{" in match else -1
-        if match is not None and tag_end > 0 and not any(c in match[:tag_end] for c in "*?["):
+        tagged = hash_tag_prefix(match) if match is not None else None
+        if tagged is not None:
             # SCAN names no key, so a Redis Cluster node would scan its own keys only: a key of the pattern's hash
             # tag, asked first, has a MOVED bring this connection to the node that holds them.
-            await self._wire.call("EXISTS", match[:tag_end + 1])
+            await self._wire.call("EXISTS", tagged)
         cursor = "0"
         while True:
             cursor, keys = await self._wire.call("SCAN", cursor, *args)
