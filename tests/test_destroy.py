@@ -168,6 +168,22 @@ async def test_dry_run_lists_and_deletes_nothing(bb: Blackboard, cli_env: dict[s
     assert not (tmp_path / "a.jsonl").exists()
 
 
+async def test_a_wrong_typed_proof_key_is_archived_as_such_and_removed(
+    bb: Blackboard, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # A foreign client wrote a hash where a proof (a string) belongs: destroy neither fails nor leaves it behind.
+    await _seed(bb)
+    await _register(bb, tmp_path)
+    odd = bb.keys.proof("mallory", "req-9", "n9")
+    await bb.redis.hset(odd, mapping={"act": "approve"})
+    archive = tmp_path / "archive.jsonl"
+    rc, _, err = await holt(cli_env, "destroy", "--name", bb.instance, "--force", "--archive", str(archive))
+    assert rc == 0, err
+    assert "Traceback" not in str(err)
+    assert not await bb.redis.exists(odd)
+    assert [(line["key"], line["value"]) for line in read_archive(archive) if line["kind"] == "proof"] == [(odd, None)]
+
+
 async def test_not_found(cli_env: dict[str, str], instance: str) -> None:
     rc, _, err = await holt(cli_env, "destroy", "--name", instance, "--force")
     assert rc == 1
