@@ -43,7 +43,8 @@ from holt_core.audit_anchors import (
     read_checkpoints,
     signature_problems,
 )
-from holt_core.identity import HUMAN_PREFIX
+from holt_core.audit_witness import PersonRecord, judge, parse_witnessed_from, person_record
+from holt_core.identity import HUMAN_PREFIX, operator_of_role
 from holt_core.keys import Keys
 from holt_core.models import now_ms
 from holt_core.redis_wire import CommandWire
@@ -132,6 +133,9 @@ class VerifyResult:
     checkpoints: int = 0
     checkpoint_seq: int | None = None
     checkpoint_ms: int | None = None
+    # Records naming a person without a witness that predate witnessing on this instance (or all of them, when
+    # no orchestrator has started witnessing yet): they cannot be told apart from forged ones, so they are counted.
+    unwitnessed: int = 0
 
 
 def audit_key_from_env() -> bytes | None:
@@ -176,6 +180,13 @@ class AuditTrail:
         await self.anchor.write(checkpoint)
         return checkpoint
 
+    async def start_witnessing(self) -> None:
+        """From now on every record naming a person must have its witness (once per instance; the orchestrator
+        calls it on start). Records already in the trail stay as they are: on an upgraded instance they may
+        predate witnesses."""
+        head = await self.head()
+        await self._r.set(self.keys.audit_witnessed_from, str(head.seq), nx=True)
+
     async def head_pair(self) -> tuple[int, str]:
         head = await self.head()
         return head.seq, head.hash
@@ -214,6 +225,11 @@ class AuditTrail:
             attempt = Tx().extend(base)
             guard_index = len(attempt.guards)
             attempt.require_value(self.keys.audit_head, head.value)
+            person = operator_of_role(record.operator)
+            if person is not None:
+                # Redis refuses the whole append when this key is not the caller's to write (an agent's user):
+                # only that person's credentials (or the admin's) can put a record in their name.
+                attempt.set(self.keys.audit_witness(person, record.seq), record.hash)
             attempt.xadd(self.keys.audit, record.to_fields())
             attempt.set(self.keys.audit_head, f"{record.seq}:{record.hash}")
             result = await self._runner.run(attempt)
@@ -312,6 +328,7 @@ class AuditTrail:
         expected = AuditHead(0, GENESIS_HASH)
         seen_hmac = False
         count = 0
+        people: list[PersonRecord] = []
         async for entry_id, fields in self.entries():
             count += 1
             try:
@@ -343,6 +360,9 @@ class AuditTrail:
             mismatch = check_record(expected_at, record.seq, record.hash)
             if mismatch:
                 return VerifyResult(False, count, alg, record.seq, entry_id, mismatch)
+            person = person_record(record.seq, entry_id, record.operator, record.hash)
+            if person is not None:
+                people.append(person)
             expected = AuditHead(record.seq, record.hash)
         head = await self.head()
         if head != expected:
@@ -352,4 +372,19 @@ class AuditTrail:
         short = check_length(newest(checkpoints), expected.seq)
         if short:
             return VerifyResult(False, count, alg, expected.seq + 1, None, short)
-        return VerifyResult(True, count, alg)
+        verdict = judge(people, await self._witnesses(people),
+                        parse_witnessed_from(await self._r.get(self.keys.audit_witnessed_from)))
+        if verdict.forged is not None:
+            return VerifyResult(False, count, alg, verdict.forged.seq, verdict.forged.entry_id, verdict.reason,
+                                unwitnessed=verdict.unchecked)
+        return VerifyResult(True, count, alg, unwitnessed=verdict.unchecked)
+
+    async def _witnesses(self, people: list[PersonRecord], page: int = 500) -> dict[int, str | None]:
+        found: dict[int, str | None] = {}
+        named = [p for p in people if p.nameable]
+        for start in range(0, len(named), page):
+            chunk = named[start:start + page]
+            # Same slot on a cluster: a witness key carries the instance's name, whose hash tag every key shares.
+            values = await self._r.mget([self.keys.audit_witness(p.operator, p.seq) for p in chunk])
+            found.update({p.seq: value for p, value in zip(chunk, values, strict=True)})
+        return found

@@ -28,8 +28,12 @@ HUMAN_PREFIX = "human:"
 _OPERATOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
+def is_operator_name(name: str) -> bool:
+    return bool(_OPERATOR.match(name))
+
+
 def validate_operator(name: str) -> str:
-    if not _OPERATOR.match(name):
+    if not is_operator_name(name):
         raise InvalidInput(
             f"invalid operator name {name!r}",
             hint="use 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit",

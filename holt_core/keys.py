@@ -232,6 +232,18 @@ class Keys:
         """``<seq>:<hash>`` of the newest audit record: every append is guarded on it."""
         return f"{self.prefix}audit:head"
 
+    def audit_witness(self, operator: str, seq: int) -> str:
+        """STRING: the hash of audit record ``seq``, written in that record's own append by ``operator``'s Redis user
+        when the record names that person. An agent's user may append records but not write this key, so a record
+        naming a person without its witness was not written with that person's credentials."""
+        return self.proof(operator, "audit-record", str(seq))
+
+    @property
+    def audit_witnessed_from(self) -> str:
+        """Decimal seq, set once by the orchestrator (``SET NX``): every record naming a person after it must have
+        its witness. Records up to it may predate witnesses (an upgraded instance). Not writable by an agent."""
+        return f"{self.prefix}audit:witnessed_from"
+
     # --- human in the loop: holt:{inst}:hitl:* ---
     def hitl_request(self, request_id: str) -> str:
         """HASH of one question / approval / post-review request (``rev`` guards every change)."""

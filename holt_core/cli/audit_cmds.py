@@ -25,7 +25,7 @@ from holt_core.audit_anchors import (
 )
 from holt_core.blackboard import Blackboard
 from holt_core.cli.common import JsonOpt, NameOpt, open_blackboard, run_async
-from holt_core.cli.output import stdout, success
+from holt_core.cli.output import stdout, success, warn
 from holt_core.errors import HoltError, InvalidInput, NotFound
 from holt_core.sanitise import sanitise_text
 
@@ -128,6 +128,9 @@ def _report(result: VerifyResult, as_json: bool) -> None:
             when = datetime.fromtimestamp(result.checkpoint_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             anchored = f"reaches the checkpoint of record {result.checkpoint_seq} ({when})"
         success(f"audit trail intact: {result.records} records, {result.alg}, {anchored}")
+        if result.unwitnessed:
+            warn(f"{result.unwitnessed} record(s) naming a person have no witness and predate witnessing on this "
+                 "instance: they cannot be told apart from records appended in a person's name")
         return
     if result.broken_seq is None:
         raise HoltError(f"audit trail not verified: {result.reason}")

@@ -127,6 +127,7 @@ class Orchestrator:
             async with self.bb.subscribe(*channels) as sub:
                 # Subscribed first, then recover: nothing published from here on is missed.
                 self._swept_to_ms = now_ms()
+                await self.bb.audit.start_witnessing()  # every record naming a person from here on needs its witness
                 await self.hitl.load()
                 if self.debug is not None:  # breakpoints and holds first: recovery grants nothing held
                     await self.debug.restore(agents=list(self.config.agents),
