@@ -75,6 +75,14 @@ class BoardReads:
             self.report_unreadable(bad)
             raise bad from None
 
+    async def read_artefact(self, artefact_id: str, decode: Callable[[dict[str, str], str], A]) -> A:
+        """One artefact, decoded by ``decode(hash, key)``; NotFound when there is none (see ``read_artefacts``)."""
+        key = self.keys.artefact(artefact_id)
+        raw = await self._hgetall(key)
+        if not raw:
+            raise NotFound(f"artefact with ID '{artefact_id}' not found")
+        return decode(raw, key)
+
     async def hgetall_many(self, keys: Sequence[str], *,
                            unreadable: list[MalformedRecord] | None = None) -> list[dict[str, str]]:
         """HGETALL of many keys, pipelined in batches (one round trip per batch).

@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("holt_core.cli.logs_cmd", "Show the logs of a component (orchestrator or a role)."),
     "hoard": (_READ, "List the artefacts, or show one."),
     "unearth": (_READ, "Print an artefact's payload."),
-    "watch": (_READ, "Follow live events."),
+    "watch": ("holt_core.cli.watch_cmd", "Follow live events."),
     "questions": (_HITL, "Open questions waiting for a person."),
     "answer": (_HITL, "Answer a question."),
     "pending": (_HITL, "Open approval requests."),
