@@ -10,15 +10,19 @@ printed with their ratios to the floor's. Targets (issue 14, on wall time):
     .venv/bin/python bench/cli_start.py --baseline /tmp/main-src   # also time another source tree, interleaved
 
 Runs against a private embedded Redis in a temporary data dir (found through HOLT_DATA_DIR, as holt finds its
-own), with one instance holding 10 artefacts and the
-HITL policy a running orchestrator publishes. ``--baseline DIR`` runs every holt command a second time from the
-holt_core in DIR (e.g. ``git archive main | tar -x -C DIR``), through the same entry point as the holt script.
+own), with one registered instance holding 10 artefacts, one open question, one open approval request and the
+HITL policy a running orchestrator publishes. Warns when a package it times has no bytecode (this machine sets
+PYTHONDONTWRITEBYTECODE: run ``python -m compileall`` on it first, or every start compiles it from source).
+``--baseline DIR`` runs every holt command a second time from the holt_core in DIR (e.g. ``git archive main |
+tar -x -C DIR``; packages put beside it there, such as another typer, win over the installed ones), through the
+same entry point as the holt script.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import resource
 import statistics
@@ -26,12 +30,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import typer
+
+import holt_core
 from holt_core.blackboard import Blackboard, connect_redis
 from holt_core.embedded_redis import EmbeddedRedis
+from holt_core.hitl.models import HitlRequest, RequestKind
 from holt_core.hitl.policy import HitlPolicy
-from holt_core.models import Artefact, StructuralType, new_id
+from holt_core.instances import InstanceRecord, register
+from holt_core.models import Artefact, StructuralType, new_id, now_ms
 
 INSTANCE = "bench-cli"
 HOLT = str(Path(sys.executable).parent / "holt")
@@ -45,6 +55,14 @@ async def populate(url: str) -> None:
             await bb.create_artefact(Artefact(id=new_id(), logical_id=new_id(), version=1, type=f"Step{n}",
                                               structural_type=StructuralType.STANDARD, payload="x" * 100,
                                               produced_by_role="user"))
+        # holt list shows it (stopped: no supervisor runs); questions and pending each list one request.
+        await register(bb.redis, InstanceRecord(name=INSTANCE, run_id="bench", workspace_path="/tmp/bench",
+                                                started_at=datetime.now(UTC).isoformat()))
+        for kind in (RequestKind.QUESTION, RequestKind.APPROVAL):
+            req = HitlRequest(id=new_id(), kind=kind, created_ms=now_ms(), role="coder", text="Which database?",
+                              action="deploy", target="prod", risk="high", digest="0" * 64)
+            await bb.redis.hset(bb.keys.hitl_request(req.id), mapping=req.to_hash())
+            await bb.redis.zadd(bb.keys.hitl_open, {req.id: req.created_ms})
     finally:
         await bb.close()
 
@@ -66,7 +84,16 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return elapsed, cpu
 
 
+def warn_without_bytecode(*packages: object) -> None:
+    for package in packages:
+        source = str(getattr(package, "__file__", ""))
+        if source and not os.path.exists(importlib.util.cache_from_source(source)):
+            print(f"warning: {source} has no bytecode (python -m compileall -q {os.path.dirname(source)})",
+                  file=sys.stderr)
+
+
 def main() -> None:
+    warn_without_bytecode(typer, holt_core)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--baseline", type=Path, help="Also time holt from this source tree (holding holt_core/).")

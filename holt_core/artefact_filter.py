@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from holt_core.globmatch import go_match
-from holt_core.models import Artefact
+from holt_core.record_basics import ArtefactFields
 from holt_core.timespec import parse_time_range
 
 
@@ -38,7 +38,7 @@ class ArtefactFilter:
     def has_time_bound(self) -> bool:
         return self.since_ms is not None or self.until_ms is not None
 
-    def matches(self, artefact: Artefact, *, keep_zero_time: bool) -> bool:
+    def matches(self, artefact: ArtefactFields, *, keep_zero_time: bool) -> bool:
         """Whether ``artefact`` passes; ``keep_zero_time`` decides for artefacts without a timestamp.
 
         Artefacts written before timestamps existed have ``created_at_ms`` 0: ``hoard`` drops them once a

@@ -7,11 +7,11 @@ Holt's design keeps one JSON record per instance in the ``holt:instances`` hash
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from holt_core.errors import HoltError, InvalidInput, NotFound
 from holt_core.keys import INSTANCES, Keys, validate_instance_name
@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 
-class InstanceRecord(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+@dataclasses.dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """One instance's registry record. Read without pydantic (``from_json``): every command reads the registry."""
 
     name: str
     run_id: str
@@ -36,9 +37,75 @@ class InstanceRecord(BaseModel):
     status: str = "running"  # running | stopped
     api_url: str = ""  # the approvals API (holt_core/api), once it listens
 
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"), ensure_ascii=False)
+
+    def replace(self, **changes: Any) -> InstanceRecord:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def unknown(cls, name: str) -> InstanceRecord:
+        """What a record that does not decode reads as: listed by its name, state unknown."""
+        return cls(name=name, run_id="", workspace_path="", started_at="", status="unknown")
+
+    @classmethod
+    def from_json(cls, name: str, raw: str) -> InstanceRecord:
+        """The record under ``name``; ``unknown(name)`` when it does not decode (as the pydantic model decides)."""
+        fast = _fast(raw)
+        if fast is not None:
+            return fast
+        from pydantic import ValidationError
+
+        from holt_core.instance_model import InstanceModel  # only for a record the fast path cannot prove plain
+
+        try:
+            return cls(**InstanceModel.model_validate_json(raw).model_dump())
+        except ValidationError:
+            return cls.unknown(name)
+
+
+_TEXT_FIELDS = ("name", "run_id", "workspace_path", "started_at", "log_dir", "status", "api_url")
+_REQUIRED = ("name", "run_id", "workspace_path", "started_at")
+_INT_FIELDS = ("orchestrator_pid", "supervisor_pid")
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(text)  # NaN and Infinity are not JSON: let the full validation refuse them
+
+
+def _fast(raw: str) -> InstanceRecord | None:
+    """The record when it is a JSON object of plainly typed fields (what holt writes), else None."""
+    try:
+        data = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, TypeError):
+        return None
+    if type(data) is not dict or not all(f in data for f in _REQUIRED):
+        return None
+    fields: dict[str, Any] = {}
+    for f in _TEXT_FIELDS:
+        if f in data:
+            value = data[f]
+            if type(value) is not str or not (value.isascii() or _encodable(value)):
+                return None
+            fields[f] = value
+    for f in _INT_FIELDS:
+        if f in data:
+            if type(data[f]) is not int:
+                return None
+            fields[f] = data[f]
+    return InstanceRecord(**fields)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (``"\ud800"``): the full validation decides
+        return False
+    return True
+
 
 async def register(redis: Redis, record: InstanceRecord) -> None:
-    await redis.hset(INSTANCES, record.name, record.model_dump_json())
+    await redis.hset(INSTANCES, record.name, record.to_json())
 
 
 async def unregister(redis: Redis, name: str) -> None:
@@ -49,22 +116,12 @@ async def get_record(redis: Redis, name: str) -> InstanceRecord | None:
     raw = await redis.hget(INSTANCES, name)
     if raw is None:
         return None
-    try:
-        return InstanceRecord.model_validate_json(raw)
-    except ValidationError:
-        return InstanceRecord(name=name, run_id="", workspace_path="", started_at="", status="unknown")
+    return InstanceRecord.from_json(name, str(raw))
 
 
 async def list_records(redis: Redis) -> list[InstanceRecord]:
     raw = {str(k): str(v) for k, v in (await redis.hgetall(INSTANCES)).items()}
-    out: list[InstanceRecord] = []
-    for name in sorted(raw):
-        try:
-            rec = InstanceRecord.model_validate_json(raw[name])
-        except ValidationError:
-            rec = InstanceRecord(name=name, run_id="", workspace_path="", started_at="", status="unknown")
-        out.append(rec)
-    return out
+    return [InstanceRecord.from_json(name, raw[name]) for name in sorted(raw)]
 
 
 def supervisor_alive(pid: int) -> bool:

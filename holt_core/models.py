@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
-import uuid
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Self
@@ -19,43 +17,32 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from holt_core.errors import MalformedRecord
-
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def is_uuid(text: str) -> bool:
-    return bool(_UUID.match(text))
-
-
-# One encoder for the process: json.dumps with non-default settings builds a new one on every call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def dumps(obj: Any) -> str:
-    """Compact JSON, UTF-8 kept as is (Go accepts it; escapes are only needed for control characters)."""
-    return _ENCODER.encode(obj)
+from holt_core.record_basics import (  # defined without pydantic, for the light readers; re-exported here
+    ARTEFACT_FIELDS as ARTEFACT_FIELDS,
+)
+from holt_core.record_basics import (
+    StructuralType as StructuralType,
+)
+from holt_core.record_basics import (
+    artefact_event,
+)
+from holt_core.record_basics import (
+    dumps as dumps,
+)
+from holt_core.record_basics import (
+    is_uuid as is_uuid,
+)
+from holt_core.record_basics import (
+    new_id as new_id,
+)
+from holt_core.record_basics import (
+    now_ms as now_ms,
+)
 
 
 def _list_json(items: list[str]) -> str:
     # Most lists in a claim are empty, and claims are written several times a hop.
     return dumps(items) if items else "[]"
-
-
-class StructuralType(StrEnum):
-    STANDARD = "Standard"
-    REVIEW = "Review"
-    QUESTION = "Question"
-    ANSWER = "Answer"
-    FAILURE = "Failure"
-    TERMINAL = "Terminal"
 
 
 class ClaimStatus(StrEnum):
@@ -188,17 +175,6 @@ class _Record(BaseModel):
 # ---------------------------------------------------------------------------------------------
 # Artefact (protocol 1.3 / 2.1)
 
-ARTEFACT_FIELDS = (
-    "id",
-    "logical_id",
-    "version",
-    "structural_type",
-    "type",
-    "payload",
-    "source_artefacts",
-    "produced_by_role",
-    "created_at_ms",
-)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -288,17 +264,7 @@ class Artefact(_Record):
 
     # -- event form --
     def to_event(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "logical_id": self.logical_id,
-            "version": self.version,
-            "structural_type": self.structural_type.value,
-            "type": self.type,
-            "payload": self.payload,
-            "source_artefacts": list(self.source_artefacts),
-            "produced_by_role": self.produced_by_role,
-            "created_at_ms": self.created_at_ms,
-        }
+        return artefact_event(self)
 
     def to_json(self) -> str:
         return dumps(self.to_event())

@@ -298,7 +298,9 @@ def probe_info(target: Target, timeout_s: float) -> dict[str, str]:
             sock.close()
             raise
     else:
-        sock = socket.create_connection((target.host, target.port), timeout=timeout_s)
+        # An ASCII host as bytes: getaddrinfo would otherwise load the IDNA codec (~1.5 ms of every CLI start).
+        host: str | bytes = target.host.encode() if target.host.isascii() else target.host
+        sock = socket.create_connection((host, target.port), timeout=timeout_s)  # type: ignore[arg-type]
     if target.tls:
         sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
     with sock:

@@ -1,4 +1,5 @@
-"""Text for ``hoard`` (protocol 7.4) and ``watch`` (7.5): pure functions, no I/O, clock and zone passed in.
+"""Text for ``watch`` (protocol 7.5), and re-exported, ``hoard``'s (7.4, in ``render_hoard``, which needs no models):
+pure functions, no I/O, clock and zone passed in.
 
 Every string that came from Redis goes through ``sanitise_text`` before it is part of a human-readable
 line, so a payload cannot drive the terminal. JSON output is escaped by the encoder; on top of that DEL,
@@ -8,11 +9,10 @@ C1 controls and bidi overrides (which JSON leaves raw) are written as ``\\uXXXX`
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
-from typing import Any, Literal
+from datetime import tzinfo
+from typing import Any
 
 from holt_core.artefact_filter import ArtefactFilter
 from holt_core.keys import Keys
@@ -25,119 +25,24 @@ from holt_core.models import (
     feedback_excerpt,
     is_approval,
 )
+from holt_core.render_hoard import OutputFormat as OutputFormat
+from holt_core.render_hoard import (  # the hoard part lives there (no models); re-exported for watch's users
+    artefact_pretty_json as artefact_pretty_json,
+)
+from holt_core.render_hoard import clock as clock
+from holt_core.render_hoard import format_age as format_age
+from holt_core.render_hoard import hoard_jsonl as hoard_jsonl
+from holt_core.render_hoard import hoard_row as hoard_row
+from holt_core.render_hoard import hoard_table as hoard_table
+from holt_core.render_hoard import json_text as json_text
+from holt_core.render_hoard import payload_preview as payload_preview
+from holt_core.render_hoard import rfc3339_utc as rfc3339_utc
+from holt_core.render_hoard import short_age as short_age
+from holt_core.render_hoard import short_type as short_type
 from holt_core.sanitise import sanitise_text
-
-OutputFormat = Literal["default", "jsonl"]
 
 # ---------------------------------------------------------------------------------------------
 # JSON
-
-
-_JSON_RAW_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
-
-
-def json_text(obj: Any, *, indent: int | None = None) -> str:
-    """JSON for a terminal or a pipe: UTF-8 kept, every control or bidi character escaped."""
-    if indent is None:
-        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    else:
-        text = json.dumps(obj, ensure_ascii=False, indent=indent)
-    # These characters can only occur inside JSON strings, where a \u escape means the same thing.
-    return _JSON_RAW_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
-
-
-def rfc3339_utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def clock(ms: int, tz: tzinfo) -> str:
-    """Local wall-clock time ``HH:MM:SS.mmm``."""
-    return datetime.fromtimestamp(ms // 1000, tz).strftime("%H:%M:%S") + f".{ms % 1000:03d}"
-
-
-# ---------------------------------------------------------------------------------------------
-# hoard (protocol 7.4)
-
-_TYPE_ABBREVIATIONS = {
-    "TerraformCode": "TfCode",
-    "TerraformDocumentation": "TfDocs",
-    "FormattedDocumentation": "FmtDocs",
-    "PackagedModule": "Package",
-    "GoalDefined": "Goal",
-    "ToolExecutionFailure": "Failure",
-}
-_ROW = "{:<10} {:<5} {:<10} {:<18} {:<8} {}"
-
-
-def short_type(type_name: str) -> str:
-    if type_name in _TYPE_ABBREVIATIONS:
-        return _TYPE_ABBREVIATIONS[type_name]
-    shown = sanitise_text(type_name)
-    return shown[:17] + "..." if len(shown) > 20 else shown
-
-
-def short_age(created_at_ms: int, now_ms: int) -> str:
-    """``42s``, ``5m``, ``3h``, ``2d``; ``-`` for an unknown time."""
-    if created_at_ms <= 0:
-        return "-"
-    seconds = max(now_ms - created_at_ms, 0) // 1000
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
-
-
-def format_age(created_at_ms: int, now_ms: int) -> str:
-    age = short_age(created_at_ms, now_ms)
-    return age if age == "-" else f"{age} ago"
-
-
-def payload_preview(payload: str) -> str:
-    """The first non-blank line, trimmed, at most 40 characters; ``-`` when there is none."""
-    first = next((line.strip() for line in payload.split("\n") if line.strip()), "")
-    if not first:
-        return "-"
-    shown = sanitise_text(first)
-    return shown[:37] + "..." if len(shown) > 40 else shown
-
-
-def hoard_row(artefact: Artefact, now_ms: int) -> str:
-    return _ROW.format(
-        artefact.id[:8],
-        "-" if artefact.version <= 1 else f"v{artefact.version}",
-        short_type(artefact.type),
-        sanitise_text(artefact.produced_by_role) or "-",
-        format_age(artefact.created_at_ms, now_ms),
-        payload_preview(artefact.payload),
-    )
-
-
-def hoard_table(artefacts: Sequence[Artefact], instance: str, now_ms: int) -> str:
-    """The default ``hoard`` listing, ending in a newline."""
-    if not artefacts:
-        return f"No artefacts found for instance '{instance}'\n"
-    lines = [
-        f"Artefacts for instance '{instance}':",
-        "",
-        _ROW.format("ID", "VER", "TYPE", "BY", "AGE", "PAYLOAD"),
-        _ROW.format("-" * 10, "-" * 5, "-" * 10, "-" * 18, "-" * 8, "-" * 40),
-        *(hoard_row(a, now_ms) for a in artefacts),
-        "",
-        f"{len(artefacts)} {'artefact' if len(artefacts) == 1 else 'artefacts'} found",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def hoard_jsonl(artefacts: Iterable[Artefact]) -> str:
-    return "".join(json_text(a.to_event()) + "\n" for a in artefacts)
-
-
-def artefact_pretty_json(artefact: Artefact) -> str:
-    """Get mode: the artefact as 2-space-indented JSON, ending in a newline."""
-    return json_text(artefact.to_event(), indent=2) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -595,7 +595,7 @@ class Supervisor:
         if self._record is None or self._redis is None:
             return
         async with self._record_lock:
-            self._record = self._record.model_copy(update=changes)
+            self._record = self._record.replace(**changes)
             try:
                 await register(self._redis, self._record)
             except (RedisError, OSError) as exc:

@@ -105,22 +105,38 @@ async def test_list_loads_neither_the_engine_nor_the_supervisor(tmp_path: Path, 
                               "holt_core.health", "aiohttp", "textual")) == []
 
 
-# What a read command pays for and never uses: redis-py (with OpenTelemetry, which redis-py 8 imports) and rich.
-HEAVY = ("redis", "opentelemetry", "rich")
+# What a read command pays for and never uses: redis-py (with OpenTelemetry, which redis-py 8 imports), rich, and
+# pydantic (the records are read by the light readers: instances.InstanceRecord, artefact_record.ArtefactRecord,
+# hitl.open_items; typer is kept below 0.29, which parses every option through pydantic).
+HEAVY = ("redis", "opentelemetry", "rich", "pydantic", "pydantic_core")
+# Holt's pydantic models and what only writers use.
+MODELS = ("holt_core.models", "holt_core.hitl.models", "holt_core.hitl.policy", "holt_core.hitl.client",
+          "holt_core.instance_model", "holt_core.blackboard", "holt_core.transaction")
 
 
 @pytest.mark.parametrize("args", [["hoard"], ["questions"], ["pending"], ["list"]])
-async def test_read_commands_load_neither_redis_py_nor_rich(tmp_path: Path, cli_env: dict[str, str], bb: Blackboard,
-                                                            args: list[str]) -> None:
+async def test_read_commands_load_neither_pydantic_nor_redis_py_nor_rich(
+        tmp_path: Path, cli_env: dict[str, str], bb: Blackboard, args: list[str]) -> None:
+    from holt_core.hitl.models import HitlRequest, RequestKind
     from holt_core.hitl.policy import HitlPolicy
+    from holt_core.instances import InstanceRecord, register
 
     await bb.redis.set(bb.keys.hitl_policy, HitlPolicy().model_dump_json())  # as a running orchestrator does
     await bb.create_artefact(goal())
+    await register(bb.redis, InstanceRecord(name=bb.instance, run_id="r", workspace_path=str(tmp_path),
+                                            started_at="2026-01-01T00:00:00+00:00"))
+    for kind in (RequestKind.QUESTION, RequestKind.APPROVAL):  # one open request each for questions and pending
+        req = HitlRequest(id=new_id(), kind=kind, created_ms=1, text="ok?", action="deploy")
+        await bb.redis.hset(bb.keys.hitl_request(req.id), mapping=req.to_hash())
+        await bb.redis.zadd(bb.keys.hitl_open, {req.id: 1})
     modules, done = loaded_by(tmp_path, cli_env, *args, *(["--name", bb.instance] if args != ["list"] else []))
     assert done.returncode == 0, done.stderr
+    shown = {"hoard": "1 artefact found", "questions": "ok?", "pending": "action: deploy", "list": bb.instance}
+    assert shown[args[0]] in done.stdout
     assert prefixed(modules, HEAVY) == []
-    if args == ["list"]:  # the registry only: no blackboard, no artefact models
-        assert prefixed(modules, ("holt_core.blackboard", "holt_core.models")) == []
+    assert prefixed(modules, MODELS) == []
+    if args == ["list"]:  # the registry only: no blackboard reads at all
+        assert prefixed(modules, ("holt_core.board_reads", "holt_core.artefact_record")) == []
 
 
 async def test_a_read_command_that_meets_no_redis_says_so_in_redis_py_words(tmp_path: Path,

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from holt_core.blackboard import Blackboard
+    from holt_core.board_reads import BoardReads
 
 NameOpt = Annotated[
     str | None,
@@ -101,11 +102,32 @@ async def open_blackboard(
     """The instance's blackboard for one command; ``light`` for the reads (see ``redis_client``)."""
     from holt_core.blackboard import Blackboard  # with the artefact models: not for commands that only use Redis
 
+    async with _opened(Blackboard, name, url=url, client_name=client_name, light=light) as bb:
+        yield bb
+
+
+@contextlib.asynccontextmanager
+async def open_reads(name: str | None, *, url: str | None = None,
+                     client_name: str | None = None) -> AsyncIterator[BoardReads]:
+    """The instance's blackboard for a read that needs no record model (hoard, questions, pending): the light
+    client, and neither the models nor the transaction engine (``board_reads``)."""
+    from holt_core.board_reads import BoardReads
+
+    async with _opened(BoardReads, name, url=url, client_name=client_name, light=True) as board:
+        yield board
+
+
+B = TypeVar("B", bound="BoardReads")
+
+
+@contextlib.asynccontextmanager
+async def _opened(kind: type[B], name: str | None, *, url: str | None, client_name: str | None,
+                  light: bool) -> AsyncIterator[B]:
     redis = redis_client(url or resolve_redis_url(start=False), client_name=client_name, light=light)
-    bb: Blackboard | None = None
+    bb: B | None = None
     try:
         instance = await resolve_instance(redis, name)
-        bb = Blackboard(redis, instance)
+        bb = kind(redis, instance)
         bb.on_unreadable = warn_unreadable
         yield bb
     except lost_connection() as exc:

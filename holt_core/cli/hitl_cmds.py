@@ -1,4 +1,8 @@
-"""``holt questions|answer|pending|approve|reject|status``: the people's side of human-in-the-loop."""
+"""``holt questions|answer|pending|approve|reject|status``: the people's side of human-in-the-loop.
+
+``questions`` and ``pending`` list without the models when they can (``hitl.open_items``); the acts and
+``status`` go through ``HitlClient``, which loads them when they run.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from holt_core.cli.common import AsOpt, JsonOpt, NameOpt, open_blackboard, run_async
+from holt_core.cli.common import AsOpt, JsonOpt, NameOpt, open_blackboard, open_reads, run_async, warn_unreadable
 from holt_core.cli.output import out, success
 from holt_core.errors import HoltError, InvalidInput
-from holt_core.hitl.client import HitlClient, OpenItem
-from holt_core.hitl.models import HitlRequest, RequestKind
+from holt_core.hitl.kinds import RequestKind
+from holt_core.hitl.open_items import OpenItemView, light_open_items
 from holt_core.sanitise import sanitise_text
 
 if TYPE_CHECKING:
     from holt_core.blackboard import Blackboard
+    from holt_core.board_reads import BoardReads
+    from holt_core.hitl.client import HitlClient, OpenItem
+    from holt_core.hitl.models import HitlRequest
     from holt_core.hitl.policy import HitlPolicy
 
 RequestIdOpt = Annotated[str, typer.Option("--request-id", help="Your id for this act: a retry with the same id "
@@ -47,6 +54,8 @@ def _fallback_policy() -> HitlPolicy | None:
 
 async def _client(bb: Blackboard, *, impersonated_by: str = "") -> HitlClient:
     """A client with the policy the running orchestrator published; holt.yml is read only when there is none."""
+    from holt_core.hitl.client import HitlClient  # with the request models: the acts, status, and odd listings
+
     published = bool(await bb.redis.exists(bb.keys.hitl_policy))
     return await HitlClient.connect(bb, None if published else _fallback_policy(), impersonated_by=impersonated_by)
 
@@ -64,7 +73,31 @@ def _age(seconds: float) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
-def _item_lines(item: OpenItem) -> list[str]:
+QUESTIONS = (RequestKind.QUESTION,)
+PENDING = (RequestKind.APPROVAL, RequestKind.POST_REVIEW)
+
+
+async def _open_items(board: BoardReads, kinds: tuple[RequestKind, ...]) -> list[OpenItemView]:
+    """The open items of ``kinds``: light when everything is plain, else through ``HitlClient`` and the models."""
+    items = await light_open_items(board, kinds)
+    if items is not None:
+        return items
+    from holt_core.blackboard import Blackboard
+
+    bb = Blackboard(board.redis, board.instance)
+    bb.unreadable, bb.on_unreadable = board.unreadable, warn_unreadable  # a record the light read named: once
+    try:
+        client = await _client(bb)
+        return [_view(i) for i in await client.open_items(kinds=kinds)]
+    finally:
+        bb.release()
+
+
+def _view(item: OpenItem) -> OpenItemView:
+    return OpenItemView(**item.model_dump())
+
+
+def _item_lines(item: OpenItemView) -> list[str]:
     if item.kind == RequestKind.QUESTION:
         head = f"{item.id}  question from {item.requester_role}  age {_age(item.age_s)}"
         if item.deadline_ms:
@@ -90,9 +123,9 @@ def _item_lines(item: OpenItem) -> list[str]:
     return lines
 
 
-def _print_items(items: list[OpenItem], as_json: bool, empty: str) -> None:
+def _print_items(items: list[OpenItemView], as_json: bool, empty: str) -> None:
     if as_json:
-        out(json.dumps([i.model_dump(mode="json") for i in items], ensure_ascii=True))
+        out(json.dumps([i.to_json() for i in items], ensure_ascii=True))
         return
     if not items:
         out(empty)
@@ -119,17 +152,18 @@ def questions(
 
 
 async def _questions(name: str | None, wait: bool, within_s: float | None, as_json: bool) -> None:
+    if not wait:
+        async with open_reads(name, client_name="holt-questions") as board:
+            _print_items(await _open_items(board, QUESTIONS), as_json, "No open questions.")
+        return
     async with open_blackboard(name, client_name="holt-questions", light=True) as bb:
         client = await _client(bb)
-        if not wait:
-            _print_items(await client.questions(), as_json, "No open questions.")
-            return
         try:
-            item = await client.wait_for_question(within_s)
+            item = _view(await client.wait_for_question(within_s))
         except TimeoutError:
             raise HoltError(f"no question within {within_s:g} s") from None
         if as_json:
-            out(json.dumps(item.model_dump(mode="json"), ensure_ascii=True))
+            out(json.dumps(item.to_json(), ensure_ascii=True))
         else:
             _print_items([item], False, "")
         sys.stdout.flush()
@@ -183,9 +217,8 @@ def pending(name: NameOpt = None, as_json: JsonOpt = False) -> None:
 
 
 async def _pending(name: str | None, as_json: bool) -> None:
-    async with open_blackboard(name, client_name="holt-pending", light=True) as bb:
-        client = await _client(bb)
-        _print_items(await client.pending(), as_json, "Nothing pending.")
+    async with open_reads(name, client_name="holt-pending") as board:
+        _print_items(await _open_items(board, PENDING), as_json, "Nothing pending.")
 
 
 def approve(

@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("holt_core.cli.logs_cmd", "Show the logs of a component (orchestrator or a role)."),
     "hoard": (_READ, "List the artefacts, or show one."),
     "unearth": (_READ, "Print an artefact's payload."),
-    "watch": (_READ, "Follow live events."),
+    "watch": ("holt_core.cli.watch_cmd", "Follow live events."),
     "questions": (_HITL, "Open questions waiting for a person."),
     "answer": (_HITL, "Answer a question."),
     "pending": (_HITL, "Open approval requests."),
@@ -82,7 +82,7 @@ def run(argv: list[str] | None = None) -> None:
               f"'{first}'.", file=sys.stderr)
         sys.exit(2)
     try:
-        app = _app_for(entry[0])
+        app = _app_for(entry[0], first)
         from holt_core.cli.common import run_typer_app
     except KeyboardInterrupt:  # Ctrl-C while the command's modules load: nothing has started, nothing to undo
         sys.exit(130)
@@ -90,8 +90,9 @@ def run(argv: list[str] | None = None) -> None:
     run_typer_app(app, args)
 
 
-def _app_for(module_name: str) -> typer.Typer:
-    """A Typer app with the commands of one module (imported now, and only it)."""
+def _app_for(module_name: str, command: str) -> typer.Typer:
+    """A Typer app with ``command`` from its module (imported now, and only it): the module's other commands are
+    not built (Typer inspects each registered command's signature when it runs one)."""
     import typer
 
     app = typer.Typer(name="holt", help=_DESCRIPTION, pretty_exceptions_enable=False, add_completion=False)
@@ -101,6 +102,8 @@ def _app_for(module_name: str) -> typer.Typer:
         """Holt: a blackboard orchestrator for AI agents, with humans in the loop."""
 
     importlib.import_module(module_name).register(app)
+    app.registered_commands = [c for c in app.registered_commands if c.name == command]
+    app.registered_groups = [g for g in app.registered_groups if g.name == command]
     return app
 
 

@@ -9,22 +9,23 @@ Live updates: subscribe to ``HitlClient.channel`` (``holt:{inst}:hitl:events``);
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from holt_core.blackboard import Blackboard
+from holt_core.errors import MalformedRecord
 from holt_core.hitl.models import HitlRequest, RequestChange, RequestKind
+from holt_core.hitl.open_items import open_item_fields, wanted
 from holt_core.hitl.policy import HitlPolicy
 from holt_core.hitl.requests import RequestStore
 from holt_core.identity import resolve_operator
 from holt_core.models import now_ms
-from holt_core.sanitise import sanitise_text
 
 
 class OpenItem(BaseModel):
-    """One thing waiting for a person: a question, an approval request or a post-review item."""
+    """One thing waiting for a person: a question, an approval request or a post-review item (the fields of
+    ``open_items.OpenItemView``, which the CLI lists without pydantic)."""
 
     id: str
     kind: RequestKind
@@ -51,33 +52,17 @@ class OpenItem(BaseModel):
 
     @classmethod
     def of(cls, req: HitlRequest, now: int) -> OpenItem:
-        clean = sanitise_text
-        plan = req.plan
-        if isinstance(plan, str):
-            plan = clean(plan)
-        elif plan is not None:
-            plan = json.loads(clean(json.dumps(plan, ensure_ascii=False)))
-        roles = set(req.approver_roles)
-        for step in req.ladder[: req.escalation_level]:
-            roles |= set(step.to)
-        return cls(
-            id=req.id, kind=req.kind, created_ms=req.created_ms, age_s=max(0.0, (now - req.created_ms) / 1000),
-            text=clean(req.text), risk=req.risk, deadline_ms=req.deadline_ms, requester_role=clean(req.role),
-            claim_id=req.claim_id, workflow_id=req.workflow_id, started_by=clean(req.started_by),
-            artefact_id=req.artefact_id, action=clean(req.action), target=clean(req.target), plan=plan,
-            digest=req.digest, approvals=len(req.distinct_approvers()),
-            min_approvals=req.min_approvals if req.kind == RequestKind.APPROVAL else 0,
-            approver_roles=sorted(roles), escalation_level=req.escalation_level,
-            require_justification=req.require_justification,
-            hops=[clean(f"{h.to}{' (' + h.outcome + ')' if h.outcome else ''}") for h in req.hops],
-        )
+        return cls(**open_item_fields(req, now))
 
 
 async def load_policy(bb: Blackboard, fallback: HitlPolicy | None = None) -> HitlPolicy:
     """The policy the running orchestrator published; else ``fallback``; else an empty policy."""
     raw = await bb.redis.get(bb.keys.hitl_policy)
     if raw:
-        return HitlPolicy.model_validate_json(str(raw))
+        try:
+            return HitlPolicy.model_validate_json(str(raw))
+        except ValidationError as exc:  # written by something else than an orchestrator: say so, no traceback
+            raise MalformedRecord(bb.keys.hitl_policy, f"not a hitl policy: {str(exc)[:200]}") from None
     return fallback or HitlPolicy()
 
 
@@ -104,12 +89,7 @@ class HitlClient:
     async def open_items(self, *, kinds: tuple[RequestKind, ...] | None = None) -> list[OpenItem]:
         """Everything waiting for people, oldest first (peer questions still with an agent are left out)."""
         now = now_ms()
-        out = []
-        for req in await self.store.open_requests():
-            if req.kind == RequestKind.QUESTION and not req.for_humans:
-                continue
-            if kinds is None or req.kind in kinds:
-                out.append(OpenItem.of(req, now))
+        out = [OpenItem.of(req, now) for req in await self.store.open_requests() if wanted(req, kinds)]
         return sorted(out, key=lambda i: (i.created_ms, i.id))
 
     async def questions(self) -> list[OpenItem]:

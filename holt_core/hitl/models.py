@@ -8,48 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from holt_core.errors import MalformedRecord
-from holt_core.models import dumps
-
-
-class RequestKind(StrEnum):
-    QUESTION = "question"
-    APPROVAL = "approval"
-    POST_REVIEW = "post_review"  # opened by a bypass; another person must close it
-
-
-class RequestStatus(StrEnum):
-    OPEN = "open"
-    ANSWERED = "answered"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-    BYPASSED = "bypassed"
-    SUPERSEDED = "superseded"
-    CLOSED = "closed"  # a post-review item someone reviewed
-
-    @property
-    def is_open(self) -> bool:
-        return self == RequestStatus.OPEN
-
-
-class GateSource(StrEnum):
-    GRANT = "grant"  # (a) before the orchestrator grants a claim on a matching artefact
-    TOOL = "tool"  # (b) a tool declared an action in its output
-
-
-class Effect(StrEnum):
-    """What the orchestrator still has to do about a decided request."""
-
-    NONE = "none"  # nothing (open, or an effect that needs no claim change)
-    PENDING = "pending"
-    DONE = "done"
+from holt_core.hitl.kinds import Effect as Effect
+from holt_core.hitl.kinds import GateSource as GateSource
+from holt_core.hitl.kinds import RequestKind as RequestKind
+from holt_core.hitl.kinds import RequestStatus as RequestStatus
+from holt_core.record_basics import dumps
 
 
 class Hop(BaseModel):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from redis.exceptions import ResponseError
 
+from holt_core.artefact_record import HASH_FIELDS, ArtefactRecord, _fast, records_from_rows
 from holt_core.errors import MalformedRecord
 from holt_core.models import Artefact, StructuralType, new_id
-from holt_tui.record import HASH_FIELDS, ArtefactRecord, _fast, records_from_rows
 
 
 def _hash(**over: str) -> dict[str, str]:
