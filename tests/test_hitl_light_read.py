@@ -184,3 +184,22 @@ async def test_a_malformed_published_policy_is_one_line_of_error(bb: Blackboard,
         lines = err.splitlines()
         assert code == 1 and "Traceback" not in err, err
         assert lines[0].startswith(f"error: malformed record at {bb.keys.hitl_policy}: not a hitl policy: "), lines
+
+
+async def test_text_output_shows_hostile_text_as_escapes(bb: Blackboard, cli_env: dict[str, str]) -> None:
+    """An agent writes the question, the action, the target and the plan: none of their control or bidi
+    characters reaches the terminal raw, on the light path and on the full one."""
+    await bb.redis.set(bb.keys.hitl_policy, HitlPolicy().model_dump_json())
+    hostile = "\x1b]0;pwned\x07\u202eevil\x9b1m"
+    question = HitlRequest(id=new_id(), kind=RequestKind.QUESTION, created_ms=1, text=f"Which db?{hostile}")
+    approval = HitlRequest(id=new_id(), kind=RequestKind.APPROVAL, created_ms=2, action=f"deploy{hostile}",
+                           target=f"prod{hostile}", plan={"steps": [hostile]}, digest="ab" * 32)
+    answered = HitlRequest(id=new_id(), kind=RequestKind.QUESTION, created_ms=3, text=hostile,
+                           hops=[Hop(to=f"role:x{hostile}", at_ms=1, outcome="timeout"), Hop(to="human", at_ms=2)])
+    for req in (question, approval, answered):
+        await _open(bb, req)
+    for command in ("questions", "pending"):
+        code, out, err = await holt(cli_env, command, "--name", bb.instance)
+        text = out.decode()
+        assert code == 0, err
+        assert "pwned" in text and not any(c in text for c in "\x1b\x07\u202e\x9b"), repr(text)

@@ -132,7 +132,7 @@ def _print_items(items: list[OpenItemView], as_json: bool, empty: str) -> None:
         return
     for item in items:
         for line in _item_lines(item):
-            out(line)
+            out(sanitise_text(line))  # all of it comes from agents (a plan's JSON keeps non-ASCII as it is)
 
 
 def _request_json(req: HitlRequest) -> str:
