@@ -282,6 +282,20 @@ class Keys:
         """The operator who started the workflow rooted at this goal (separation of duties)."""
         return f"{self.prefix}hitl:starter:{goal_artefact_id}"
 
+    def hitl_system_proof(self, request_id: str) -> str:
+        """STRING: the proof of the system's closure of one request (expired, cancelled, superseded, approved by
+        policy): JSON of what was decided (``proofs.SystemProof``), written in the closure's own Tx by the
+        orchestrator's (or an operator's) Redis user. Not writable by an agent, so a request an agent's user marked
+        closed by the system has none (``proofs.honour`` reopens it)."""
+        return f"{self.prefix}hitl:sys:{request_id}"
+
+    @property
+    def hitl_system_proofs_from(self) -> str:
+        """Milliseconds, set once by the orchestrator (``SET NX``) after it wrote a system proof for every request
+        the system had already closed (an upgraded instance): from then on every system closure needs its proof.
+        Not writable by an agent."""
+        return f"{self.prefix}hitl:sysproofs_from"
+
     @property
     def hitl_policy(self) -> str:
         """The ``hitl:`` policy the running orchestrator loaded (JSON), so every client decides by the same rules."""

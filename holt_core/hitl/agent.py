@@ -135,7 +135,8 @@ class AgentHitl:
         requester = await self.store.requester(claim.id, self.name, target)
         await self.store.request_approval(
             requester, source=GateSource.TOOL, risk=risk, artefact=artefact, action=action, target=what, plan=plan,
-            digest=plan_digest(action, what, plan, artefact.payload), dedupe=f"tool:{artefact.id}", extra=tx)
+            digest=plan_digest(action, what, plan, artefact.payload), dedupe=f"tool:{artefact.id}", extra=tx,
+            decide=False)  # the agent's user cannot prove a system decision: the orchestrator auto-approves
         return artefact
 
     # ================================================================== peer questions

@@ -31,8 +31,10 @@ from holt_core.hitl.models import (
     RequestKind,
     RequestStatus,
     payload_digest,
+    plan_digest,
 )
 from holt_core.hitl.notify import Notifier
+from holt_core.hitl.policy import RISK_ORDER
 from holt_core.hitl.proofs import ForgeryReporter
 from holt_core.hitl.requests import SYSTEM_ORCHESTRATOR, RequestStore
 from holt_core.logs import EventLogger
@@ -119,6 +121,7 @@ class HitlCoordinator:
         """Before recovery replays artefacts: every hitl artefact and every request still in play."""
         self._bulk = True
         await self.bb.redis.set(self.keys.hitl_policy, self.policy.model_dump_json())
+        await self.store.start_system_proofs()  # requests the system closed before its closures were proven
         raw = await self.bb.redis.hgetall(self.keys.hitl_artefacts)
         self.artefacts = {str(k): str(v) for k, v in raw.items()}
         for req in await self.store.active_requests():
@@ -128,6 +131,11 @@ class HitlCoordinator:
         self._bulk = False
         for req in list(self.requests.values()):
             self._spawn(self._route(req))
+        self._spawn(self._auto_approve_all())
+
+    async def _auto_approve_all(self) -> None:
+        for req in list(self.requests.values()):
+            self._remember(await self._auto_approve(req))
 
     def start(self) -> None:
         self._spawn(self.sweeper.run())
@@ -198,6 +206,7 @@ class HitlCoordinator:
         cached = self.requests.get(request_id)
         if cached is not None and cached.rev > req.rev:
             return
+        req = await self._auto_approve(req)
         self._remember(req)
         await self._route(req)
         for claim_id in self._claims_of(req):
@@ -251,6 +260,28 @@ class HitlCoordinator:
                 with contextlib.suppress(HoltError):
                     self._remember(await self.store.supersede(
                         req.id, f"a newer version ({artefact.version}, {artefact.id}) of the artefact arrived"))
+
+    async def _auto_approve(self, req: HitlRequest) -> HitlRequest:
+        """An agent's request for its declared action at a level that approves automatically: the agent's user cannot
+        prove a system decision, so the orchestrator makes it, by the policy's risk for the artefact (never less than
+        the request's own), only for a plan that was never held and whose digest matches."""
+        if not (req.is_open and req.kind == RequestKind.APPROVAL and req.source == GateSource.TOOL
+                and not req.approvals and req.risk in RISK_ORDER and req.artefact_id):
+            return req
+        if self.artefacts.get(req.artefact_id) == req.id:
+            return req  # held for people when it was raised: only a person decides it
+        artefact = (await self.bb.get_artefacts([req.artefact_id]))[0]
+        if artefact is None or artefact.produced_by_role != req.role or \
+                req.digest != plan_digest(req.action, req.target, req.plan, artefact.payload):
+            return req
+        by_rule = self.policy.risk_for(artefact_type=artefact.type, produced_by=req.role, action=req.action)
+        risk = max([r for r in (req.risk, by_rule) if r is not None], key=RISK_ORDER.index)
+        if not self.policy.level(risk).auto_approve:
+            return req
+        try:
+            return await self.store.auto_approve(req.id, risk)
+        except HoltError:
+            return req
 
     # ================================================================== peer routing
 
@@ -416,9 +447,14 @@ class HitlCoordinator:
     # ================================================================== housekeeping
 
     async def _housekeeping(self) -> None:
-        """Requests whose claim closed without them (terminated elsewhere, a restart): cancel them."""
+        """Requests whose claim closed without them (terminated elsewhere, a restart): cancel them. Open requests
+        taken out of the open list by someone else: listed again."""
+        await self._keep_listed()
         for req in list(self.requests.values()):
             if not req.claim_id or req.claim_id in self.orch.claims or req.kind == RequestKind.POST_REVIEW:
+                continue
+            if (approved := await self._auto_approve(req)) is not req:
+                self._remember(approved)
                 continue
             status = await self.bb.redis.hget(self.keys.claim(req.claim_id), "status")
             if status and ClaimStatus(str(status)).is_open:
@@ -426,6 +462,30 @@ class HitlCoordinator:
             state = str(status) if status else "gone"
             with contextlib.suppress(HoltError):
                 self._remember(await self.store.cancel(req.id, f"claim {req.claim_id} is {state}"))
+
+
+    async def _keep_listed(self) -> None:
+        """An agent's user may write the request hashes and indexes: every request this orchestrator holds open is
+        re-read (an unproven closure written without an event is noticed and reported here), and one that still
+        counts as open but is missing from ``hitl:open`` or ``hitl:active`` is put back, so ``holt questions`` and
+        ``holt pending`` list it and a restart finds it."""
+        ids = [r.id for r in self.requests.values() if r.is_open]
+        if not ids:
+            return
+        still = [r for r in await self.store.get_many(ids) if r.is_open]
+        if not still:
+            return
+        listed = await self.bb.redis.zmscore(self.keys.hitl_open, [r.id for r in still])
+        active = await self.bb.redis.zmscore(self.keys.hitl_active, [r.id for r in still])
+        for req, in_open, in_active in zip(still, listed, active, strict=True):
+            if in_open is not None and in_active is not None:
+                continue
+            tx = Tx().require_field(self.keys.hitl_request(req.id), "rev", str(req.rev))
+            tx.zadd(self.keys.hitl_open, req.created_ms, req.id).zadd(self.keys.hitl_active, req.created_ms, req.id)
+            result, _ = await self.bb.audit.commit(tx, operator=SYSTEM_ORCHESTRATOR, action="open_request_relisted",
+                                                   subject=req.id, details={"rev": req.rev})
+            if result.ok:
+                self.orch.log.error("open_request_relisted", request_id=req.id)
 
 
 def _releases_plan(req: HitlRequest) -> bool:

@@ -8,6 +8,12 @@ The request records the nonce (``Approval.proof``, ``Answer.proof``, ``HitlReque
 
 An agent's Redis user may still write request hashes: ``honour`` is the pure rule every reader applies (the
 request store does it on each read), so a decision without its proof counts for nothing and is reported.
+
+The system's closures (expired, cancelled, superseded, approved by policy: anything not decided by a person, and
+not a peer agent's answer) are proven the same way: the closing Tx also writes ``hitl:sys:<request id>``
+(keys.Keys.hitl_system_proof, ``SystemProof``), a key only the orchestrator's and the operators' Redis users may
+write. A closure without a matching one counts as open again. The rule applies once the orchestrator has set
+``hitl:sysproofs_from`` (after giving every request closed before the upgrade its proof).
 """
 
 from __future__ import annotations
@@ -44,6 +50,71 @@ class Proof(BaseModel):
 
     def to_json(self) -> str:
         return dumps(self.model_dump(mode="json"))
+
+
+class SystemProof(BaseModel):
+    """The value of a system proof key: what the system decided about one request. A proof matches only the closure
+    it was written for (status, who, when, and the artefacts it wrote), so it cannot be carried onto another
+    outcome of the request."""
+
+    subject: str  # the request id
+    status: str
+    decided_by: str
+    decided_ms: int
+    rev: int  # the request's rev the closure wrote
+    on_expire: str = ""
+    answer_artefact_id: str = ""  # an expired question answered with the configured default
+    decision_artefact_id: str = ""
+
+    @classmethod
+    def of(cls, req: HitlRequest) -> SystemProof:
+        return cls(subject=req.id, status=req.status.value, decided_by=req.decided_by, decided_ms=req.decided_ms,
+                   rev=req.rev, on_expire=req.on_expire,
+                   answer_artefact_id=req.answer.artefact_id if req.answer is not None else "",
+                   decision_artefact_id=req.decision_artefact_id)
+
+    def matches(self, req: HitlRequest) -> bool:
+        mine = SystemProof.of(req)
+        return (self.subject, self.status, self.decided_by, self.decided_ms, self.on_expire, self.answer_artefact_id,
+                self.decision_artefact_id) == (mine.subject, mine.status, mine.decided_by, mine.decided_ms,
+                                               mine.on_expire, mine.answer_artefact_id, mine.decision_artefact_id)
+
+    def to_json(self) -> str:
+        return dumps(self.model_dump(mode="json"))
+
+
+def needs_system_proof(req: HitlRequest) -> bool:
+    """A closed request whose outcome no person's proof (nor a peer agent's answer) accounts for: the system's."""
+    if req.is_open:
+        return False
+    person = operator_of_role(req.decided_by) is not None
+    if req.kind == RequestKind.APPROVAL:
+        return not (person and req.status in (RequestStatus.APPROVED, RequestStatus.REJECTED,
+                                              RequestStatus.BYPASSED))
+    if req.kind == RequestKind.POST_REVIEW:
+        return not (person and req.status in (RequestStatus.CLOSED, RequestStatus.REJECTED))
+    return not (req.status == RequestStatus.ANSWERED and req.answer is not None
+                and not req.answer.by.startswith("system:") and req.decided_by == req.answer.by)
+
+
+def system_proof_keys(keys: Keys, req: HitlRequest) -> list[str]:
+    """What a reader fetches, beside ``claimed_proofs``, to check a closed request's system closure."""
+    return [] if req.is_open else [keys.hitl_system_proof(req.id), keys.hitl_system_proofs_from]
+
+
+def proof_keys(keys: Keys, req: HitlRequest) -> list[str]:
+    """Every key ``honour`` looks up in ``values`` for this request."""
+    return [c.key for c in claimed_proofs(keys, req)] + system_proof_keys(keys, req)
+
+
+def _system_proven(keys: Keys, req: HitlRequest, values: dict[str, str | None]) -> bool:
+    raw = values.get(keys.hitl_system_proof(req.id))
+    if not raw:
+        return False
+    try:
+        return SystemProof.model_validate_json(raw).matches(req)
+    except (ValidationError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -157,6 +228,11 @@ def honour(keys: Keys, req: HitlRequest, values: dict[str, str | None], policy: 
         if by is not None and keys.proof(by, req.id, req.answer.proof or "-") not in valid:
             problems.append(f"answer by {req.answer.by} has no proof")
             out = _reopened(out, answer=None, consumed_ms=0)
+    if needs_system_proof(out) and values.get(keys.hitl_system_proofs_from) \
+            and not _system_proven(keys, out, values):
+        problems.append(f"{out.status.value} by {out.decided_by or 'nobody'} without the system's proof")
+        out = _reopened(out, reason="", decision_artefact_id="", post_review_id="",
+                        **({"answer": None, "consumed_ms": 0} if out.kind == RequestKind.QUESTION else {}))
     return Honoured(request=out, problems=problems)
 
 

@@ -32,7 +32,7 @@ from holt_core.hitl.models import (
     payload_digest,
 )
 from holt_core.hitl.policy import HitlPolicy, QuestionPolicy, RiskPolicy
-from holt_core.hitl.proofs import Proof, claimed_proofs, honour
+from holt_core.hitl.proofs import Proof, SystemProof, honour, needs_system_proof, proof_keys
 from holt_core.identity import SYSTEM_TIMEOUT, human_role, is_human_role, operator_of_role
 from holt_core.models import Artefact, StructuralType, dumps, new_id, now_ms
 from holt_core.transaction import Tx
@@ -71,6 +71,7 @@ class Step:
     notify_text: str = ""
     change: str = ""
     proof: tuple[str, Proof] | None = None  # (nonce, value) of a person's act: written first in the same Tx
+    system: bool = False  # a closure by the system: its proof (hitl:sys:<id>, proofs.SystemProof) in the same Tx
 
 
 @dataclass
@@ -139,8 +140,9 @@ class RequestStore:
         return await self._honour(out)
 
     async def _honour(self, reqs: list[HitlRequest]) -> list[HitlRequest]:
-        """Each request as it counts: human acts without a valid proof are taken out (one MGET for all)."""
-        keys = list(dict.fromkeys(c.key for r in reqs for c in claimed_proofs(self.keys, r)))
+        """Each request as it counts: human acts and system closures without a valid proof are taken out (one MGET
+        for all)."""
+        keys = list(dict.fromkeys(k for r in reqs for k in proof_keys(self.keys, r)))
         if not keys:
             return reqs
         values = await self.bb.redis.mget(keys)
@@ -158,6 +160,34 @@ class RequestStore:
         return secrets.token_hex(8), Proof(act=act, subject=subject, operator=operator, at_ms=now_ms(), digest=digest,
                                            caller_request_id=caller_request_id,
                                            impersonated_by=self.impersonated_by)
+
+    async def start_system_proofs(self) -> int:
+        """Once per instance (the orchestrator calls it on start): every request the system closed before system
+        proofs existed gets its proof, then ``hitl:sysproofs_from`` is set and from then on every system closure
+        needs one. Returns how many were proven (0 when already done)."""
+        if await self.bb.redis.exists(self.keys.hitl_system_proofs_from):
+            return 0
+        from holt_core.keys import escape_glob
+
+        head = self.keys.hitl_request("")
+        ids = sorted({str(k)[len(head):] async for k in self.bb.redis.scan_iter(
+            match=f"{escape_glob(head)}*", count=1000)})
+        proven = 0
+        for start in range(0, len(ids), 500):
+            batch = ids[start:start + 500]
+            rows = await self.bb.hgetall_many([self.keys.hitl_request(i) for i in batch])
+            for request_id, raw in zip(batch, rows, strict=True):
+                try:
+                    req = HitlRequest.from_hash(raw, self.keys.hitl_request(request_id)) if raw else None
+                except HoltError:
+                    continue
+                if req is not None and needs_system_proof(req):
+                    proven += bool(await self.bb.redis.set(self.keys.hitl_system_proof(req.id),
+                                                           SystemProof.of(req).to_json(), nx=True))
+        if await self.bb.redis.set(self.keys.hitl_system_proofs_from, str(now_ms()), nx=True):
+            await self.bb.audit.append(operator=SYSTEM_ORCHESTRATOR, action="system_proofs_started",
+                                       details={"closed_before": proven})
+        return proven
 
     async def open_requests(self) -> list[HitlRequest]:
         ids = [str(i) for i in await self.bb.redis.zrange(self.keys.hitl_open, 0, -1)]
@@ -246,6 +276,8 @@ class RequestStore:
             nonce, proof = step.proof
             tx.set(self.keys.proof(proof.operator, proof.subject, nonce), proof.to_json())
         tx.extend(self._base_tx(old, new)).extend(step.tx)
+        if step.system and not new.is_open:
+            tx.set(self.keys.hitl_system_proof(new.id), SystemProof.of(new).to_json())
         self._finish(tx, step)
         details = {"request_id": new.id, "kind": new.kind.value, "status": new.status.value, **step.details}
         if step.proof is not None and self.impersonated_by:
@@ -560,9 +592,13 @@ class RequestStore:
 
     async def request_approval(
         self, requester: Requester, *, source: GateSource, risk: str, artefact: Artefact, action: str,
-        target: str, plan: Any, digest: str, dedupe: str, extra: Tx | None = None,
+        target: str, plan: Any, digest: str, dedupe: str, extra: Tx | None = None, decide: bool = True,
     ) -> HitlRequest:
-        """Open an approval request (or, for an auto-approving level, record the automatic approval)."""
+        """Open an approval request (or, for an auto-approving level, record the automatic approval).
+
+        ``decide`` False (an agent's process, which cannot write the system's proof): an auto-approving level's
+        request is created open, unheld and without deadlines or notification, and the orchestrator approves it
+        (``auto_approve``) after checking the policy itself."""
         level: RiskPolicy = self.policy.level(risk)
         now = now_ms()
         req = HitlRequest(
@@ -582,17 +618,16 @@ class RequestStore:
             self._own(tx, artefact.id, req.id)
         if extra is not None:
             tx.extend(extra)
+        if level.auto_approve and decide:
+            step = self._auto_approved(req, risk, tx, now)
+            step.change = "created"
+            return await self._create(step, dedupe=dedupe)
         if level.auto_approve:
-            art = self._decision_artefact(tx, req, "approved", SYSTEM_POLICY, by=SYSTEM_POLICY,
-                                          reason=f"risk level {risk} approves automatically")
-            req = req.model_copy(update={
-                "status": RequestStatus.APPROVED, "decided_by": SYSTEM_POLICY, "decided_ms": now,
-                "reason": f"risk level {risk} approves automatically", "decision_artefact_id": art.id,
-                "effect": Effect.NONE,  # an auto-approved plan is never held: it counts as output at once
-            })
-            step = Step(new=req, action="approval_auto_approved", operator=SYSTEM_POLICY, tx=tx, change="created",
+            step = Step(new=req.model_copy(update={"reason": f"risk level {risk}: waiting for the automatic approval"}),
+                        action="approval_requested", operator=requester.role, tx=tx, change="created",
                         details={"risk": risk, "action": action, "target": target, "digest": digest,
-                                 "artefact_id": artefact.id, "claim_id": req.claim_id})
+                                 "artefact_id": artefact.id, "claim_id": req.claim_id, "source": source.value,
+                                 "auto_approve": True})
             return await self._create(step, dedupe=dedupe)
         req.scheduled, req.deadline_ms = self._human_clock(tx, req, now)
         step = Step(new=req, action="approval_requested", operator=requester.role, tx=tx, change="created",
@@ -602,6 +637,30 @@ class RequestStore:
                     notify_text=f"Approval needed ({risk}): {action or artefact.type} on {target or artefact.id} "
                                 f"requested by {requester.role}")
         return await self._create(step, dedupe=dedupe)
+
+    def _auto_approved(self, req: HitlRequest, risk: str, tx: Tx, now: int) -> Step:
+        art = self._decision_artefact(tx, req, "approved", SYSTEM_POLICY, by=SYSTEM_POLICY,
+                                      reason=f"risk level {risk} approves automatically")
+        new = req.model_copy(update={
+            "status": RequestStatus.APPROVED, "decided_by": SYSTEM_POLICY, "decided_ms": now, "risk": risk,
+            "reason": f"risk level {risk} approves automatically", "decision_artefact_id": art.id,
+            "effect": Effect.NONE,  # an auto-approved plan is never held: it counts as output at once
+        })
+        return Step(new=new, action="approval_auto_approved", operator=SYSTEM_POLICY, tx=tx, system=True,
+                    change="approved", details={"risk": risk, "action": req.action, "target": req.target,
+                                                "digest": req.digest, "artefact_id": req.artefact_id,
+                                                "claim_id": req.claim_id})
+
+    async def auto_approve(self, request_id: str, risk: str) -> HitlRequest:
+        """The orchestrator approves an open request an agent raised at a level that approves automatically (the
+        caller checked ``risk`` against the policy and the artefact: the stored terms are the agent's)."""
+
+        def step(req: HitlRequest) -> Step | Unchanged | Denied:
+            if not req.is_open or req.kind != RequestKind.APPROVAL or not self.policy.level(risk).auto_approve:
+                return Unchanged(req)
+            return self._auto_approved(req, risk, Tx(), now_ms())
+
+        return await self.transition(request_id, step)
 
     def _allowed_roles(self, req: HitlRequest) -> set[str]:
         roles = set(req.approver_roles)
@@ -854,6 +913,7 @@ class RequestStore:
                 update["effect"] = _effect_of_approval(req)
             new = req.model_copy(update=update)
             return Step(new=new, action="expired", operator=SYSTEM_TIMEOUT, tx=tx, change="expired", notify="expiry",
+                        system=True,
                         notify_text=f"Expired: {req.kind.value} {req.id} ({update['reason']}): "
                                     f"{req.text or req.action}",
                         details=details)
@@ -872,7 +932,8 @@ class RequestStore:
             self._unschedule(tx, req)
             new = req.model_copy(update={"status": RequestStatus.SUPERSEDED, "decided_by": SYSTEM_ORCHESTRATOR,
                                          "decided_ms": now_ms(), "reason": reason, "scheduled": []})
-            return Step(new=new, action="superseded", operator=SYSTEM_ORCHESTRATOR, tx=tx, details={"reason": reason})
+            return Step(new=new, action="superseded", operator=SYSTEM_ORCHESTRATOR, tx=tx, details={"reason": reason},
+                        system=True)
 
         return await self.transition(request_id, step)
 
@@ -887,7 +948,7 @@ class RequestStore:
                 update.update({"status": RequestStatus.CANCELLED, "decided_by": SYSTEM_ORCHESTRATOR,
                                "decided_ms": now_ms(), "reason": reason})
             return Step(new=req.model_copy(update=update), action="cancelled" if req.is_open else "effect_dropped",
-                        operator=SYSTEM_ORCHESTRATOR, tx=tx, details={"reason": reason})
+                        operator=SYSTEM_ORCHESTRATOR, tx=tx, details={"reason": reason}, system=req.is_open)
 
         return await self.transition(request_id, step)
 
