@@ -53,7 +53,7 @@ def test_agent_write_patterns_cover_its_keys_and_nothing_of_the_control_plane() 
         keys.claim(some), keys.claim_by_artefact(some), keys.grant_queue("Drafter"), keys.claim_index,
         keys.open_claims, keys.lock, keys.lock_owner, keys.agent_images, keys.hitl_policy, keys.hitl_starter(some),
         keys.hitl_outbox_cursor, keys.proof("alice", some, "n"), keys.audit_witness("alice", 7),
-        keys.audit_witnessed_from, INSTANCES, OPERATORS,
+        keys.audit_witnessed_from, keys.hitl_system_proof(some), keys.hitl_system_proofs_from, INSTANCES, OPERATORS,
     ]
     assert [k for k in not_mine if _agent_may_write(k)] == []
 

@@ -208,6 +208,8 @@ class HitlCoordinator:
             return
         req = await self._auto_approve(req)
         self._remember(req)
+        if req.is_open:
+            await self._relist([req])
         await self._route(req)
         for claim_id in self._claims_of(req):
             if claim_id in self.orch.claims:
@@ -470,13 +472,17 @@ class HitlCoordinator:
         counts as open but is missing from ``hitl:open`` or ``hitl:active`` is put back, so ``holt questions`` and
         ``holt pending`` list it and a restart finds it."""
         ids = [r.id for r in self.requests.values() if r.is_open]
-        if not ids:
-            return
-        still = [r for r in await self.store.get_many(ids) if r.is_open]
+        if ids:
+            await self._relist([r for r in await self.store.get_many(ids) if r.is_open])
+
+    async def _relist(self, still: list[HitlRequest]) -> None:
+        """Put requests that count as open back into ``hitl:open`` and ``hitl:active`` where they are missing."""
         if not still:
             return
-        listed = await self.bb.redis.zmscore(self.keys.hitl_open, [r.id for r in still])
-        active = await self.bb.redis.zmscore(self.keys.hitl_active, [r.id for r in still])
+        async with self.bb.redis.pipeline(transaction=False) as pipe:
+            pipe.zmscore(self.keys.hitl_open, [r.id for r in still])
+            pipe.zmscore(self.keys.hitl_active, [r.id for r in still])
+            listed, active = await pipe.execute()
         for req, in_open, in_active in zip(still, listed, active, strict=True):
             if in_open is not None and in_active is not None:
                 continue
