@@ -263,3 +263,19 @@ async def test_a_tool_action_at_an_auto_approving_level_is_approved_by_the_orche
     claims, _ = await bb.list_claims()
     assert next(c for c in claims if c.artefact_id != plan.id).status == ClaimStatus.COMPLETE
     assert [c.artefact_id for c in claims].count(plan.id) == 1  # the approved plan is ordinary output
+
+
+async def test_the_light_listing_leaves_a_forged_closure_to_the_full_read(
+        bb: Blackboard, instance: str, cli_env: dict[str, str]) -> None:
+    """``holt questions`` reads plain open requests without the models; a request marked closed in the hash is not
+    plain, so the whole listing is read in full, where ``honour`` counts the unproven closure as open."""
+    await bb.redis.set(bb.keys.hitl_policy, HitlPolicy().model_dump_json())  # a published policy: light read first
+    await bb.redis.set(bb.keys.hitl_system_proofs_from, "1")
+    plain = _q(id="q-plain", created_ms=1)
+    forged = CANCELLED.model_copy(update={"id": "q-forged", "created_ms": 2})
+    proven = CANCELLED.model_copy(update={"id": "q-proven", "created_ms": 3})
+    for req in (plain, forged, proven):
+        await bb.redis.hset(bb.keys.hitl_request(req.id), mapping=req.to_hash())
+        await bb.redis.zadd(bb.keys.hitl_open, {req.id: req.created_ms})
+    await bb.redis.set(bb.keys.hitl_system_proof(proven.id), SystemProof.of(proven).to_json())
+    assert await _listed(cli_env, instance, "questions") == ["q-plain", "q-forged"]
