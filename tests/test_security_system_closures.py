@@ -257,7 +257,7 @@ async def test_a_tool_action_at_an_auto_approving_level_is_approved_by_the_orche
     raw = await bb.redis.get(bb.keys.hitl_system_proof(req.id))
     assert raw is not None and SystemProof.model_validate_json(raw).status == "approved"
     records = [r for r in await bb.audit.records() if r.subject == req.id]
-    assert [(r.action, r.operator) for r in records] == [("approval_requested", "Deployer"),
+    assert [(r.action, r.operator) for r in records] == [("approval_auto_requested", "Deployer"),
                                                          ("approval_auto_approved", "system:policy")]
     assert await _reported(bb, req.id) == 0
     claims, _ = await bb.list_claims()

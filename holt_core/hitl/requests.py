@@ -624,10 +624,9 @@ class RequestStore:
             return await self._create(step, dedupe=dedupe)
         if level.auto_approve:
             step = Step(new=req.model_copy(update={"reason": f"risk level {risk}: waiting for the automatic approval"}),
-                        action="approval_requested", operator=requester.role, tx=tx, change="created",
+                        action="approval_auto_requested", operator=requester.role, tx=tx, change="created",
                         details={"risk": risk, "action": action, "target": target, "digest": digest,
-                                 "artefact_id": artefact.id, "claim_id": req.claim_id, "source": source.value,
-                                 "auto_approve": True})
+                                 "artefact_id": artefact.id, "claim_id": req.claim_id, "source": source.value})
             return await self._create(step, dedupe=dedupe)
         req.scheduled, req.deadline_ms = self._human_clock(tx, req, now)
         step = Step(new=req, action="approval_requested", operator=requester.role, tx=tx, change="created",
