@@ -20,7 +20,7 @@ from holt_core.hitl.policy import HitlPolicy
 from holt_core.hitl.proofs import Proof, SystemProof, honour, needs_system_proof
 from holt_core.hitl.requests import RequestStore
 from holt_core.keys import Keys
-from holt_core.models import ClaimStatus, StructuralType, now_ms
+from holt_core.models import ClaimStatus, StructuralType, new_id, now_ms
 from tests.clirun import holt as holt_cli
 from tests.engine import poll, wait_for_artefact, wait_settled
 from tests.hitl_support import agent, config_text, hitl_engine, runs, start_goal, wait_request
@@ -279,3 +279,35 @@ async def test_the_light_listing_leaves_a_forged_closure_to_the_full_read(
         await bb.redis.zadd(bb.keys.hitl_open, {req.id: req.created_ms})
     await bb.redis.set(bb.keys.hitl_system_proof(proven.id), SystemProof.of(proven).to_json())
     assert await _listed(cli_env, instance, "questions") == ["q-plain", "q-forged"]
+
+
+async def test_real_supersede_and_cancel_are_proven_and_count(
+        tmp_path: Path, redis_url: str, instance: str, bb: Blackboard, cli_env: dict[str, str]) -> None:
+    """The orchestrator's own closures, as holt-orchestrator: a newer version of the gated artefact supersedes the
+    gate, and a person terminating the claim cancels the next one; both carry the system's proof and nothing is
+    reported."""
+    engine = hitl_engine(tmp_path, redis_url, instance, gated("high"))
+    engine.role_users = True
+    await engine.start()
+    try:
+        await start_goal(engine)
+        first = await wait_request(bb, lambda r: r.kind == RequestKind.APPROVAL)
+        design = await wait_for_artefact(bb, lambda a: a.id == first.artefact_id)
+        newer = design.model_copy(update={"id": new_id(), "version": 2, "payload": "a better web service",
+                                          "source_artefacts": [design.id]})
+        await bb.create_artefact(newer)
+        old = await wait_request(bb, lambda r: r.id == first.id and r.status == RequestStatus.SUPERSEDED)
+        second = await wait_request(bb, lambda r: r.kind == RequestKind.APPROVAL and r.artefact_id == newer.id)
+        claim = next(c for c in (await bb.list_claims())[0] if c.artefact_id == newer.id)
+        code, _, err = await holt_cli(cli_env, "debug", "terminate", claim.id, "--as", "alice", "--name", instance)
+        assert code == 0, err
+        cancelled = await wait_request(bb, lambda r: r.id == second.id and r.status == RequestStatus.CANCELLED,
+                                       within=40)
+    finally:
+        await engine.close()
+    assert old.decided_by == cancelled.decided_by == "system:orchestrator"
+    for req in (old, cancelled):
+        raw = await bb.redis.get(bb.keys.hitl_system_proof(req.id))
+        assert raw is not None and SystemProof.model_validate_json(raw).matches(req)
+        assert await _reported(bb, req.id) == 0
+    assert await _listed(cli_env, instance, "pending") == []
