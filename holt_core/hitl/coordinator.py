@@ -465,7 +465,6 @@ class HitlCoordinator:
             with contextlib.suppress(HoltError):
                 self._remember(await self.store.cancel(req.id, f"claim {req.claim_id} is {state}"))
 
-
     async def _keep_listed(self) -> None:
         """An agent's user may write the request hashes and indexes: every request this orchestrator holds open is
         re-read (an unproven closure written without an event is noticed and reported here), and one that still
