@@ -7,6 +7,7 @@ events costs one redraw, and keys stay responsive.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import shlex
@@ -19,7 +20,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
-from redis.exceptions import RedisError
 from rich.text import Text
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
@@ -30,6 +30,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Static, TabbedContent, TabPane, TextArea
 
 from holt_core.errors import HoltError
+from holt_core.redis_wire import loaded_errors
 from holt_tui.breakpoint_form import BreakpointForm
 from holt_tui.commands import COMMANDS, ActionsProvider, Command, find_command
 from holt_tui.config import TuiConfig
@@ -245,6 +246,9 @@ class HoltTui(App[None]):
         self._explained_for: str | None = None
         self._explain_wanted = False
         self._explain_running = False
+        # Set once the attach scan's first page (or all of a small instance) is on screen: what waits for it
+        # (holt_tui/main.py loads the control planes then) stays off the path to the first frame.
+        self.first_page_shown = asyncio.Event()
         if not self.config.animations:
             self.animation_level = "none"
 
@@ -354,6 +358,8 @@ class HoltTui(App[None]):
             if to_show is not None:
                 with self.batch_update():
                     self.apply_change(to_show)
+                if not self.first_page_shown.is_set() and (self.live_model.artefacts or not self.live_model.loading):
+                    self.call_after_refresh(self.first_page_shown.set)
         if self._history_at is not None and self.live_model.connection == "ended":
             self._open_history_at(self._history_at)
         if was_loading:
@@ -688,7 +694,7 @@ class HoltTui(App[None]):
                 for claim_id in claims:
                     try:
                         reasons[claim_id] = await self.sources.debug.explain(claim_id)
-                    except (HoltError, RedisError, OSError) as err:
+                    except loaded_errors("RedisError", also=(HoltError, OSError)) as err:
                         reasons[claim_id] = [f"cannot ask the debug plane: {err}"]
                 self.post_message(Explained(selected, reasons))
         finally:
@@ -1095,7 +1101,7 @@ class HoltTui(App[None]):
             result = await call
         except HoltError as err:
             result = ActionResult(False, err.message)
-        except (RedisError, OSError) as err:
+        except loaded_errors("RedisError", also=(OSError,)) as err:
             result = ActionResult(False, f"cannot reach Redis: {err}")
         self.post_message(ActionDone(name, result.ok, result.message))
         return result

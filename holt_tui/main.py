@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,12 +16,16 @@ from holt_core.embedded_redis import known_redis_url, resolve_redis_url
 from holt_core.errors import HoltError
 from holt_core.identity import resolve_operator
 from holt_core.keys import Keys
-from holt_core.operators import Actor, NotAuthenticated, authenticate
 from holt_tui.config import TuiConfig
-from holt_tui.feed import FeedItem
-from holt_tui.recording import Recorder, load_recording, replay
-from holt_tui.sources import Sources
-from holt_tui.timeline import parse_moment
+
+if TYPE_CHECKING:
+    from holt_core.operators import Actor
+    from holt_tui.feed import FeedItem
+    from holt_tui.sources import Sources
+
+# The first frame of an attach waits for no more than this for the control planes (holt_core.hitl and .debug,
+# loaded once the first page is on screen): a scan that takes longer does not hold up the inbox and the lease.
+CONTROL_WAIT_S = 3.0
 
 app = typer.Typer(
     name="holt-tui",
@@ -40,24 +45,36 @@ def attach(
     as_: Annotated[str | None, typer.Option("--as", help="Operator identity (default: $HOLT_OPERATOR).")] = None,
 ) -> None:
     """Attach to a running instance: scan, subscribe, and follow it live."""
-    from holt_tui.app import HoltTui
+    # Imported here, not above: the path to the first frame loads only what it uses (tests/tui/test_attach_start.py).
     from holt_tui.reader import Reader, check_attach
 
     Keys(instance)  # validates the name: one line, no traceback
     url = redis_url or resolve_redis_url(start=False)
-    asyncio.run(check_attach(viewer_url(url), instance))
-    actor: Actor | None = None
-    if not read_only:
-        actor, why = asyncio.run(attach_actor(url, as_))
-        if actor is None:
-            read_only = True
-            typer.echo(f"holt-tui: attaching read-only: {why}", err=True)
+
+    async def prepare() -> tuple[Actor | None, str]:
+        await check_attach(viewer_url(url), instance)
+        return await attach_actor(url, as_) if not read_only else (None, "")
+
+    actor, why = asyncio.run(prepare())
+    if actor is None and not read_only:
+        read_only = True
+        typer.echo(f"holt-tui: attaching read-only: {why}", err=True)
     operator = actor.operator if actor else resolve_operator(as_)
     config = TuiConfig()
-    recorder = Recorder(record, instance, now_ms=config.clock_ms, monotonic=config.monotonic) if record else None
+    recorder = None
+    if record:
+        from holt_tui.recording import Recorder
+
+        recorder = Recorder(record, instance, now_ms=config.clock_ms, monotonic=config.monotonic)
+    from holt_tui.app import HoltTui
+
+    async def control_ready() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tui.first_page_shown.wait(), CONTROL_WAIT_S)
+
     # Acting (inbox, debugger) goes through the operator's own Redis user; with none, Redis refuses every write.
-    sources = attach_sources_for(actor.url if actor else viewer_url(url), instance, operator,
-                                 impersonated_by=actor.impersonated_by if actor else "")
+    sources = later_sources_for(actor.url if actor else viewer_url(url), instance, operator, control_ready,
+                                impersonated_by=actor.impersonated_by if actor else "")
 
     async def start(sink: Callable[[FeedItem], None]) -> None:
         # The reader only reads: it connects as the viewer user, also after a lost connection. An explicit
@@ -82,6 +99,8 @@ async def attach_actor(url: str, as_operator: str | None) -> tuple[Actor | None,
     whose token it holds; ``--as`` only with the admin identity (impersonation, recorded on every act). With the
     admin identity and no token, the admin acts as ``$HOLT_OPERATOR`` (the login name), recorded the same way.
     ``(None, why)`` when there is no identity to act as: the TUI then attaches read-only."""
+    from holt_core.operators import NotAuthenticated, authenticate
+
     try:
         return await authenticate(url, as_operator), ""
     except NotAuthenticated as err:
@@ -101,6 +120,17 @@ def attach_sources_for(url: str, instance: str, operator: str, *, impersonated_b
                           impersonated_by=impersonated_by)
 
 
+def later_sources_for(url: str, instance: str, operator: str, ready: Callable[[], Awaitable[None]], *,
+                      impersonated_by: str = "") -> Sources:
+    """``attach_sources_for``'s sources, built when first used after ``ready`` (the first page is on screen): the
+    reader subscribes to their channels (named by ``Keys``) from the start, nothing else needs them before."""
+    from holt_tui.sources import deferred_sources
+
+    keys = Keys(instance)
+    return deferred_sources(lambda: attach_sources_for(url, instance, operator, impersonated_by=impersonated_by),
+                            ready, inbox_channels=[keys.hitl_events], debug_channels=[keys.debug_events])
+
+
 @app.command("replay")
 def replay_cmd(
     file: Annotated[Path, typer.Argument(help="A recording made with holt-tui attach --record.")],
@@ -111,6 +141,8 @@ def replay_cmd(
 ) -> None:
     """Open a recording offline, read-only, in the same UI."""
     from holt_tui.app import HoltTui
+    from holt_tui.recording import load_recording, replay
+    from holt_tui.timeline import parse_moment
 
     config = TuiConfig()
     moment = None
