@@ -44,7 +44,7 @@ from holt_tui.display import (
     s,
 )
 from holt_tui.export import workflow_dot, workflow_mermaid
-from holt_tui.feed import ClaimSeen, FeedItem
+from holt_tui.feed import ClaimSeen, FeedItem, ScanPage
 from holt_tui.filtering import NO_FILTER, ListFilter
 from holt_tui.messages import ActionDone, Explained, LinkFollowed, PromptCancelled, PromptSubmitted, RowSelected
 from holt_tui.model import Change, LiveModel
@@ -326,6 +326,9 @@ class HoltTui(App[None]):
         self.feed.append(item)
         if isinstance(item, ClaimSeen):
             self.journal.note(self._feed_time or self.config.clock_ms(), item.state)
+        elif isinstance(item, ScanPage) and item.first and not self._slice_queued:
+            self._slice_queued = True  # the first page of a scan is drawn at once, not at the next drain tick
+            self.call_later(self._next_slice)
         if self.recorder is not None:
             self.recorder.write(item)
 
