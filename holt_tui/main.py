@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -11,8 +12,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from holt_core.acl import viewer_url
-from holt_core.cli.common import run_typer_app
-from holt_core.embedded_redis import known_redis_url, resolve_redis_url
 from holt_core.errors import HoltError
 from holt_core.identity import resolve_operator
 from holt_core.keys import Keys
@@ -20,6 +19,7 @@ from holt_tui.config import TuiConfig
 
 if TYPE_CHECKING:
     from holt_core.operators import Actor
+    from holt_tui.app import HoltTui
     from holt_tui.feed import FeedItem
     from holt_tui.sources import Sources
 
@@ -46,6 +46,7 @@ def attach(
 ) -> None:
     """Attach to a running instance: scan, subscribe, and follow it live."""
     # Imported here, not above: the path to the first frame loads only what it uses (tests/tui/test_attach_start.py).
+    from holt_core.embedded_redis import resolve_redis_url
     from holt_tui.reader import Reader, check_attach
 
     Keys(instance)  # validates the name: one line, no traceback
@@ -77,6 +78,7 @@ def attach(
                                 impersonated_by=actor.impersonated_by if actor else "")
 
     async def start(sink: Callable[[FeedItem], None]) -> None:
+        collect_after_first_page(tui)
         # The reader only reads: it connects as the viewer user, also after a lost connection. An explicit
         # --redis-url is kept; otherwise Redis is looked up again after each lost connection.
         await Reader(viewer_url(url), instance, sink, sources, config,
@@ -87,9 +89,25 @@ def attach(
     tui.run()  # prints one line on quit: detached, or quit while Redis was unreachable
 
 
+def collect_after_first_page(tui: HoltTui) -> None:
+    """Switch the cyclic garbage collector on again (``run`` starts without it) once the first page is on screen,
+    or after ``CONTROL_WAIT_S``. Start-up allocates hundreds of thousands of long-lived objects (modules, classes,
+    pydantic schemas, Textual's styles) that the collector would otherwise scan some 200 times before the first
+    frame, for about 2,000 objects of garbage; the app freezes what the scan loaded (``gc.freeze``) as it goes."""
+
+    async def collect() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tui.first_page_shown.wait(), CONTROL_WAIT_S)
+        gc.enable()
+
+    tui.run_worker(collect(), name="gc", exit_on_error=False)
+
+
 def known_viewer_url() -> str | None:
     """The reader's URL after a lost connection: Redis looked up again (``known_redis_url``, which is the admin's
     in local mode), connecting as the viewer user all the same."""
+    from holt_core.embedded_redis import known_redis_url
+
     known = known_redis_url()
     return viewer_url(known) if known else None
 
@@ -156,6 +174,7 @@ def replay_cmd(
     recording = load_recording(file)
 
     async def start(sink: Callable[[FeedItem], None]) -> None:
+        collect_after_first_page(tui)
         await replay(recording, sink, speed=speed, clock=tui.set_feed_time)
 
     tui = HoltTui(recording.instance, start, config=config, replay=True, history_at=moment)
@@ -163,7 +182,14 @@ def replay_cmd(
 
 
 def run() -> None:
-    run_typer_app(app)
+    """The console script: without the cyclic garbage collector until the first frame (``collect_after_first_page``)."""
+    gc.disable()
+    try:
+        from holt_core.cli.common import run_typer_app
+
+        run_typer_app(app)
+    finally:
+        gc.enable()
 
 
 if __name__ == "__main__":

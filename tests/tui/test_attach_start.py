@@ -19,7 +19,7 @@ from holt_tui.sources import ActionResult, NullDebugSource, NullInboxSource, Sou
 # Runs ``holt-tui attach ARGS`` as the console script does, headless. Writes the loaded modules to $DUMP/first.json
 # when the artefact list first draws a row, and to $DUMP/later.json once the app also holds the control lease.
 _DRIVER = """
-import asyncio, json, os, sys, time
+import asyncio, gc, json, os, sys, time
 from pathlib import Path
 from importlib.machinery import PathFinder
 
@@ -33,15 +33,15 @@ def patch(module):
         deadline = time.monotonic() + 60
         while not (pilot.app.lease.held and (dump / "first.json").exists()) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        (dump / "later.json").write_text(json.dumps({"modules": sorted(sys.modules),
-                                                     "lease": pilot.app.lease.message}))
+        (dump / "later.json").write_text(json.dumps({"modules": sorted(sys.modules), "lease": pilot.app.lease.message,
+                                                     "gc": gc.isenabled()}))
         pilot.app.exit()
 
     module.HoltTui.run = lambda self, *a, **k: App.run(self, headless=True, size=(120, 40), auto_pilot=later)
     draw = ArtefactGraph.render_line
     def render_line(self, y):
         if self.items and not (dump / "first.json").exists():
-            (dump / "first.json").write_text(json.dumps(sorted(sys.modules)))
+            (dump / "first.json").write_text(json.dumps({"modules": sorted(sys.modules), "gc": gc.isenabled()}))
         return draw(self, y)
     ArtefactGraph.render_line = render_line
 
@@ -91,11 +91,13 @@ async def test_attach_loads_only_what_its_first_frame_needs_and_the_control_plan
     assert proc.returncode == 0, err.decode(errors="replace")
     assert (tmp_path / "first.json").exists(), err.decode(errors="replace")[-2000:]
     first = json.loads((tmp_path / "first.json").read_text())
-    assert "holt_tui.reader" in first and "textual.app" in first  # it did attach and draw
-    assert prefixed(first, NOT_BEFORE_FIRST_FRAME) == []
+    assert "holt_tui.reader" in first["modules"] and "textual.app" in first["modules"]  # it did attach and draw
+    assert prefixed(first["modules"], NOT_BEFORE_FIRST_FRAME) == []
+    assert not first["gc"]  # start-up runs without the cyclic collector ...
     later = json.loads((tmp_path / "later.json").read_text())
     assert later["lease"].startswith("control"), later["lease"]  # the deferred planes did load, and took control
     assert "holt_tui.core_sources" in later["modules"]
+    assert later["gc"]  # ... which is on again once the first page is on screen
 
 
 async def test_the_later_sources_subscribe_to_the_channels_of_the_sources_they_stand_for(redis_url: str) -> None:
