@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from holt_tui.feed import FeedItem
     from holt_tui.sources import Sources
 
-# The first frame of an attach waits for no more than this for the control planes (holt_core.hitl and .debug,
-# loaded once the first page is on screen): a scan that takes longer does not hold up the inbox and the lease.
-CONTROL_WAIT_S = 3.0
+# What waits for the first page to be on screen (the control planes, the garbage collector) waits no longer than
+# this: a first page that takes longer does not hold up the inbox and the lease.
+FIRST_PAGE_WAIT_S = 3.0
 
 app = typer.Typer(
     name="holt-tui",
@@ -69,13 +69,9 @@ def attach(
         recorder = Recorder(record, instance, now_ms=config.clock_ms, monotonic=config.monotonic)
     from holt_tui.app import HoltTui
 
-    async def control_ready() -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(tui.first_page_shown.wait(), CONTROL_WAIT_S)
-
     # Acting (inbox, debugger) goes through the operator's own Redis user; with none, Redis refuses every write.
-    sources = later_sources_for(actor.url if actor else viewer_url(url), instance, operator, control_ready,
-                                impersonated_by=actor.impersonated_by if actor else "")
+    sources = later_sources_for(actor.url if actor else viewer_url(url), instance, operator,
+                                lambda: first_page_shown(tui), impersonated_by=actor.impersonated_by if actor else "")
 
     async def start(sink: Callable[[FeedItem], None]) -> None:
         collect_after_first_page(tui)
@@ -89,15 +85,20 @@ def attach(
     tui.run()  # prints one line on quit: detached, or quit while Redis was unreachable
 
 
+async def first_page_shown(tui: HoltTui) -> None:
+    """Until the first page of the scan is on screen (or ``FIRST_PAGE_WAIT_S`` passed)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(tui.first_page_shown.wait(), FIRST_PAGE_WAIT_S)
+
+
 def collect_after_first_page(tui: HoltTui) -> None:
-    """Switch the cyclic garbage collector on again (``run`` starts without it) once the first page is on screen,
-    or after ``CONTROL_WAIT_S``. Start-up allocates hundreds of thousands of long-lived objects (modules, classes,
+    """Switch the cyclic garbage collector on again (``run`` starts without it) once the first page is on screen.
+    Start-up allocates hundreds of thousands of long-lived objects (modules, classes,
     pydantic schemas, Textual's styles) that the collector would otherwise scan some 200 times before the first
     frame, for about 2,000 objects of garbage; the app freezes what the scan loaded (``gc.freeze``) as it goes."""
 
     async def collect() -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(tui.first_page_shown.wait(), CONTROL_WAIT_S)
+        await first_page_shown(tui)
         gc.enable()
 
     tui.run_worker(collect(), name="gc", exit_on_error=False)
