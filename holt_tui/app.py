@@ -27,7 +27,7 @@ from textual.containers import Vertical
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Input, Static, TabbedContent, TabPane, TextArea
+from textual.widgets import Input, Static, TabbedContent, TabPane
 
 from holt_core.errors import HoltError
 from holt_core.redis_wire import loaded_errors
@@ -51,7 +51,6 @@ from holt_tui.model import Change, LiveModel
 from holt_tui.payload import pretty_payload
 from holt_tui.record import ArtefactRecord
 from holt_tui.recording import Recorder
-from holt_tui.screens.dialogs import ActionDialog, BreakpointDialog
 from holt_tui.screens.help import HelpScreen
 from holt_tui.sources import ActionResult, Breakpoint, HeldDecision, InboxItem, LeaseState, Sources, null_sources
 from holt_tui.timeline import ClaimJournal, Timeline, build_timeline, parse_moment, seek
@@ -1028,8 +1027,8 @@ class HoltTui(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Shown and enabled when the action applies now; hidden otherwise (its ``refuse`` fallback explains)."""
         if action == "show_pane":
-            # A priority binding: in a text field (prompt, dialog) the digit is typed, not a tab switch.
-            return not isinstance(self.focused, Input | TextArea) and self.screen is self._main
+            # A priority binding: in a text field (the prompt, a dialog: another screen) the digit is typed.
+            return not isinstance(self.focused, Input) and self.screen is self._main
         if action == "refuse":
             return True
         if action == "history":
@@ -1119,6 +1118,8 @@ class HoltTui(App[None]):
         async def submit(text: str) -> ActionResult:
             return await self._perform(name, work(text))
 
+        from holt_tui.screens.dialogs import ActionDialog  # with TextArea: loaded when first needed, not at start
+
         self.push_screen(ActionDialog(title, detail, text_label, initial, required=required, submit=submit))
 
     def action_step(self) -> None:
@@ -1164,6 +1165,8 @@ class HoltTui(App[None]):
         async def submit(form: BreakpointForm) -> ActionResult:
             return await self._perform(f"add breakpoint {s(form.type_glob, 40)}",
                                        self.sources.debug.add_breakpoint(form.type_glob, form.conditions, form.action))
+
+        from holt_tui.screens.dialogs import BreakpointDialog
 
         self.push_screen(BreakpointDialog(glob, submit))
 

@@ -66,10 +66,12 @@ run()
 """
 
 # Not before the first frame: the engine, redis-py (with the OpenTelemetry SDK its observability imports), the
-# control planes and their adapter, cryptography (audit checkpoint signatures), holt.yml's parser and models.
+# control planes and their adapter, cryptography (audit checkpoint signatures), holt.yml's parser and models, the
+# dialogs (with Textual's TextArea).
 NOT_BEFORE_FIRST_FRAME = (
     "holt_core.engine", "holt_core.orchestrator", "redis", "opentelemetry", "cryptography", "holt_core.hitl",
-    "holt_core.debug", "holt_tui.core_sources", "yaml", "holt_core.config",
+    "holt_core.debug", "holt_tui.core_sources", "yaml", "holt_core.config", "holt_tui.screens.dialogs",
+    "textual.widgets._text_area",
 )
 
 
