@@ -23,10 +23,9 @@ import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from redis.asyncio import Redis
 
 from holt_core.audit_anchors import (
     AUDIT_KEY_ENV,
@@ -49,6 +48,9 @@ from holt_core.keys import Keys
 from holt_core.models import now_ms
 from holt_core.redis_wire import CommandWire
 from holt_core.transaction import Tx, TxResult, TxRunner
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = ["AUDIT_KEY_ENV", "AuditRecord", "AuditTrail", "VerifyResult"]
 GENESIS_HASH = "0" * 64

@@ -25,14 +25,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from holt_core.embedded_redis import default_data_dir
 from holt_core.errors import HoltError
+
+if TYPE_CHECKING:  # cryptography is imported where a key is loaded, made or checked: reading records needs none
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 CHECKPOINT_FILE_ENV = "HOLT_AUDIT_CHECKPOINT_FILE"
 CHECKPOINT_WEBHOOK_ENV = "HOLT_AUDIT_CHECKPOINT_WEBHOOK"
@@ -79,13 +80,16 @@ class CheckpointKeys:
         private: Ed25519PrivateKey | None = None
         public: Ed25519PublicKey | None = None
         signing = os.environ.get(SIGNING_KEY_ENV, "").strip()
+        verifying = os.environ.get(VERIFY_KEY_ENV, "").strip()
+        if signing or verifying:
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
         if signing:
             loaded = serialization.load_pem_private_key(_key_bytes(signing, SIGNING_KEY_ENV), password=None)
             if not isinstance(loaded, Ed25519PrivateKey):
                 raise AnchorKeyError(f"{SIGNING_KEY_ENV}: {signing} is not an Ed25519 private key",
                                      hint="holt audit keygen FILE writes one")
             private, public = loaded, loaded.public_key()
-        verifying = os.environ.get(VERIFY_KEY_ENV, "").strip()
         if verifying:
             loaded_public = serialization.load_pem_public_key(_key_bytes(verifying, VERIFY_KEY_ENV))
             if not isinstance(loaded_public, Ed25519PublicKey):
@@ -106,6 +110,9 @@ def _key_bytes(path: str, env: str) -> bytes:
 
 def generate_signing_key(path: Path) -> Path:
     """A new Ed25519 key: the private key to ``path`` (0600), the public key to ``path.pub``; returns the latter."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     private = Ed25519PrivateKey.generate()
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
@@ -157,6 +164,8 @@ class Checkpoint(BaseModel):
         if self.sig_alg == SIG_ED25519:
             if keys.ed_public is None:
                 return f"it is ed25519-signed: set {VERIFY_KEY_ENV} (or {SIGNING_KEY_ENV}) to verify it"
+            from cryptography.exceptions import InvalidSignature
+
             try:
                 keys.ed_public.verify(bytes.fromhex(self.sig), _DOMAIN + self.canonical())
             except (InvalidSignature, ValueError):

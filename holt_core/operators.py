@@ -16,18 +16,21 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 from pydantic import BaseModel, ValidationError
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from holt_core.acl import ADMIN_USER, command, operator_rules, operator_user, setuser_args, with_user
-from holt_core.blackboard import connect_redis
 from holt_core.errors import HoltError, InvalidInput, NotFound
 from holt_core.identity import OPERATOR_ENV, resolve_operator, validate_operator, whoami
 from holt_core.keys import OPERATORS
 from holt_core.models import now_ms
+from holt_core.redis_conn import connect_redis, open_client
+from holt_core.redis_wire import loaded_errors
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 TOKEN_ENV = "HOLT_OPERATOR_TOKEN"
 _ROLE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -99,7 +102,7 @@ async def _save_acl(redis: Redis) -> None:
     """Persist the ACL users in the aclfile (hashed); a Redis started without one keeps them in memory only."""
     try:
         await command(redis, "ACL", "SAVE")
-    except ResponseError as err:
+    except loaded_errors("ResponseError") as err:
         if "aclfile" not in str(err).lower():
             raise
 
@@ -122,8 +125,10 @@ async def revoke_operator(redis: Redis, name: str) -> OperatorRecord:
         raise NotFound(f"operator {name!r} is not registered", hint="holt operator list shows who is")
     user = operator_user(name)
     await command(redis, "ACL", "SETUSER", user, "off", "resetpass")
-    with contextlib.suppress(ResponseError):
+    try:
         await command(redis, "CLIENT", "KILL", "USER", user)
+    except loaded_errors("ResponseError"):
+        pass
     await _save_acl(redis)
     record = record.model_copy(update={"revoked": True, "revoked_ms": now_ms()})
     await redis.hset(OPERATORS, name, record.model_dump_json())
@@ -194,8 +199,10 @@ async def authenticate(base_url: str, as_operator: str | None = None) -> Actor:
 
     ``as_operator`` (``--as``) is impersonation: only the admin identity (``base_url`` authenticates as
     holt-admin, or as the default user of a Redis without holt's ACL users) may use it.
+
+    It reads (ACL WHOAMI, the operator registry) on the light client (holt_core/redis_conn.py), without redis-py.
     """
-    redis = connect_redis(base_url, socket_connect_timeout=5)
+    redis = open_client(base_url, connect_timeout_s=5)
     try:
         user = await whoami(redis)
         if as_operator:

@@ -260,8 +260,47 @@ class LightRedis:
             if cursor == "0":
                 return
 
+    # holt-tui's reader (holt_tui/reader.py): the artefact index, the open claims, the audit stream.
+
+    async def zcard(self, key: str) -> int:
+        return int(await self._wire.call("ZCARD", key))
+
+    async def zrevrange(self, key: str, start: int, end: int) -> list[str]:
+        return cast("list[str]", await self._wire.call("ZREVRANGE", key, start, end))
+
+    async def smembers(self, key: str) -> set[str]:
+        return set(await self._wire.call("SMEMBERS", key))
+
+    async def xrevrange(self, key: str, max: str = "+", min: str = "-",
+                        count: int | None = None) -> list[tuple[str, dict[str, str]]]:
+        args: list[str | int] = ["XREVRANGE", key, max, min]
+        if count is not None:
+            args += ["COUNT", count]
+        return _entries(await self._wire.call(*args))
+
+    async def xread(self, streams: dict[str, str], count: int | None = None,
+                    block: int | None = None) -> list[list[Any]]:
+        """As redis-py answers in RESP2: ``[[stream, [(id, fields), ...]], ...]``, an empty list when nothing came."""
+        args: list[str | int] = ["XREAD"]
+        if count is not None:
+            args += ["COUNT", count]
+        if block is not None:
+            args += ["BLOCK", block]
+        args += ["STREAMS", *streams, *streams.values()]
+        reply = await self._wire.call(*args)
+        return [[stream, _entries(entries)] for stream, entries in reply or []]
+
     async def aclose(self) -> None:
         self._wire.close()
+
+
+def _entries(reply: list[Any] | None) -> list[tuple[str, dict[str, str]]]:
+    """Stream entries as redis-py decodes them: (id, fields as a dict)."""
+    out: list[tuple[str, dict[str, str]]] = []
+    for entry_id, fields in reply or []:
+        values = iter(fields or [])
+        out.append((entry_id, dict(zip(values, values, strict=True))))
+    return out
 
 
 def route_to(redis: Any, keys: Keys) -> None:

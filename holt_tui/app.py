@@ -7,6 +7,7 @@ events costs one redraw, and keys stay responsive.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import shlex
@@ -19,7 +20,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
-from redis.exceptions import RedisError
 from rich.text import Text
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
@@ -27,9 +27,10 @@ from textual.containers import Vertical
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Input, Static, TabbedContent, TabPane, TextArea
+from textual.widgets import Input, Static, TabbedContent, TabPane
 
 from holt_core.errors import HoltError
+from holt_core.redis_wire import loaded_errors
 from holt_tui.breakpoint_form import BreakpointForm
 from holt_tui.commands import COMMANDS, ActionsProvider, Command, find_command
 from holt_tui.config import TuiConfig
@@ -43,14 +44,13 @@ from holt_tui.display import (
     s,
 )
 from holt_tui.export import workflow_dot, workflow_mermaid
-from holt_tui.feed import ClaimSeen, FeedItem
+from holt_tui.feed import ClaimSeen, FeedItem, ScanPage
 from holt_tui.filtering import NO_FILTER, ListFilter
 from holt_tui.messages import ActionDone, Explained, LinkFollowed, PromptCancelled, PromptSubmitted, RowSelected
 from holt_tui.model import Change, LiveModel
 from holt_tui.payload import pretty_payload
 from holt_tui.record import ArtefactRecord
 from holt_tui.recording import Recorder
-from holt_tui.screens.dialogs import ActionDialog, BreakpointDialog
 from holt_tui.screens.help import HelpScreen
 from holt_tui.sources import ActionResult, Breakpoint, HeldDecision, InboxItem, LeaseState, Sources, null_sources
 from holt_tui.timeline import ClaimJournal, Timeline, build_timeline, parse_moment, seek
@@ -245,6 +245,9 @@ class HoltTui(App[None]):
         self._explained_for: str | None = None
         self._explain_wanted = False
         self._explain_running = False
+        # Set once the attach scan's first page (or all of a small instance) is on screen: what waits for it
+        # (holt_tui/main.py loads the control planes then) stays off the path to the first frame.
+        self.first_page_shown = asyncio.Event()
         if not self.config.animations:
             self.animation_level = "none"
 
@@ -322,6 +325,9 @@ class HoltTui(App[None]):
         self.feed.append(item)
         if isinstance(item, ClaimSeen):
             self.journal.note(self._feed_time or self.config.clock_ms(), item.state)
+        elif isinstance(item, ScanPage) and item.first and not self._slice_queued:
+            self._slice_queued = True  # the first page of a scan is drawn at once, not at the next drain tick
+            self.call_later(self._next_slice)
         if self.recorder is not None:
             self.recorder.write(item)
 
@@ -354,6 +360,8 @@ class HoltTui(App[None]):
             if to_show is not None:
                 with self.batch_update():
                     self.apply_change(to_show)
+                if not self.first_page_shown.is_set() and (self.live_model.artefacts or not self.live_model.loading):
+                    self.call_after_refresh(self.first_page_shown.set)
         if self._history_at is not None and self.live_model.connection == "ended":
             self._open_history_at(self._history_at)
         if was_loading:
@@ -688,7 +696,7 @@ class HoltTui(App[None]):
                 for claim_id in claims:
                     try:
                         reasons[claim_id] = await self.sources.debug.explain(claim_id)
-                    except (HoltError, RedisError, OSError) as err:
+                    except loaded_errors("RedisError", also=(HoltError, OSError)) as err:
                         reasons[claim_id] = [f"cannot ask the debug plane: {err}"]
                 self.post_message(Explained(selected, reasons))
         finally:
@@ -1019,8 +1027,8 @@ class HoltTui(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Shown and enabled when the action applies now; hidden otherwise (its ``refuse`` fallback explains)."""
         if action == "show_pane":
-            # A priority binding: in a text field (prompt, dialog) the digit is typed, not a tab switch.
-            return not isinstance(self.focused, Input | TextArea) and self.screen is self._main
+            # A priority binding: in a text field (the prompt, a dialog: another screen) the digit is typed.
+            return not isinstance(self.focused, Input) and self.screen is self._main
         if action == "refuse":
             return True
         if action == "history":
@@ -1095,7 +1103,7 @@ class HoltTui(App[None]):
             result = await call
         except HoltError as err:
             result = ActionResult(False, err.message)
-        except (RedisError, OSError) as err:
+        except loaded_errors("RedisError", also=(OSError,)) as err:
             result = ActionResult(False, f"cannot reach Redis: {err}")
         self.post_message(ActionDone(name, result.ok, result.message))
         return result
@@ -1109,6 +1117,8 @@ class HoltTui(App[None]):
 
         async def submit(text: str) -> ActionResult:
             return await self._perform(name, work(text))
+
+        from holt_tui.screens.dialogs import ActionDialog  # with TextArea: loaded when first needed, not at start
 
         self.push_screen(ActionDialog(title, detail, text_label, initial, required=required, submit=submit))
 
@@ -1155,6 +1165,8 @@ class HoltTui(App[None]):
         async def submit(form: BreakpointForm) -> ActionResult:
             return await self._perform(f"add breakpoint {s(form.type_glob, 40)}",
                                        self.sources.debug.add_breakpoint(form.type_glob, form.conditions, form.action))
+
+        from holt_tui.screens.dialogs import BreakpointDialog
 
         self.push_screen(BreakpointDialog(glob, submit))
 

@@ -22,22 +22,16 @@ import contextlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from typing import TYPE_CHECKING, Any
 
 from holt_core.audit import AuditRecord
 from holt_core.blackboard import Blackboard, next_message
 from holt_core.cli.common import redis_client
-from holt_core.config import load_config
 from holt_core.errors import HoltError, MalformedRecord
 from holt_core.instances import get_record
 from holt_core.lock import is_fresh, lock_value, stamp_seconds
 from holt_core.models import Artefact, Claim, WorkflowEvent
-from holt_core.redis_wire import Backoff
+from holt_core.redis_wire import Backoff, loaded_errors
 from holt_tui.config import TuiConfig
 from holt_tui.feed import (
     ArtefactSeen,
@@ -56,13 +50,20 @@ from holt_tui.feed import (
 from holt_tui.record import HASH_FIELDS, ArtefactRecord, records_from_rows
 from holt_tui.sources import Sources
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 Sink = Callable[[FeedItem], None]
 PAGE = 1000
 AUDIT_TAIL = 500
 _CLAIM_REFRESH_S = 0.1
 _INSTANCE_POLL_S = 2.0
 _AUDIT_POLL_S = 0.5
-_LOST = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def _lost(*also: type[Exception]) -> tuple[type[Exception], ...]:
+    """Redis went away (redis-py's ConnectionError and TimeoutError, imported only once one was raised)."""
+    return loaded_errors("ConnectionError", "TimeoutError", also=(OSError, *also))
 
 
 class Reader:
@@ -85,13 +86,15 @@ class Reader:
         """Attach and follow until cancelled; a lost connection is retried forever, then resynced."""
         resync = False
         while True:
-            redis = redis_client(self.url, client_name="holt-tui")
+            # The light client (holt_core/redis_conn.py): the reader never needs redis-py, whose import (with
+            # OpenTelemetry) would delay the first frame; redis-py's errors are imported only when one is raised.
+            redis = redis_client(self.url, client_name="holt-tui", light=True)
             bb = Blackboard(redis, self.instance)
             bb.on_unreadable = lambda bad: self._malformed(bad.key, bad.reason)  # skipped, counted, shown
             try:
                 self.sink(ConnectionSeen("connecting"))
                 await self._attach(bb, resync=resync)
-            except (*_LOST, MalformedRecord, HoltError) as exc:
+            except _lost(MalformedRecord, HoltError) as exc:
                 self.sink(ConnectionSeen("lost", str(exc)[:200]))
             finally:
                 bb.release()  # its own connection too: a long session re-attaches many times
@@ -107,11 +110,11 @@ class Reader:
             if self._resolve_url is not None:
                 with contextlib.suppress(HoltError, OSError):
                     self.url = self._resolve_url() or self.url
-            redis = redis_client(self.url, client_name="holt-tui")
+            redis = redis_client(self.url, client_name="holt-tui", light=True)
             try:
                 if await redis.ping():
                     return
-            except (*_LOST, RedisError):
+            except _lost(*loaded_errors("RedisError")):
                 pass
             finally:
                 with contextlib.suppress(Exception):
@@ -122,7 +125,8 @@ class Reader:
                     *self.sources.inbox.channels(), *self.sources.debug.channels()]
         async with bb.subscribe(*channels) as sub:
             self.sink(ConnectionSeen("scanning"))
-            self.sink(InstanceSeen(await self._instance_info(bb)))
+            # The workspace's roles (holt.yml) follow with the next poll, after the first page is on its way.
+            self.sink(InstanceSeen(await self._instance_info(bb, roles=False)))
 
             async def pump() -> None:
                 while (message := await next_message(sub, 0)) is not None:
@@ -211,16 +215,14 @@ class Reader:
     async def _claims(self, bb: Blackboard, ids: Sequence[str]) -> list[ClaimState]:
         out: list[ClaimState] = []
         for chunk in _chunks(list(ids), 500):
-            async with bb.redis.pipeline(transaction=False) as pipe:
-                for c in chunk:
-                    pipe.hgetall(bb.keys.claim(c))
-                    pipe.hgetall(bb.keys.bids(c))
-                replies = await pipe.execute(raise_on_error=False)
+            replies = await bb.wire.call_many([("HGETALL", key) for c in chunk
+                                               for key in (bb.keys.claim(c), bb.keys.bids(c))])
             for i, c in enumerate(chunk):
-                raw, bids = replies[2 * i], replies[2 * i + 1]
-                if isinstance(raw, Exception) or isinstance(bids, Exception):
+                flat_raw, flat_bids = replies[2 * i], replies[2 * i + 1]
+                if isinstance(flat_raw, Exception) or isinstance(flat_bids, Exception):
                     self._malformed(bb.keys.claim(c), "not a hash (a foreign client wrote another type here)")
                     continue
+                raw, bids = _hash(flat_raw), _hash(flat_bids)
                 if not raw:
                     continue
                 try:
@@ -285,12 +287,14 @@ class Reader:
         self.sink(InboxSeen(await self.sources.inbox.snapshot()))
         self.sink(DebugSeen(await self.sources.debug.snapshot()))
 
-    async def _instance_info(self, bb: Blackboard) -> InstanceInfo:
+    async def _instance_info(self, bb: Blackboard, *, roles: bool = True) -> InstanceInfo:
         record = await get_record(bb.redis, self.instance)
         lock = await lock_value(bb.redis, bb.keys)
         seen_ms = (stamp_seconds(lock) or 0) * 1000
         workspace = record.workspace_path if record else ""
-        if workspace and workspace != self._roles_from:
+        if roles and workspace and workspace != self._roles_from:
+            from holt_core.config import load_config  # yaml and the config models: not before the first page
+
             self._roles_from = workspace
             with contextlib.suppress(HoltError, OSError):
                 self._roles = tuple(sorted(load_config(Path(workspace)).agents))
@@ -304,6 +308,12 @@ class Reader:
         )
 
 
+def _hash(flat: list[str]) -> dict[str, str]:
+    """An HGETALL reply from the wire (field, value, ...) as a dict."""
+    values = iter(flat)
+    return dict(zip(values, values, strict=True))
+
+
 def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -313,13 +323,13 @@ async def check_attach(url: str, instance: str) -> None:
     from holt_core.cli.common import connection_failed
     from holt_core.instances import resolve_instance
 
-    redis: Redis = redis_client(url, client_name="holt-tui")
+    redis: Redis = redis_client(url, client_name="holt-tui", light=True)
     try:
         await redis.ping()
         await resolve_instance(redis, instance)
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except _lost() as exc:
         raise connection_failed(exc) from None
-    except RedisError as exc:
+    except loaded_errors("RedisError") as exc:
         raise HoltError(f"Redis refused the request: {exc}") from None
     finally:
         with contextlib.suppress(Exception):

@@ -15,6 +15,7 @@ Contract for implementations:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -283,3 +284,117 @@ class Sources:
 
 def null_sources() -> Sources:
     return Sources(NullInboxSource(), NullDebugSource())
+
+
+# ------------------------------------------------------------------------------------------------ deferred
+
+
+class _Later:
+    """Sources built on first use, and not before ``ready`` returns: an attach shows its first page before it
+    loads the planes behind the sources (holt_core.hitl, holt_core.debug, redis-py for the control connection)."""
+
+    def __init__(self, build: Callable[[], Sources], ready: Callable[[], Awaitable[None]]) -> None:
+        self._build = build
+        self._ready = ready
+        self._sources: Sources | None = None
+
+    async def get(self) -> Sources:
+        if self._sources is None:
+            await self._ready()
+            if self._sources is None:  # another caller may have built them while this one waited
+                self._sources = self._build()
+        return self._sources
+
+
+class _LaterInbox:
+    def __init__(self, later: _Later, channels: list[str]) -> None:
+        self._later = later
+        self._channels = channels
+
+    def channels(self) -> list[str]:
+        return list(self._channels)
+
+    async def snapshot(self) -> InboxSnapshot:
+        return await (await self._later.get()).inbox.snapshot()
+
+    async def answer(self, item_id: str, text: str) -> ActionResult:
+        return await (await self._later.get()).inbox.answer(item_id, text)
+
+    async def approve(self, item_id: str, justification: str) -> ActionResult:
+        return await (await self._later.get()).inbox.approve(item_id, justification)
+
+    async def reject(self, item_id: str, reason: str) -> ActionResult:
+        return await (await self._later.get()).inbox.reject(item_id, reason)
+
+
+class _LaterDebug:
+    def __init__(self, later: _Later, channels: list[str], capabilities: frozenset[str]) -> None:
+        self._later = later
+        self._channels = channels
+        self._capabilities = capabilities
+
+    async def _debug(self) -> DebugSource:
+        return (await self._later.get()).debug
+
+    def channels(self) -> list[str]:
+        return list(self._channels)
+
+    def capabilities(self) -> frozenset[str]:
+        return self._capabilities
+
+    async def snapshot(self) -> DebugSnapshot:
+        return await (await self._debug()).snapshot()
+
+    async def acquire_lease(self) -> LeaseState:
+        return await (await self._debug()).acquire_lease()
+
+    async def release_lease(self) -> None:
+        await (await self._debug()).release_lease()
+
+    async def step(self, decision_id: str) -> ActionResult:
+        return await (await self._debug()).step(decision_id)
+
+    async def continue_(self, decision_id: str) -> ActionResult:
+        return await (await self._debug()).continue_(decision_id)
+
+    async def skip(self, decision_id: str) -> ActionResult:
+        return await (await self._debug()).skip(decision_id)
+
+    async def run_to_terminal(self, decision_id: str) -> ActionResult:
+        return await (await self._debug()).run_to_terminal(decision_id)
+
+    async def pause(self) -> ActionResult:
+        return await (await self._debug()).pause()
+
+    async def resume(self) -> ActionResult:
+        return await (await self._debug()).resume()
+
+    async def toggle_breakpoint(self, type_glob: str) -> ActionResult:
+        return await (await self._debug()).toggle_breakpoint(type_glob)
+
+    async def add_breakpoint(self, type_glob: str, conditions: dict[str, str], action: str) -> ActionResult:
+        return await (await self._debug()).add_breakpoint(type_glob, conditions, action)
+
+    async def set_breakpoint_enabled(self, breakpoint_id: str, enabled: bool) -> ActionResult:
+        return await (await self._debug()).set_breakpoint_enabled(breakpoint_id, enabled)
+
+    async def delete_breakpoint(self, breakpoint_id: str) -> ActionResult:
+        return await (await self._debug()).delete_breakpoint(breakpoint_id)
+
+    async def inject_review(self, artefact_id: str, payload: str) -> ActionResult:
+        return await (await self._debug()).inject_review(artefact_id, payload)
+
+    async def terminate(self, claim_id: str, reason: str) -> ActionResult:
+        return await (await self._debug()).terminate(claim_id, reason)
+
+    async def explain(self, claim_id: str) -> list[str]:
+        return await (await self._debug()).explain(claim_id)
+
+
+def deferred_sources(build: Callable[[], Sources], ready: Callable[[], Awaitable[None]], *,
+                     inbox_channels: list[str], debug_channels: list[str],
+                     capabilities: frozenset[str] = CAPABILITIES) -> Sources:
+    """Sources that stand for ``build()``'s: what is known up front (channels, capabilities) is answered at once;
+    the first call that needs the real ones waits for ``ready``, builds them once and passes every call on."""
+    later = _Later(build, ready)
+    return Sources(_LaterInbox(later, inbox_channels), _LaterDebug(later, debug_channels, capabilities))

@@ -112,7 +112,8 @@ def test_the_hitl_coordinator_and_the_debug_plane_never_import_the_engine() -> N
 
 def test_importing_holt_tui_loads_no_engine_module() -> None:
     code = ("import json, sys\n"
-            "import holt_tui, holt_tui.app, holt_tui.main\n"
+            # main loads the reader and the control planes (core_sources) when it attaches: import them too.
+            "import holt_tui, holt_tui.app, holt_tui.main, holt_tui.reader, holt_tui.core_sources\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('holt_core'))))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
                           check=True)

@@ -220,6 +220,14 @@ class LineList(ScrollView, can_focus=True):
         if self.has_cursor:
             self.move_cursor(int(self.scroll_y) + event.y)
 
+    def on_focus(self, event: events.Focus) -> None:
+        self._cache.clear()  # the cursor row's style follows focus (line-list--cursor under :focus)
+        self.refresh()
+
+    def on_blur(self, event: events.Blur) -> None:
+        self._cache.clear()
+        self.refresh()
+
     def on_resize(self, event: events.Resize) -> None:
         self._cache.clear()
         self._width = max(self._width, self.size.width)
