@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
 import random
 import statistics
@@ -196,8 +197,10 @@ def first_frame_child(url: str, instance: str) -> None:
 
 
 async def attach_once(url: str, instance: str, total: int, roots: list[str], rate: int,
-                      seconds: float) -> dict[str, float]:
+                      seconds: float, profile: str = "") -> dict[str, float]:
     config = TuiConfig(animations=False, cursor_blink=False)
+    # --profile: cProfile of the load (app start to fully loaded) and of the key test, in two files.
+    profiler = cProfile.Profile() if profile else None
 
     first_sunk: list[float] = []
 
@@ -214,6 +217,9 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
     stalls = StallMonitor()
     stalls.start()
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    if profiler is not None:
+        profiler.enable()
     out: dict[str, float] = {}
     async with app.run_test(size=(160, 50)):
         app_mounted = time.perf_counter()
@@ -239,7 +245,12 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
         while painted[-1] < mark:  # noqa: ASYNC110
             await asyncio.sleep(0.002)
         out["loaded_s"] = painted[-1] - t0
+        out["loaded_cpu_s"] = time.process_time() - cpu0
         out["rss_mb"] = rss_mb() - rss0
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(f"{profile}.load")
+            profiler = cProfile.Profile()
         if rate > 0:
             roots_file = Path(tempfile.mkstemp(prefix="holt-bench-roots-")[1])
             roots_file.write_text("\n".join(roots))  # noqa: ASYNC240 (once, before measuring)
@@ -250,6 +261,9 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
             await asyncio.wait_for(proc.stdout.readline(), 30)
             await asyncio.sleep(1.0)  # let the stream reach steady state
             latencies: list[float] = []
+            cpu1 = time.process_time()
+            if profiler is not None:
+                profiler.enable()
             before = len(app.model.artefacts)
             keys = ["j", "k"]
             deadline = time.perf_counter() + seconds - 2
@@ -267,6 +281,10 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
                 latencies.append((painted[-1] - k0) * 1000)
                 await asyncio.sleep(0.1)
             graph.render_line = draw  # type: ignore[method-assign]
+            out["keys_cpu_s"] = time.process_time() - cpu1
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(f"{profile}.keys")
             await asyncio.wait_for(proc.wait(), seconds + 30)
             roots_file.unlink()  # noqa: ASYNC240
             arrived = len(app.model.artefacts) - before
@@ -277,6 +295,7 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
             out["events_applied_per_s"] = arrived / (seconds - 1)
     stalls.stop()
     out["stall_max_ms"] = stalls.worst_ms
+    out["load_avg_1m"] = os.getloadavg()[0]  # the machine's load at the end of the attach (shared machine)
     return out
 
 
@@ -289,6 +308,8 @@ async def main() -> None:
     parser.add_argument("--instance", default="", help="use (and populate once) this instance, e.g. to compare "
                         "two source trees on the same data; roots are kept in a file beside the bench's data")
     parser.add_argument("--keep", action="store_true", help="leave the instance in Redis afterwards")
+    parser.add_argument("--profile", default="", metavar="PATH", help="write cProfile stats of the in-process "
+                        "attach to PATH.load (start to fully loaded) and PATH.keys (the key test); slows both")
     args = parser.parse_args()
     url = resolve_redis_url()
     instance = args.instance or f"bench-tui-{uuid.uuid4().hex[:8]}"
@@ -311,7 +332,7 @@ async def main() -> None:
             await asyncio.sleep(3.0)
             idle.stop()
             total = int(await bb.redis.zcard(bb.keys.artefact_index))
-            result = await attach_once(url, instance, total, roots, args.rate, args.seconds)
+            result = await attach_once(url, instance, total, roots, args.rate, args.seconds, args.profile)
             floor = await first_frame_process([sys.executable, "-c", FLOOR_APP])
             whole = await first_frame_process([sys.executable, __file__, "--first-frame", url, instance])
             result["stall_floor_ms"] = idle.worst_ms
