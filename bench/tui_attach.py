@@ -117,14 +117,19 @@ class StallMonitor:
 
     def __init__(self) -> None:
         self.worst_ms = 0.0
+        self.worst_at = 0.0  # when the worst stall ended (loop time), to tell the load's from the key test's
+        self.started = 0.0
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        self.started = loop.time()
         while True:
             t = loop.time()
             await asyncio.sleep(0.01)
-            self.worst_ms = max(self.worst_ms, (loop.time() - t - 0.01) * 1000)
+            late = (loop.time() - t - 0.01) * 1000
+            if late > self.worst_ms:
+                self.worst_ms, self.worst_at = late, loop.time()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -225,11 +230,13 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
         app_mounted = time.perf_counter()
         graph = app.query_one(ArtefactGraph)
         painted: list[float] = []
+        painted_at: list[str | None] = []  # the row under the cursor when each line was drawn
         draw = graph.render_line
 
         def timed_render_line(y: int) -> Any:
             if graph.items:
                 painted.append(time.perf_counter())
+                painted_at.append(graph.current_key)
             return draw(y)
 
         graph.render_line = timed_render_line  # type: ignore[method-assign]
@@ -268,17 +275,20 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
             keys = ["j", "k"]
             deadline = time.perf_counter() + seconds - 2
             while time.perf_counter() < deadline:
-                cursor = graph.cursor
+                row = graph.current_key
+                seen = len(painted)
                 k0 = time.perf_counter()
                 # Key latency: the key goes into the app's queue as a terminal key would; it counts until the
-                # list has moved its cursor and drawn a line after that.
+                # list draws its first line with the cursor on another row (a drain moves the cursor's index when
+                # rows land above it, never its row; the list repaints only the lines that change).
                 app.simulate_key(keys[len(latencies) % 2])
-                while graph.cursor == cursor:  # noqa: ASYNC110
+                while True:
+                    drawn = next((i for i in range(seen, len(painted)) if painted_at[i] != row), None)
+                    if drawn is not None:
+                        break
+                    seen = len(painted)
                     await asyncio.sleep(0.0005)
-                moved = time.perf_counter()
-                while not painted or painted[-1] < moved:  # noqa: ASYNC110
-                    await asyncio.sleep(0.0005)
-                latencies.append((painted[-1] - k0) * 1000)
+                latencies.append((painted[drawn] - k0) * 1000)
                 await asyncio.sleep(0.1)
             graph.render_line = draw  # type: ignore[method-assign]
             out["keys_cpu_s"] = time.process_time() - cpu1
@@ -295,6 +305,7 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
             out["events_applied_per_s"] = arrived / (seconds - 1)
     stalls.stop()
     out["stall_max_ms"] = stalls.worst_ms
+    out["stall_max_at_s"] = stalls.worst_at - stalls.started  # seconds after app start (loaded_s: the load's end)
     out["load_avg_1m"] = os.getloadavg()[0]  # the machine's load at the end of the attach (shared machine)
     return out
 

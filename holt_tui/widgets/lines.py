@@ -15,7 +15,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -51,6 +51,9 @@ class LineList(ScrollView, can_focus=True):
         self._all: Sequence[Any] = []
         # Strips by (row key, selected, scroll x): a row keeps its strip when rows move around it.
         self._cache: dict[tuple[str, bool, int], Strip] = {}
+        # What each line on screen was last drawn from (its strip's cache key; None = blank): a change of rows
+        # repaints only the lines whose key differs, and a view that only shifted is not repainted at all.
+        self._drawn: dict[int, tuple[str, bool, int] | None] = {}
         self._width = 0
 
     # ---- subclass API --------------------------------------------------------------------------------
@@ -91,7 +94,7 @@ class LineList(ScrollView, can_focus=True):
             self._cache.clear()
         shown = items if filtered or not self.filter.is_active else [i for i in items if self.filter.matches(
             self.item_subject(i))]
-        self._replace(shown)
+        self._replace(shown, repaint_all=invalidate)
 
     def set_filter(self, f: ListFilter) -> None:
         self.filter = f
@@ -101,7 +104,9 @@ class LineList(ScrollView, can_focus=True):
         self._cache.clear()
         self.refresh()
 
-    def _replace(self, shown: Sequence[Any]) -> None:
+    def _replace(self, shown: Sequence[Any], *, repaint_all: bool = True) -> None:
+        """``repaint_all=False``: repaint only the lines on screen that now show another row (or the same row drawn
+        differently); when rows land above the cursor, the view shifts with it without a repaint."""
         old_item = self.current_item
         old_key = self.current_key
         screen_row = self.cursor - int(self.scroll_y)
@@ -124,9 +129,48 @@ class LineList(ScrollView, can_focus=True):
         self.cursor = new_index
         self._width = max(self._width, self.size.width)
         self._set_virtual_size(Size(self.content_width(), len(shown)))
+        if repaint_all or not shown:
+            if moved and self.has_cursor:
+                self.scroll_to(y=max(new_index - screen_row, 0), animate=False, immediate=True)
+            self.refresh()
+            return
         if moved and self.has_cursor:
-            self.scroll_to(y=max(new_index - screen_row, 0), animate=False, immediate=True)
-        self.refresh()
+            self._scroll_quietly(max(new_index - screen_row, 0))
+        self._refresh_changed()
+
+    def _scroll_quietly(self, y: int) -> None:
+        """Scroll to row ``y`` without repainting the view (``_refresh_changed`` repaints what differs): Textual's
+        scroll repaints every line, and at 1,000 events/s rows land above the cursor every drain."""
+        y = max(0, min(y, int(self.max_scroll_y)))
+        if y == int(self.scroll_y):
+            return
+        self.set_reactive(LineList.scroll_y, float(y))
+        self.set_reactive(LineList.scroll_target_y, float(y))
+        if self.show_vertical_scrollbar:
+            self.vertical_scrollbar.position = y
+
+    def _line_key(self, index: int, scroll_x: int) -> tuple[str, bool, int] | None:
+        if index >= len(self.items):
+            return None
+        return self.item_cache_key(self.items[index]), self.has_cursor and index == self.cursor, scroll_x
+
+    def _refresh_changed(self) -> None:
+        """Repaint the lines on screen whose row (or its look) differs from what they were drawn from."""
+        if not self._drawn:
+            self.refresh()
+            return
+        scroll_x, top = self.scroll_offset
+        width = max(self.virtual_size.width, self.size.width)
+        drawn = self._drawn
+        height = self.scrollable_content_region.height
+        start = -1  # the first line of a run of changed lines (one refresh region per run)
+        for y in range(height + 1):
+            changed = y < height and drawn.get(y, 0) != self._line_key(top + y, scroll_x)
+            if changed and start < 0:
+                start = y
+            elif not changed and start >= 0:
+                self.refresh(Region(0, start, width, y - start))
+                start = -1
 
     def _set_virtual_size(self, new: Size) -> None:
         """A longer or shorter list whose scrollbars stay as they are needs no layout pass: ``virtual_size`` is a
@@ -159,8 +203,12 @@ class LineList(ScrollView, can_focus=True):
         if index == self.cursor:
             return
         self.cursor = index
+        top = int(self.scroll_y)
         self.scroll_to_region_row(index)
-        self.refresh()
+        if int(self.scroll_y) == top:
+            self._refresh_changed()  # the two cursor lines (a scroll repaints the view itself)
+        else:
+            self.refresh()
         self.post_message(RowSelected(self.id or "", self.current_key))
 
     def select_key(self, key: str) -> bool:
@@ -232,15 +280,18 @@ class LineList(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         base = self.rich_style
         if not self.items:
+            self._drawn.clear()  # an empty list is always repainted in full
             if y == 0:
                 style = self.get_component_rich_style("line-list--empty")
                 text = Text(self.filtered_empty_text(), style=style)
                 return Strip(list(text.render(self.app.console))).crop_extend(0, width, base)
             return Strip.blank(width, base)
         if index >= len(self.items):
+            self._drawn[y] = None
             return Strip.blank(width, base)
         selected = self.has_cursor and index == self.cursor
         cache_key = (self.item_cache_key(self.items[index]), selected, scroll_x)
+        self._drawn[y] = cache_key
         strip = self._cache.get(cache_key)
         if strip is None:
             text = self.item_text(self.items[index], selected)
