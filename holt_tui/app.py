@@ -386,7 +386,7 @@ class HoltTui(App[None]):
     def _tick(self) -> None:
         """Once a second: ages tick (header clock, held decisions, inbox, the inspector's "ago")."""
         self._render_status()
-        self._main.query_one(ArtefactGraph).invalidate()  # the rows' ages (only the visible rows redraw)
+        self._main.query_one(ArtefactGraph).refresh_changed()  # the rows whose age now reads differently
         pane = self._active_pane()
         if pane == "debugger":
             self._main.query_one(HeldList).refresh()

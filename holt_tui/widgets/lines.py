@@ -8,6 +8,7 @@ same syntax (``holt_tui.filtering``). Subclasses say how an item looks and what 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import ceil
 from typing import Any, ClassVar
 
 from rich.segment import Segment
@@ -17,10 +18,24 @@ from textual import events
 from textual.binding import Binding, BindingType
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBar, ScrollBarRender
 from textual.strip import Strip
 
 from holt_tui.filtering import NO_FILTER, ListFilter, Subject
 from holt_tui.messages import RowSelected
+
+
+def _thumb(size: int, virtual: float, window: float, position: float) -> tuple[int, int] | None:
+    """Where Textual's scrollbar draws its thumb, in eighths of a cell (``ScrollBarRender.render_bar``'s
+    arithmetic, for ``ScrollBar._render_bar``'s arguments): equal for two states, the bar looks the same."""
+    virtual = ceil(virtual)
+    window = ceil(window) if window < virtual else 0
+    if not (window and size and virtual and size != virtual) or virtual == window:
+        return None
+    eighths = len(ScrollBarRender.VERTICAL_BARS)
+    thumb = max(1, window / (virtual / size))
+    start = int((size - thumb) * (position / (virtual - window)) * eighths)
+    return start, start + ceil(thumb * eighths)
 
 
 class LineList(ScrollView, can_focus=True):
@@ -104,6 +119,13 @@ class LineList(ScrollView, can_focus=True):
         self._cache.clear()
         self.refresh()
 
+    def refresh_changed(self) -> None:
+        """Repaint only the lines on screen whose cache key (``item_cache_key``) changed since they were drawn."""
+        if self.items:
+            self._refresh_changed()
+        else:
+            self.refresh()
+
     def _replace(self, shown: Sequence[Any], *, repaint_all: bool = True) -> None:
         """``repaint_all=False``: repaint only the lines on screen that now show another row (or the same row drawn
         differently); when rows land above the cursor, the view shifts with it without a repaint."""
@@ -146,8 +168,29 @@ class LineList(ScrollView, can_focus=True):
             return
         self.set_reactive(LineList.scroll_y, float(y))
         self.set_reactive(LineList.scroll_target_y, float(y))
-        if self.show_vertical_scrollbar:
-            self.vertical_scrollbar.position = y
+        self._sync_scrollbar()
+
+    def _sync_scrollbar(self) -> None:
+        """Give the vertical scrollbar the list's length and position; repaint it only when its thumb moves on
+        screen. A repaint of the scrollbar composites its whole column, and at 100k rows the rows a drain adds
+        or the view's shift over them rarely move the thumb by a visible step."""
+        if not (self.show_vertical_scrollbar and self.styles.scrollbar_size_vertical):
+            return
+        bar = self.vertical_scrollbar
+        virtual = self.virtual_size.height
+        window = self.container_size.height - self.scrollbar_size_horizontal
+        position = self.scroll_y
+        height = bar.size.height
+        if _thumb(height, virtual, window, position) == _thumb(height, bar.window_virtual_size, bar.window_size,
+                                                               bar.position):
+            bar.set_reactive(ScrollBar.window_virtual_size, virtual)
+            bar.set_reactive(ScrollBar.window_size, window)
+            bar.set_reactive(ScrollBar.position, position)
+        else:
+            bar.window_virtual_size = virtual
+            bar.window_size = window
+            bar.position = position
+            bar.refresh()
 
     def _line_key(self, index: int, scroll_x: int) -> tuple[str, bool, int] | None:
         if index >= len(self.items):
@@ -182,7 +225,7 @@ class LineList(ScrollView, can_focus=True):
         if old.height and new.width == old.width and height and (new.height > height) == (old.height > height) \
                 and self.scroll_y <= max(new.height - height, 0):  # the scroll position stays valid
             self.set_reactive(LineList.virtual_size, new)
-            self._scroll_update(new)
+            self._sync_scrollbar()  # (what _scroll_update does here, without repainting an unmoved thumb)
         else:
             self.virtual_size = new
 
