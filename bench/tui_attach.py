@@ -4,9 +4,14 @@ Measures (medians over ``--repeat`` attaches):
 - first useful frame: from app start until the artefact list shows rows (the newest page of the index);
 - fully loaded: until every artefact is in the model and the list shows all of them;
 - memory: RSS growth of this process from before the app starts to fully loaded;
-- key latency: ``j``/``k`` presses (pilot ``press``, which returns once the key is handled and the screen
-  refreshed) while another process writes 1,000 artefacts a second, each announced on pub/sub;
-- stall: the longest the event loop was late for a 10 ms timer, from app start to the end of the key test;
+- key latency: ``j``/``k`` presses (each put in the app's queue as a terminal key would be), from the press to the
+  first line the list draws with its cursor on the next row, while another process writes 1,000 artefacts a
+  second, each announced on pub/sub;
+- stall: the longest the event loop was late for a 10 ms timer, from app start to the end of the key test
+  (``stall_max_at_s``: when, in seconds after app start; the load ends at ``loaded_s``);
+- CPU seconds of this process for the load (``loaded_cpu_s``) and the key test (``keys_cpu_s``), and the machine's
+  load average (``load_avg_1m``): on a shared machine, compare CPU seconds; ``--profile PATH`` writes cProfile
+  stats of both phases;
 - whole process: from spawning a fresh Python to the first frame with artefacts (headless, same size), and the
   floor measured in the same run: a minimal Textual app's first frame, whole process; and their ratio.
 
