@@ -4,9 +4,14 @@ Measures (medians over ``--repeat`` attaches):
 - first useful frame: from app start until the artefact list shows rows (the newest page of the index);
 - fully loaded: until every artefact is in the model and the list shows all of them;
 - memory: RSS growth of this process from before the app starts to fully loaded;
-- key latency: ``j``/``k`` presses (pilot ``press``, which returns once the key is handled and the screen
-  refreshed) while another process writes 1,000 artefacts a second, each announced on pub/sub;
-- stall: the longest the event loop was late for a 10 ms timer, from app start to the end of the key test;
+- key latency: ``j``/``k`` presses (each put in the app's queue as a terminal key would be), from the press to the
+  first line the list draws with its cursor on the next row, while another process writes 1,000 artefacts a
+  second, each announced on pub/sub;
+- stall: the longest the event loop was late for a 10 ms timer, from app start to the end of the key test
+  (``stall_max_at_s``: when, in seconds after app start; the load ends at ``loaded_s``);
+- CPU seconds of this process for the load (``loaded_cpu_s``) and the key test (``keys_cpu_s``), and the machine's
+  load average (``load_avg_1m``): on a shared machine, compare CPU seconds; ``--profile PATH`` writes cProfile
+  stats of both phases;
 - whole process: from spawning a fresh Python that runs ``holt-tui attach INSTANCE`` as people run it (holt_tui.main
   with typer, Redis lookup, the instance check, operator authentication) to its first frame with artefacts
   (headless, same size), and the floor measured in the same run: a minimal Textual app's first frame, whole
@@ -27,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import os
 import random
 import statistics
 import sys
@@ -117,14 +124,19 @@ class StallMonitor:
 
     def __init__(self) -> None:
         self.worst_ms = 0.0
+        self.worst_at = 0.0  # when the worst stall ended (loop time), to tell the load's from the key test's
+        self.started = 0.0
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        self.started = loop.time()
         while True:
             t = loop.time()
             await asyncio.sleep(0.01)
-            self.worst_ms = max(self.worst_ms, (loop.time() - t - 0.01) * 1000)
+            late = (loop.time() - t - 0.01) * 1000
+            if late > self.worst_ms:
+                self.worst_ms, self.worst_at = late, loop.time()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -132,6 +144,7 @@ class StallMonitor:
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+            self._task = None
 
 
 FLOOR_APP = """
@@ -215,8 +228,10 @@ async def first_frame_process(argv: list[str]) -> float:
 
 
 async def attach_once(url: str, instance: str, total: int, roots: list[str], rate: int,
-                      seconds: float) -> dict[str, float]:
+                      seconds: float, profile: str = "") -> dict[str, float]:
     config = TuiConfig(animations=False, cursor_blink=False)
+    # --profile: cProfile of the load (app start to fully loaded) and of the key test, in two files.
+    profiler = cProfile.Profile() if profile else None
 
     first_sunk: list[float] = []
 
@@ -233,16 +248,21 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
     stalls = StallMonitor()
     stalls.start()
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    if profiler is not None:
+        profiler.enable()
     out: dict[str, float] = {}
     async with app.run_test(size=(160, 50)):
         app_mounted = time.perf_counter()
         graph = app.query_one(ArtefactGraph)
         painted: list[float] = []
+        painted_at: list[str | None] = []  # the row under the cursor when each line was drawn
         draw = graph.render_line
 
         def timed_render_line(y: int) -> Any:
             if graph.items:
                 painted.append(time.perf_counter())
+                painted_at.append(graph.current_key)
             return draw(y)
 
         graph.render_line = timed_render_line  # type: ignore[method-assign]
@@ -258,7 +278,12 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
         while painted[-1] < mark:  # noqa: ASYNC110
             await asyncio.sleep(0.002)
         out["loaded_s"] = painted[-1] - t0
+        out["loaded_cpu_s"] = time.process_time() - cpu0
         out["rss_mb"] = rss_mb() - rss0
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(f"{profile}.load")
+            profiler = cProfile.Profile()
         if rate > 0:
             roots_file = Path(tempfile.mkstemp(prefix="holt-bench-roots-")[1])
             roots_file.write_text("\n".join(roots))  # noqa: ASYNC240 (once, before measuring)
@@ -269,23 +294,34 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
             await asyncio.wait_for(proc.stdout.readline(), 30)
             await asyncio.sleep(1.0)  # let the stream reach steady state
             latencies: list[float] = []
+            cpu1 = time.process_time()
+            if profiler is not None:
+                profiler.enable()
             before = len(app.model.artefacts)
             keys = ["j", "k"]
             deadline = time.perf_counter() + seconds - 2
             while time.perf_counter() < deadline:
-                cursor = graph.cursor
+                row = graph.current_key
+                seen = len(painted)
                 k0 = time.perf_counter()
                 # Key latency: the key goes into the app's queue as a terminal key would; it counts until the
-                # list has moved its cursor and drawn a line after that.
+                # list draws its first line with the cursor on another row (a drain moves the cursor's index when
+                # rows land above it, never its row; the list repaints only the lines that change).
                 app.simulate_key(keys[len(latencies) % 2])
-                while graph.cursor == cursor:  # noqa: ASYNC110
+                while True:
+                    drawn = next((i for i in range(seen, len(painted)) if painted_at[i] != row), None)
+                    if drawn is not None:
+                        break
+                    seen = len(painted)
                     await asyncio.sleep(0.0005)
-                moved = time.perf_counter()
-                while not painted or painted[-1] < moved:  # noqa: ASYNC110
-                    await asyncio.sleep(0.0005)
-                latencies.append((painted[-1] - k0) * 1000)
+                latencies.append((painted[drawn] - k0) * 1000)
                 await asyncio.sleep(0.1)
+            stalls.stop()  # the key test's end (the writer's last second and the app's exit are not measured)
             graph.render_line = draw  # type: ignore[method-assign]
+            out["keys_cpu_s"] = time.process_time() - cpu1
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(f"{profile}.keys")
             await asyncio.wait_for(proc.wait(), seconds + 30)
             roots_file.unlink()  # noqa: ASYNC240
             arrived = len(app.model.artefacts) - before
@@ -296,6 +332,8 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
             out["events_applied_per_s"] = arrived / (seconds - 1)
     stalls.stop()
     out["stall_max_ms"] = stalls.worst_ms
+    out["stall_max_at_s"] = stalls.worst_at - stalls.started  # seconds after app start (loaded_s: the load's end)
+    out["load_avg_1m"] = os.getloadavg()[0]  # the machine's load at the end of the attach (shared machine)
     return out
 
 
@@ -310,6 +348,8 @@ async def main() -> None:
     parser.add_argument("--keep", action="store_true", help="leave the instance in Redis afterwards")
     parser.add_argument("--first-frame-only", action="store_true", help="measure only the whole-process first "
                         "frames (the floor and holt-tui attach, alternating), --repeat times")
+    parser.add_argument("--profile", default="", metavar="PATH", help="write cProfile stats of the in-process "
+                        "attach to PATH.load (start to fully loaded) and PATH.keys (the key test); slows both")
     args = parser.parse_args()
     url = resolve_redis_url()
     instance = args.instance or f"bench-tui-{uuid.uuid4().hex[:8]}"
@@ -340,7 +380,7 @@ async def main() -> None:
             await asyncio.sleep(3.0)
             idle.stop()
             total = int(await bb.redis.zcard(bb.keys.artefact_index))
-            result = await attach_once(url, instance, total, roots, args.rate, args.seconds)
+            result = await attach_once(url, instance, total, roots, args.rate, args.seconds, args.profile)
             floor = await first_frame_process([sys.executable, "-c", FLOOR_APP])
             whole = await first_frame_process([sys.executable, "-c", ATTACH_APP, instance])
             result["stall_floor_ms"] = idle.worst_ms

@@ -146,6 +146,10 @@ class Keys:
     def artefact_pattern(self) -> str:
         return f"{escape_glob(self.prefix)}artefact:*"
 
+    def artefact_field_pattern(self, field: str) -> str:
+        """SORT's GET pattern for one field of each artefact hash named by the index (``*`` is the member)."""
+        return f"{self.prefix}artefact:*->{field}"
+
     def artefact_prefix_pattern(self, id_prefix: str) -> str:
         return f"{escape_glob(self.prefix)}artefact:{escape_glob(id_prefix)}*"
 

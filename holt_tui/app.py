@@ -238,6 +238,7 @@ class HoltTui(App[None]):
         self._drained = 0
         self._slice_queued = False
         self._status_queued = False
+        self._selection_queued = False  # the panes that follow the selection wait for the list's frame
         self._unpainted = Change()  # what the drain has applied to the model but not drawn yet (while loading)
         self._painted_at = -_LOAD_PAINT_S
         # "Why not moving" from the debug plane (live attach only): claim id -> reasons, for the selection.
@@ -393,7 +394,7 @@ class HoltTui(App[None]):
     def _tick(self) -> None:
         """Once a second: ages tick (header clock, held decisions, inbox, the inspector's "ago")."""
         self._render_status()
-        self._main.query_one(ArtefactGraph).invalidate()  # the rows' ages (only the visible rows redraw)
+        self._main.query_one(ArtefactGraph).refresh_changed()  # the rows whose age now reads differently
         pane = self._active_pane()
         if pane == "debugger":
             self._main.query_one(HeldList).refresh()
@@ -476,8 +477,8 @@ class HoltTui(App[None]):
 
     def _refresh_active_pane(self, *, keep_scroll: bool) -> None:
         pane = self._active_pane()
-        if pane not in self._stale:
-            return
+        if pane not in self._stale or (self._selection_queued and pane in ("inspector", "neighbourhood")):
+            return  # (a moved selection draws them right after the list's frame, from the top)
         self._stale.discard(pane)
         now, tz = self.config.clock_ms(), self.config.tz
         match pane:
@@ -542,7 +543,9 @@ class HoltTui(App[None]):
             t.append(f" │ ⚠ {len(m.skipped)} unreadable", style="yellow")
         now = self.config.clock_ms()
         t.append(f" │ {s(self.config.host, 30)} {clock(now, self.config.tz)}", style="dim")
-        self._main.query_one("#header", Static).update(t, layout=False)  # one line, always: no layout pass
+        header = self._main.query_one("#header", Static)
+        if header.content != t:  # unchanged (a key press redraws the status): no repaint
+            header.update(t, layout=False)  # one line, always: no layout pass
         notice = self._main.query_one("#notice", Static)
         text = ""
         if m.connection == "lost":
@@ -560,7 +563,9 @@ class HoltTui(App[None]):
         graph = self._main.query_one(ArtefactGraph)
         if graph.filter.is_active:
             status.append(f" │ filter: {s(graph.filter.source, 40)} ({len(graph.items)} rows)", style="cyan")
-        self._main.query_one("#graph-status", Static).update(status, layout=False)
+        graph_status = self._main.query_one("#graph-status", Static)
+        if graph_status.content != status:
+            graph_status.update(status, layout=False)
 
     def _render_debugger(self) -> None:
         d = self.model.debug
@@ -620,7 +625,7 @@ class HoltTui(App[None]):
             # A move that follow mode made itself keeps following; any other move ends it.
             if self.following and message.key != self._follow_key:
                 self.following = False
-            self._selection_changed()
+            self._selection_moved()
         elif message.list_id == "breakpoints":
             self.refresh_bindings()
         elif message.list_id == "held":
@@ -632,7 +637,24 @@ class HoltTui(App[None]):
 
     _follow_key: str | None = None
 
+    def _selection_moved(self) -> None:
+        """The list's cursor moved (a key, a click): the list repaints its two cursor lines in this frame, and the
+        panes that follow the selection (inspector, graph) in the next one. Drawn in the same frame, they made the
+        key's repaint span both columns; a burst of keys draws the panes once, for where the cursor stopped."""
+        self._stale.update(("inspector", "neighbourhood"))
+        if not self._selection_queued:
+            self._selection_queued = True
+            self.call_after_refresh(self._selection_drawn)
+
+    def _selection_drawn(self) -> None:
+        if not self._selection_queued:
+            return  # drawn meanwhile (the selection changed by other means)
+        self._selection_queued = False
+        if self.is_running:
+            self._selection_changed()
+
     def _selection_changed(self) -> None:
+        self._selection_queued = False
         self._stale.update(("inspector", "neighbourhood"))
         self._request_explain()
         self._refresh_active_pane(keep_scroll=False)

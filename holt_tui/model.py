@@ -40,6 +40,7 @@ from holt_tui.sources import DebugSnapshot, InboxSnapshot
 # depth 1 for a thread's first version and 2 for its later versions.
 Row = tuple[str, str, int]
 SEARCH_PAYLOAD_CHARS = 200_000  # a search reads at most this much of each payload
+_PLACE_AT = 200  # apply_for places pending rows once this many artefacts wait (a scan page)
 _BY_CREATED = attrgetter("created_at_ms", "id")
 _BY_VERSION = attrgetter("version", "id")
 _BY_CREATED_ITEM = itemgetter(0, 1)
@@ -72,17 +73,15 @@ class Change:
 
 
 class LogLine:
-    """One line of the Events log. Slotted, and an artefact's line keeps the record and writes its text (and
-    its filter ``subject``) only when drawn or filtered: the history rebuilt on attach makes 20,000 at once."""
+    """One line of the Events log (slotted: the log holds up to 20,000)."""
 
-    __slots__ = ("_artefact", "_text", "agent", "ids", "kind", "ts_ms", "type_")
+    __slots__ = ("_text", "agent", "ids", "kind", "ts_ms", "type_")
 
     def __init__(self, ts_ms: int, kind: str, text: str, *, agent: str | None = None, type_: str | None = None,
-                 ids: tuple[str, ...] = (), artefact: ArtefactRecord | None = None) -> None:
+                 ids: tuple[str, ...] = ()) -> None:
         self.ts_ms = ts_ms
         self.kind = kind  # event name
         self._text = text
-        self._artefact = artefact
         self.agent = agent
         self.type_ = type_
         self.ids = ids
@@ -90,16 +89,44 @@ class LogLine:
     @property
     def text(self) -> str:
         """Raw (unsanitised) description."""
-        a = self._artefact
-        if a is not None:
-            self._text = f"{a.structural_type.value} {a.type} v{a.version} by {a.produced_by_role} id={a.id}"
-            self._artefact = None
         return self._text
 
     @property
     def subject(self) -> Subject:
         return Subject(text=f"{self.kind} {self.text}", type=self.type_ or self.kind, agent=self.agent,
                        kind=self.kind, ids=self.ids, ts_ms=self.ts_ms)
+
+
+class ArtefactLine(LogLine):
+    """An artefact's line of the Events log: made with one attribute, everything else read from the record when
+    the line is drawn or filtered (the history rebuilt on attach makes 20,000 at once, at the end of the load)."""
+
+    __slots__ = ("record",)
+    kind = "artefact"  # (shadows the slot of LogLine: an artefact's line is always of this kind)
+
+    def __init__(self, record: ArtefactRecord) -> None:  # (no LogLine.__init__: nothing else to set)
+        self.record = record
+
+    @property
+    def ts_ms(self) -> int:  # type: ignore[override]
+        return self.record.created_at_ms
+
+    @property
+    def agent(self) -> str:  # type: ignore[override]
+        return self.record.produced_by_role
+
+    @property
+    def type_(self) -> str:  # type: ignore[override]
+        return self.record.type
+
+    @property
+    def ids(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.record.id, self.record.logical_id
+
+    @property
+    def text(self) -> str:
+        a = self.record
+        return f"{a.structural_type.value} {a.type} v{a.version} by {a.produced_by_role} id={a.id}"
 
 
 @dataclass(frozen=True)
@@ -148,6 +175,7 @@ class LiveModel:
         self._wf_rows: dict[str, list[Row]] = {}
         self._pending: list[str] = []
         self._full_dirty = True
+        self._flat_dirty = False  # workflows' rows changed since the flat list was built
         self._rows: list[Row] = []
         self._filtered: list[Row] | None = None
         self.filter: ListFilter = NO_FILTER
@@ -173,8 +201,11 @@ class LiveModel:
         while feed:
             change.merge(self.apply(feed.popleft()))
             applied += 1
+            if len(self._pending) >= _PLACE_AT:
+                self.place_pending()  # a scan page's rows are placed in the slice that applied it
             if clock() >= end:
                 break
+        self.place_pending()
         if change.any:
             self.revision += 1
         return change, applied
@@ -300,8 +331,10 @@ class LiveModel:
         self.events.append(LogLine(ts_ms, kind, text, agent=agent, type_=type_, ids=ids))
 
     def _log_artefact(self, a: ArtefactRecord) -> None:
-        self.events.append(LogLine(a.created_at_ms, "artefact", "", agent=a.produced_by_role, type_=a.type,
-                                   ids=(a.id, a.logical_id), artefact=a))
+        self.events.append(ArtefactLine(a))
+
+    def _log_artefacts(self, records: Iterable[ArtefactRecord]) -> None:
+        self.events.extend(map(ArtefactLine, records))
 
     def _log_workflow(self, e: WorkflowEvent, ts_ms: int) -> None:
         d = e.data
@@ -325,8 +358,7 @@ class LiveModel:
         newest = _newest(list(self.artefacts.values()), keep)
         live = list(self.events)
         self.events.clear()
-        for a in newest:
-            self._log_artefact(a)
+        self._log_artefacts(newest)
         for st in self.claims.values():
             c = st.claim
             if not c.status.is_open:
@@ -427,12 +459,11 @@ class LiveModel:
         if self._full_dirty:
             self._rebuild_all()
         elif self._pending:
-            self._rebuild_pending()
-        else:
-            if self._filtered is None:
-                self._filtered = self._apply_filter()
-            return self._filtered
-        self._filtered = self._apply_filter()
+            self.place_pending()
+        if self._flat_dirty:
+            self._flatten()
+        if self._filtered is None:
+            self._filtered = self._apply_filter()
         return self._filtered
 
     def _rebuild_all(self) -> None:
@@ -446,7 +477,12 @@ class LiveModel:
         self._full_dirty = False
         self._flatten()
 
-    def _rebuild_pending(self) -> None:
+    def place_pending(self) -> None:
+        """File the artefacts added since the last call under their workflows (the rows of each workflow), leaving
+        the flat list to ``rows()``: the drain calls it per slice, so a repaint after many scan pages does not
+        place them all at once."""
+        if self._full_dirty or not self._pending:
+            return
         dirty: set[str] = set()
         artefacts, roots, children = self.artefacts, self._root, self.children
         for a_id in self._pending:
@@ -476,7 +512,7 @@ class LiveModel:
         for root in dirty:
             if root in self._wf_members:
                 self._wf_rows[root] = self._workflow_rows(root)
-        self._flatten()
+        self._flat_dirty = True
 
     def _merge_workflow(self, old_root: str, new_root: str) -> None:
         moved = self._wf_members.pop(old_root)
@@ -514,6 +550,8 @@ class LiveModel:
     def _flatten(self) -> None:
         self._rows = list(itertools.chain.from_iterable(
             self._wf_rows[r][:1] if r in self.collapsed else self._wf_rows[r] for _, r in self._wf_order))
+        self._flat_dirty = False
+        self._filtered = None
 
     def set_collapsed(self, root: str, collapsed: bool) -> None:
         """Fold a workflow to its header row (or unfold it)."""

@@ -145,6 +145,10 @@ class MomentModel(LiveModel):
         if not self._quiet:
             super()._log_artefact(a)
 
+    def _log_artefacts(self, records: Iterable[ArtefactRecord]) -> None:
+        if not self._quiet:
+            super()._log_artefacts(records)
+
     def remove_artefact(self, a_id: str) -> None:
         """Undo ``_add_artefact`` (its descendants and claims are gone already: they came after it)."""
         self.rows()  # place pending rows first, so the row cache is exact

@@ -194,3 +194,34 @@ async def test_single_server_keeps_its_one_connection_per_client(redis_url: str,
         await board.redis.delete(board.keys.lock_owner, board.keys.debug_mode)
     finally:
         await board.close()
+
+
+async def test_holt_tui_scans_a_braced_instance_on_a_cluster_a_page_per_command(
+        cluster: LocalCluster, braced: str, cbb: Blackboard) -> None:
+    """The attach scan's SORT_RO reads the hashes through patterns in the instance's hash tag: the owning node
+    serves it (no CROSSSLOT, no fallback), newest page first, then the rest oldest first."""
+    from holt_tui.config import TuiConfig
+    from holt_tui.feed import FeedItem, ScanPage
+    from holt_tui.reader import Reader
+    from holt_tui.sources import null_sources
+    from tests.test_cli_read import artefact
+
+    written = [await cbb.create_artefact(artefact(created=1_000 + n)) for n in range(9)]
+    pages: list[list[str]] = []
+    done = asyncio.Event()
+
+    def sink(item: FeedItem) -> None:
+        if isinstance(item, ScanPage):
+            pages.append([a.id for a in item.artefacts])
+            if item.last:
+                done.set()
+
+    reader = Reader(cluster.url, braced, sink, null_sources(), TuiConfig(first_page=4))
+    task = asyncio.create_task(reader.run())
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        task.cancel()
+    ids = [a.id for a in written]
+    assert pages[0] == ids[::-1][:4] and pages[1] == ids[:5]
+    assert reader._sort_gets is not None  # SORT_RO was served, not refused

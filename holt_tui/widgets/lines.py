@@ -8,6 +8,7 @@ same syntax (``holt_tui.filtering``). Subclasses say how an item looks and what 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import ceil
 from typing import Any, ClassVar
 
 from rich.segment import Segment
@@ -15,12 +16,26 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBar, ScrollBarRender
 from textual.strip import Strip
 
 from holt_tui.filtering import NO_FILTER, ListFilter, Subject
 from holt_tui.messages import RowSelected
+
+
+def _thumb(size: int, virtual: float, window: float, position: float) -> tuple[int, int] | None:
+    """Where Textual's scrollbar draws its thumb, in eighths of a cell (``ScrollBarRender.render_bar``'s
+    arithmetic, for ``ScrollBar._render_bar``'s arguments): equal for two states, the bar looks the same."""
+    virtual = ceil(virtual)
+    window = ceil(window) if window < virtual else 0
+    if not (window and size and virtual and size != virtual) or virtual == window:
+        return None
+    eighths = len(ScrollBarRender.VERTICAL_BARS)
+    thumb = max(1, window / (virtual / size))
+    start = int((size - thumb) * (position / (virtual - window)) * eighths)
+    return start, start + ceil(thumb * eighths)
 
 
 class LineList(ScrollView, can_focus=True):
@@ -51,6 +66,9 @@ class LineList(ScrollView, can_focus=True):
         self._all: Sequence[Any] = []
         # Strips by (row key, selected, scroll x): a row keeps its strip when rows move around it.
         self._cache: dict[tuple[str, bool, int], Strip] = {}
+        # What each line on screen was last drawn from (its strip's cache key; None = blank): a change of rows
+        # repaints only the lines whose key differs, and a view that only shifted is not repainted at all.
+        self._drawn: dict[int, tuple[str, bool, int] | None] = {}
         self._width = 0
 
     # ---- subclass API --------------------------------------------------------------------------------
@@ -91,7 +109,7 @@ class LineList(ScrollView, can_focus=True):
             self._cache.clear()
         shown = items if filtered or not self.filter.is_active else [i for i in items if self.filter.matches(
             self.item_subject(i))]
-        self._replace(shown)
+        self._replace(shown, repaint_all=invalidate)
 
     def set_filter(self, f: ListFilter) -> None:
         self.filter = f
@@ -101,7 +119,16 @@ class LineList(ScrollView, can_focus=True):
         self._cache.clear()
         self.refresh()
 
-    def _replace(self, shown: Sequence[Any]) -> None:
+    def refresh_changed(self) -> None:
+        """Repaint only the lines on screen whose cache key (``item_cache_key``) changed since they were drawn."""
+        if self.items:
+            self._refresh_changed()
+        else:
+            self.refresh()
+
+    def _replace(self, shown: Sequence[Any], *, repaint_all: bool = True) -> None:
+        """``repaint_all=False``: repaint only the lines on screen that now show another row (or the same row drawn
+        differently); when rows land above the cursor, the view shifts with it without a repaint."""
         old_item = self.current_item
         old_key = self.current_key
         screen_row = self.cursor - int(self.scroll_y)
@@ -124,9 +151,69 @@ class LineList(ScrollView, can_focus=True):
         self.cursor = new_index
         self._width = max(self._width, self.size.width)
         self._set_virtual_size(Size(self.content_width(), len(shown)))
+        if repaint_all or not shown:
+            if moved and self.has_cursor:
+                self.scroll_to(y=max(new_index - screen_row, 0), animate=False, immediate=True)
+            self.refresh()
+            return
         if moved and self.has_cursor:
-            self.scroll_to(y=max(new_index - screen_row, 0), animate=False, immediate=True)
-        self.refresh()
+            self._scroll_quietly(max(new_index - screen_row, 0))
+        self._refresh_changed()
+
+    def _scroll_quietly(self, y: int) -> None:
+        """Scroll to row ``y`` without repainting the view (``_refresh_changed`` repaints what differs): Textual's
+        scroll repaints every line, and at 1,000 events/s rows land above the cursor every drain."""
+        y = max(0, min(y, int(self.max_scroll_y)))
+        if y == int(self.scroll_y):
+            return
+        self.set_reactive(LineList.scroll_y, float(y))
+        self.set_reactive(LineList.scroll_target_y, float(y))
+        self._sync_scrollbar()
+
+    def _sync_scrollbar(self) -> None:
+        """Give the vertical scrollbar the list's length and position; repaint it only when its thumb moves on
+        screen. A repaint of the scrollbar composites its whole column, and at 100k rows the rows a drain adds
+        or the view's shift over them rarely move the thumb by a visible step."""
+        if not (self.show_vertical_scrollbar and self.styles.scrollbar_size_vertical):
+            return
+        bar = self.vertical_scrollbar
+        virtual = self.virtual_size.height
+        window = self.container_size.height - self.scrollbar_size_horizontal
+        position = self.scroll_y
+        height = bar.size.height
+        if _thumb(height, virtual, window, position) == _thumb(height, bar.window_virtual_size, bar.window_size,
+                                                               bar.position):
+            bar.set_reactive(ScrollBar.window_virtual_size, virtual)
+            bar.set_reactive(ScrollBar.window_size, window)
+            bar.set_reactive(ScrollBar.position, position)
+        else:
+            bar.window_virtual_size = virtual
+            bar.window_size = window
+            bar.position = position
+            bar.refresh()
+
+    def _line_key(self, index: int, scroll_x: int) -> tuple[str, bool, int] | None:
+        if index >= len(self.items):
+            return None
+        return self.item_cache_key(self.items[index]), self.has_cursor and index == self.cursor, scroll_x
+
+    def _refresh_changed(self) -> None:
+        """Repaint the lines on screen whose row (or its look) differs from what they were drawn from."""
+        if not self._drawn:
+            self.refresh()
+            return
+        scroll_x, top = self.scroll_offset
+        width = max(self.virtual_size.width, self.size.width)
+        drawn = self._drawn
+        height = self.scrollable_content_region.height
+        start = -1  # the first line of a run of changed lines (one refresh region per run)
+        for y in range(height + 1):
+            changed = y < height and drawn.get(y, 0) != self._line_key(top + y, scroll_x)
+            if changed and start < 0:
+                start = y
+            elif not changed and start >= 0:
+                self.refresh(Region(0, start, width, y - start))
+                start = -1
 
     def _set_virtual_size(self, new: Size) -> None:
         """A longer or shorter list whose scrollbars stay as they are needs no layout pass: ``virtual_size`` is a
@@ -138,7 +225,7 @@ class LineList(ScrollView, can_focus=True):
         if old.height and new.width == old.width and height and (new.height > height) == (old.height > height) \
                 and self.scroll_y <= max(new.height - height, 0):  # the scroll position stays valid
             self.set_reactive(LineList.virtual_size, new)
-            self._scroll_update(new)
+            self._sync_scrollbar()  # (what _scroll_update does here, without repainting an unmoved thumb)
         else:
             self.virtual_size = new
 
@@ -159,8 +246,12 @@ class LineList(ScrollView, can_focus=True):
         if index == self.cursor:
             return
         self.cursor = index
+        top = int(self.scroll_y)
         self.scroll_to_region_row(index)
-        self.refresh()
+        if int(self.scroll_y) == top:
+            self._refresh_changed()  # the two cursor lines (a scroll repaints the view itself)
+        else:
+            self.refresh()
         self.post_message(RowSelected(self.id or "", self.current_key))
 
     def select_key(self, key: str) -> bool:
@@ -240,15 +331,18 @@ class LineList(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         base = self.rich_style
         if not self.items:
+            self._drawn.clear()  # an empty list is always repainted in full
             if y == 0:
                 style = self.get_component_rich_style("line-list--empty")
                 text = Text(self.filtered_empty_text(), style=style)
                 return Strip(list(text.render(self.app.console))).crop_extend(0, width, base)
             return Strip.blank(width, base)
         if index >= len(self.items):
+            self._drawn[y] = None
             return Strip.blank(width, base)
         selected = self.has_cursor and index == self.cursor
         cache_key = (self.item_cache_key(self.items[index]), selected, scroll_x)
+        self._drawn[y] = cache_key
         strip = self._cache.get(cache_key)
         if strip is None:
             text = self.item_text(self.items[index], selected)

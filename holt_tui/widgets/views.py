@@ -47,7 +47,9 @@ class ArtefactGraph(LineList):
 
     def item_cache_key(self, item: Row) -> str:
         if item[0] == "a":
-            return item[1]
+            # With its age: the clock's tick repaints only the rows whose age reads differently.
+            a = self.model.artefacts.get(item[1])
+            return f"{item[1]} {age(a.created_at_ms, self._now_ms()) if a is not None else ''}"
         # A workflow header shows its size and status: a new member or a new state must redraw it.
         return (f"w:{item[1]}:{self.model.workflow_size(item[1])}:{self.model.workflow_status(item[1])}"
                 f":{item[1] in self.model.collapsed}")
@@ -108,6 +110,11 @@ class TextLines(LineList):
     def item_key(self, item: Text) -> str:
         return item.plain
 
+    def item_cache_key(self, item: Text) -> str:
+        # The whole look of the line: a line that reads and looks the same keeps its strip (and is not repainted)
+        # when the next selection's lines are shown.
+        return repr((item.plain, item.style, item.spans, item.justify, item.overflow, item.end))
+
     def item_text(self, item: Text, selected: bool) -> Text:
         return item.copy()
 
@@ -116,12 +123,12 @@ class TextLines(LineList):
         return max(self.size.width, widest)
 
     def show(self, lines: list[Text], *, keep_scroll: bool = False) -> None:
+        """Show these lines; only the lines on screen that read or look different are repainted."""
         self.items = lines
-        self._cache.clear()
         self._set_virtual_size(self.virtual_size.__class__(self.content_width(), len(lines)))
         if not keep_scroll:
             self.scroll_to(0, 0, animate=False, immediate=True)
-        self.refresh()
+        self.refresh_changed()
 
 
 class InspectorLines(TextLines):
@@ -144,10 +151,10 @@ class InspectorLines(TextLines):
             self.post_message(LinkFollowed(target))
 
     def show(self, lines: list[Text], *, keep_scroll: bool = False) -> None:
-        super().show(lines, keep_scroll=keep_scroll)
         if not keep_scroll:
             self.cursor = 0
         self.cursor = min(self.cursor, max(len(lines) - 1, 0))
+        super().show(lines, keep_scroll=keep_scroll)
 
 
 class TailList(LineList):
