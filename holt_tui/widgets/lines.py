@@ -7,7 +7,7 @@ same syntax (``holt_tui.filtering``). Subclasses say how an item looks and what 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from math import ceil
 from typing import Any, ClassVar
 
@@ -23,6 +23,14 @@ from textual.strip import Strip
 
 from holt_tui.filtering import NO_FILTER, ListFilter, Subject
 from holt_tui.messages import RowSelected
+
+_PLAIN = Style()
+
+
+def _styled(segments: Iterable[Segment]) -> list[Segment]:
+    """Segments with a style each: rich leaves some unstyled (None), and Textual's NO_COLOR (monochrome) filter
+    reads every segment's style."""
+    return [seg if seg.style is not None else Segment(seg.text, _PLAIN, seg.control) for seg in segments]
 
 
 def _thumb(size: int, virtual: float, window: float, position: float) -> tuple[int, int] | None:
@@ -335,7 +343,7 @@ class LineList(ScrollView, can_focus=True):
             if y == 0:
                 style = self.get_component_rich_style("line-list--empty")
                 text = Text(self.filtered_empty_text(), style=style)
-                return Strip(list(text.render(self.app.console))).crop_extend(0, width, base)
+                return Strip(_styled(text.render(self.app.console))).crop_extend(0, width, base)
             return Strip.blank(width, base)
         if index >= len(self.items):
             self._drawn[y] = None
@@ -347,8 +355,7 @@ class LineList(ScrollView, can_focus=True):
         if strip is None:
             text = self.item_text(self.items[index], selected)
             text.no_wrap = True
-            segments: list[Segment] = list(text.render(self.app.console))
-            strip = Strip(segments)
+            strip = Strip(_styled(text.render(self.app.console)))
             if selected:
                 strip = strip.extend_cell_length(max(width + scroll_x, strip.cell_length))
                 strip = strip.apply_style(self.get_component_rich_style("line-list--cursor"))
