@@ -73,10 +73,10 @@ class LineList(ScrollView, can_focus=True):
         self.filter: ListFilter = NO_FILTER
         self._all: Sequence[Any] = []
         # Strips by (row key, selected, scroll x): a row keeps its strip when rows move around it.
-        self._cache: dict[tuple[str, bool, int], Strip] = {}
+        self._cache: dict[tuple[str, bool, int, int], Strip] = {}
         # What each line on screen was last drawn from (its strip's cache key; None = blank): a change of rows
         # repaints only the lines whose key differs, and a view that only shifted is not repainted at all.
-        self._drawn: dict[int, tuple[str, bool, int] | None] = {}
+        self._drawn: dict[int, tuple[str, bool, int, int] | None] = {}
         self._width = 0
 
     # ---- subclass API --------------------------------------------------------------------------------
@@ -200,10 +200,10 @@ class LineList(ScrollView, can_focus=True):
             bar.position = position
             bar.refresh()
 
-    def _line_key(self, index: int, scroll_x: int) -> tuple[str, bool, int] | None:
+    def _line_key(self, index: int, scroll_x: int, width: int) -> tuple[str, bool, int, int] | None:
         if index >= len(self.items):
             return None
-        return self.item_cache_key(self.items[index]), self.has_cursor and index == self.cursor, scroll_x
+        return self.item_cache_key(self.items[index]), self.has_cursor and index == self.cursor, scroll_x, width
 
     def _refresh_changed(self) -> None:
         """Repaint the lines on screen whose row (or its look) differs from what they were drawn from."""
@@ -213,10 +213,10 @@ class LineList(ScrollView, can_focus=True):
         scroll_x, top = self.scroll_offset
         width = max(self.virtual_size.width, self.size.width)
         drawn = self._drawn
-        height = self.scrollable_content_region.height
+        content_width, height = self.scrollable_content_region.size
         start = -1  # the first line of a run of changed lines (one refresh region per run)
         for y in range(height + 1):
-            changed = y < height and drawn.get(y, 0) != self._line_key(top + y, scroll_x)
+            changed = y < height and drawn.get(y, 0) != self._line_key(top + y, scroll_x, content_width)
             if changed and start < 0:
                 start = y
             elif not changed and start >= 0:
@@ -349,7 +349,9 @@ class LineList(ScrollView, can_focus=True):
             self._drawn[y] = None
             return Strip.blank(width, base)
         selected = self.has_cursor and index == self.cursor
-        cache_key = (self.item_cache_key(self.items[index]), selected, scroll_x)
+        # The width is part of the key: the content region narrows when a scrollbar appears, without a resize,
+        # and a line drawn at the old width must not count as drawn.
+        cache_key = (self.item_cache_key(self.items[index]), selected, scroll_x, width)
         self._drawn[y] = cache_key
         strip = self._cache.get(cache_key)
         if strip is None:
