@@ -371,7 +371,10 @@ class HoltTui(App[None]):
             gc.freeze()
         if self.feed and not self._slice_queued:
             self._slice_queued = True
-            self.call_later(self._next_slice)
+            # Through the event loop, not straight onto the message queue: Textual handles queued messages back
+            # to back without yielding, so a chain of slices would starve the screen's refresh, the reader and
+            # every timer until the feed is empty (hundreds of ms at the end of a 100k scan).
+            asyncio.get_running_loop().call_soon(self.call_later, self._next_slice)
 
     def _paint_now(self, change: Change) -> Change | None:
         """While the scan loads pages (and nothing else changed), the list and header are redrawn at most
