@@ -427,6 +427,16 @@ class LiveModel:
 
     # ------------------------------------------------------------------------------------------ rows
 
+    def _current_root(self, root: str) -> str:
+        """A cached root may have been folded into an older workflow since it was cached (its parent arrived
+        later): follow the merges. A workflow's root maps to itself; a merged one to the root it joined."""
+        roots = self._root
+        nxt = roots.get(root)
+        while nxt is not None and nxt != root:
+            root = nxt
+            nxt = roots.get(root)
+        return root
+
     def root_of(self, artefact_id: str) -> str:
         """The workflow an artefact belongs to: follow first sources up to the oldest known ancestor."""
         path: list[str] = []
@@ -435,7 +445,7 @@ class LiveModel:
         while True:
             cached = self._root.get(current)
             if cached is not None:
-                root = cached
+                root = self._current_root(cached)
                 break
             a = self.artefacts.get(current)
             parent = a.source_artefacts[0] if a is not None and a.source_artefacts else None
@@ -492,6 +502,7 @@ class LiveModel:
             if root is None:
                 root = self.root_of(a_id)
             else:
+                root = self._current_root(root)
                 roots[a_id] = root
             members = self._wf_members.get(root)
             if members is None:
