@@ -10,7 +10,8 @@ Measures (medians over ``--repeat`` attaches):
 - stall: the longest the event loop was late for a 10 ms timer, from app start to the end of the key test
   (``stall_max_at_s``: when, in seconds after app start; the load ends at ``loaded_s``), and
   ``stall_after_first_frame_ms``: the same from the first frame on (the load and the key test, without the
-  app's start, a stall of Textual's own: compare ``stall_floor_start_ms``, a minimal Textual app's start);
+  app's start: composing, styling and laying out holt-tui's widgets; ``stall_floor_start_ms`` is a minimal
+  Textual app's start, for comparison);
 - CPU seconds of this process for the load (``loaded_cpu_s``) and the key test (``keys_cpu_s``), and the machine's
   load average (``load_avg_1m``): on a shared machine, compare CPU seconds; ``--profile PATH`` writes cProfile
   stats of both phases;
@@ -276,8 +277,8 @@ async def attach_once(url: str, instance: str, total: int, roots: list[str], rat
             await asyncio.sleep(0.002)
         out["app_mounted_s"] = app_mounted - t0
         out["first_frame_s"] = painted[0] - t0
-        # From the first frame on (the load and the key test): the app's own start is a stall of Textual's
-        # (compose, styles, the first layout), compared with a minimal app's in ``stall_floor_start_ms``.
+        # From the first frame on (the load and the key test), without the app's start (composing, styling and
+        # laying out its widgets; a minimal app's start is ``stall_floor_start_ms``).
         running = StallMonitor()
         running.start()
         out["first_page_read_s"] = first_sunk[0] - t0

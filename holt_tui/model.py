@@ -40,6 +40,7 @@ from holt_tui.sources import DebugSnapshot, InboxSnapshot
 # depth 1 for a thread's first version and 2 for its later versions.
 Row = tuple[str, str, int]
 SEARCH_PAYLOAD_CHARS = 200_000  # a search reads at most this much of each payload
+_INSERT_SCAN = 64  # _insert_row walks back at most this many rows to place a new thread
 _PLACE_AT = 200  # apply_for places pending rows once this many artefacts wait (a scan page)
 _BY_CREATED = attrgetter("created_at_ms", "id")
 _BY_VERSION = attrgetter("version", "id")
@@ -543,11 +544,19 @@ class LiveModel:
             return False
         versions = self.threads[a.logical_id]
         if len(versions) == 1:
-            # A new thread: threads are ordered by their first artefact, so a new one goes last if it is newest.
-            last = self.artefacts[rows[-1][1]] if len(rows) > 1 else None
-            if last is not None and (last.created_at_ms, last.id) > (a.created_at_ms, a.id):
-                return False
-            rows.append(("a", a.id, 1))
+            # A new thread: threads are ordered by their first artefact. It usually goes last (the scan reads oldest
+            # first); else before the few threads that start after it (the scan's newest page was read first).
+            key = (a.created_at_ms, a.id)
+            at = len(rows)
+            for i in range(len(rows) - 1, 0, -1):
+                if rows[i][2] != 1:
+                    continue
+                if self._thread_key(rows[i][1]) < key:
+                    break
+                at = i
+                if len(rows) - i > _INSERT_SCAN:
+                    return False  # far from the end: rebuilding the workflow is as cheap
+            rows.insert(at, ("a", a.id, 1))
             return True
         if versions[-1] != a.id:
             return False  # an older version arrived late: rebuild this workflow
@@ -557,6 +566,15 @@ class LiveModel:
                 rows.insert(i + 1, ("a", a.id, 2))
                 return True
         return False
+
+    def _thread_key(self, first_row_id: str) -> tuple[int, str]:
+        """What orders a thread among its workflow's threads: its earliest artefact (created, id)."""
+        a = self.artefacts[first_row_id]
+        versions = self.threads[a.logical_id]
+        if len(versions) == 1:
+            return a.created_at_ms, a.id
+        first = min((self.artefacts[v] for v in versions), key=_BY_CREATED)
+        return first.created_at_ms, first.id
 
     def _flatten(self) -> None:
         self._rows = list(itertools.chain.from_iterable(
