@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from holt_core.artefact_record import ArtefactRecord
 from holt_core.models import Claim, ClaimStatus, Phase, PhaseState, StructuralType
 from holt_tui.feed import ClaimState, ScanPage
 from holt_tui.model import LiveModel
-from holt_tui.record import ArtefactRecord
 from holt_tui.timeline import build_timeline
 
 PER_WORKFLOW = 100

@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Input, Static, TabbedContent, TabPane
 
+from holt_core.artefact_record import ArtefactRecord
 from holt_core.errors import HoltError
 from holt_core.redis_wire import loaded_errors
 from holt_tui.breakpoint_form import BreakpointForm
@@ -49,7 +50,6 @@ from holt_tui.filtering import NO_FILTER, ListFilter
 from holt_tui.messages import ActionDone, Explained, LinkFollowed, PromptCancelled, PromptSubmitted, RowSelected
 from holt_tui.model import Change, LiveModel
 from holt_tui.payload import pretty_payload
-from holt_tui.record import ArtefactRecord
 from holt_tui.recording import Recorder
 from holt_tui.screens.help import HelpScreen
 from holt_tui.sources import ActionResult, Breakpoint, HeldDecision, InboxItem, LeaseState, Sources, null_sources

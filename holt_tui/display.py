@@ -10,6 +10,7 @@ from datetime import datetime, tzinfo
 from rich.style import Style
 from rich.text import Text
 
+from holt_core.artefact_record import ArtefactRecord
 from holt_core.audit import AuditRecord
 from holt_core.claim_stage import STAGE_TEXT, Stage, is_active
 from holt_core.models import StructuralType, is_approval
@@ -19,7 +20,6 @@ from holt_tui.feed import ClaimState
 from holt_tui.layout import layered_layout
 from holt_tui.model import AgentRow, LiveModel, LogLine, Row
 from holt_tui.payload import PayloadText, payload_diff, pretty_payload
-from holt_tui.record import ArtefactRecord
 from holt_tui.sources import Breakpoint, HeldDecision, InboxItem
 
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from holt_core.artefact_record import ArtefactRecord
 from holt_core.audit import AuditRecord
 from holt_core.models import Artefact, Claim, WorkflowEvent
-from holt_tui.record import ArtefactRecord
 from holt_tui.sources import DebugSnapshot, InboxSnapshot
 
 RECORDING_VERSION = 1

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 
+from holt_core.artefact_record import ArtefactRecord
 from holt_core.audit import AuditRecord
 from holt_core.claim_stage import ClaimFacts, Stage, claim_stage, delivered_roles, is_active
 from holt_core.models import Artefact, ClaimStatus, StructuralType, WorkflowEvent, is_approval
@@ -33,7 +34,6 @@ from holt_tui.feed import (
     WorkflowSeen,
 )
 from holt_tui.filtering import NO_FILTER, ListFilter, Subject
-from holt_tui.record import ArtefactRecord
 from holt_tui.sources import DebugSnapshot, InboxSnapshot
 
 # A graph row: ("w", root artefact id, 0) heads a workflow; ("a", artefact id, depth) is one artefact,

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from holt_core.artefact_record import HASH_FIELDS, ArtefactRecord, records_from_rows
 from holt_core.audit import AuditRecord
 from holt_core.blackboard import Blackboard, next_message
 from holt_core.cli.common import redis_client
@@ -47,7 +48,6 @@ from holt_tui.feed import (
     ScanPage,
     WorkflowSeen,
 )
-from holt_tui.record import HASH_FIELDS, ArtefactRecord, records_from_rows
 from holt_tui.sources import Sources
 
 if TYPE_CHECKING:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, tzinfo
 from typing import Any
 
+from holt_core.artefact_record import ArtefactRecord
 from holt_core.audit import AuditRecord
 from holt_core.models import ClaimStatus, Phase
 from holt_tui.feed import (
@@ -44,7 +45,6 @@ from holt_tui.feed import (
     ScanPage,
 )
 from holt_tui.model import LiveModel, LogLine
-from holt_tui.record import ArtefactRecord
 from holt_tui.sources import DebugSnapshot, HeldDecision, InboxItem, InboxSnapshot
 
 JOURNAL_LIMIT = 20_000  # live claim states kept for history mode (older ones fall back to the rebuilt history)

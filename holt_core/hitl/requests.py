@@ -34,6 +34,7 @@ from holt_core.hitl.models import (
 from holt_core.hitl.policy import HitlPolicy, QuestionPolicy, RiskPolicy
 from holt_core.hitl.proofs import Proof, SystemProof, honour, needs_system_proof, proof_keys
 from holt_core.identity import SYSTEM_TIMEOUT, human_role, is_human_role, operator_of_role
+from holt_core.keys import escape_glob
 from holt_core.models import Artefact, StructuralType, dumps, new_id, now_ms
 from holt_core.transaction import Tx
 
@@ -167,8 +168,6 @@ class RequestStore:
         needs one. Returns how many were proven (0 when already done)."""
         if await self.bb.redis.exists(self.keys.hitl_system_proofs_from):
             return 0
-        from holt_core.keys import escape_glob
-
         head = self.keys.hitl_request("")
         ids = sorted({str(k)[len(head):] async for k in self.bb.redis.scan_iter(
             match=f"{escape_glob(head)}*", count=1000)})
@@ -176,14 +175,19 @@ class RequestStore:
         for start in range(0, len(ids), 500):
             batch = ids[start:start + 500]
             rows = await self.bb.hgetall_many([self.keys.hitl_request(i) for i in batch])
+            closed: list[HitlRequest] = []
             for request_id, raw in zip(batch, rows, strict=True):
                 try:
                     req = HitlRequest.from_hash(raw, self.keys.hitl_request(request_id)) if raw else None
                 except HoltError:
                     continue
                 if req is not None and needs_system_proof(req):
-                    proven += bool(await self.bb.redis.set(self.keys.hitl_system_proof(req.id),
-                                                           SystemProof.of(req).to_json(), nx=True))
+                    closed.append(req)
+            if closed:  # one round trip per batch, not one per request
+                async with self.bb.redis.pipeline(transaction=False) as pipe:
+                    for req in closed:
+                        pipe.set(self.keys.hitl_system_proof(req.id), SystemProof.of(req).to_json(), nx=True)
+                    proven += sum(bool(done) for done in await pipe.execute())
         if await self.bb.redis.set(self.keys.hitl_system_proofs_from, str(now_ms()), nx=True):
             await self.bb.audit.append(operator=SYSTEM_ORCHESTRATOR, action="system_proofs_started",
                                        details={"closed_before": proven})
@@ -204,8 +208,6 @@ class RequestStore:
             return candidate
         if len(candidate) < 6:
             raise NotFound(f"request '{text}' not found", hint="use the id shown by holt questions / holt pending")
-        from holt_core.keys import escape_glob
-
         head = self.keys.hitl_request("")
         matches = sorted({str(k)[len(head):] async for k in self.bb.redis.scan_iter(
             match=f"{escape_glob(head)}{escape_glob(candidate)}*", count=1000)})
